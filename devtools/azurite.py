@@ -1,0 +1,109 @@
+"""Start Azurite (the pinned npm package) on free ports, with its data in an ignored folder.
+
+    python -m devtools.azurite            # runs until Ctrl-C, prints the connection string
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from devtools.serving import free_port
+from functions.storage import development_connection_string
+
+ROOT = Path(__file__).resolve().parent.parent
+BINARY = ROOT / "node_modules" / ".bin" / "azurite"
+
+
+def ensure_installed() -> None:
+    if BINARY.exists():
+        return
+    if not shutil.which("npm"):
+        raise RuntimeError("Azurite needs Node.js 20 and npm: install them, then run `npm ci`")
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=ROOT, check=True)
+
+
+class Azurite:
+    """One Azurite process; `connection_string` reaches its blob, queue and table services."""
+
+    def __init__(self, location: str | os.PathLike[str] | None = None, in_memory: bool = False) -> None:
+        self.location = Path(location) if location else Path(tempfile.mkdtemp(prefix="azurite-"))
+        self.in_memory = in_memory
+        self.ports = (free_port(), free_port(), free_port())
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return development_connection_string(*self.ports)
+
+    def start(self, timeout: float = 30) -> Azurite:
+        ensure_installed()
+        self.location.mkdir(parents=True, exist_ok=True)
+        blob, queue, table = self.ports
+        args = [str(BINARY), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+                "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
+                "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table)]
+        # In memory is faster for tests; the log still goes to `location`.
+        args += ["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]
+        log = open(self.location / "azurite.log", "ab")
+        # A process group of its own so that stop() ends node and anything it spawned.
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            while not _accepts(port):
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"Azurite exited with {self.process.returncode}; see {self.location / 'azurite.log'}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"Azurite did not open port {port} within {timeout} s")
+                time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports and data (tests of storage outages)."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Azurite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def main() -> None:
+    azurite = Azurite(location=ROOT / ".azurite").start()
+    print(f"Azurite is running. AzureWebJobsStorage={azurite.connection_string}", flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        azurite.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

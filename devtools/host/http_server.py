@@ -1,0 +1,80 @@
+"""Serve the app's HTTP functions under /api, as the Functions host does, with function keys."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import azure.functions as func
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from .bindings import FunctionSpec, starlette_path
+
+log = logging.getLogger(__name__)
+
+# The Functions host caps request bodies at 100 MB; the app applies its own, smaller limits.
+MAX_BODY_BYTES = 100 * 1024 * 1024
+
+
+def build_http_app(specs: list[FunctionSpec], *, function_key: str) -> Starlette:
+    routes = [
+        Route(starlette_path(spec.route), _endpoint(spec, function_key), methods=spec.methods, name=spec.name)
+        for spec in specs
+        if spec.trigger == "httpTrigger"
+    ]
+    return Starlette(routes=routes)
+
+
+def _authorized(request: Request, spec: FunctionSpec, function_key: str) -> bool:
+    if spec.auth_level == "ANONYMOUS":
+        return True
+    given = request.headers.get("x-functions-key") or request.query_params.get("code") or ""
+    return hmac.compare_digest(given.encode(), function_key.encode())
+
+
+def _endpoint(spec: FunctionSpec, function_key: str):
+    async def endpoint(request: Request) -> Response:
+        if not _authorized(request, spec, function_key):
+            return PlainTextResponse("Unauthorized", status_code=401)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return PlainTextResponse("Request body too large", status_code=413)
+        http_request = func.HttpRequest(
+            method=request.method,
+            url=str(request.url),
+            headers=dict(request.headers),
+            params=dict(request.query_params),
+            route_params={k: str(v) for k, v in request.path_params.items()},
+            body=body,
+        )
+        try:
+            if spec.is_async:
+                result = await spec.handler(**{spec.arg_name: http_request})
+            else:
+                result = await run_in_threadpool(spec.handler, **{spec.arg_name: http_request})
+        except Exception:
+            # As in Azure: a failing invocation is a 500 and a log line, never a dead host.
+            log.exception("function %s failed", spec.name)
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        return _to_starlette(result)
+
+    return endpoint
+
+
+def _to_starlette(result: Any) -> Response:
+    if result is None:
+        return Response(status_code=204)
+    if isinstance(result, str):
+        return PlainTextResponse(result)
+    headers = {k: v for k, v in result.headers.items() if k.lower() != "content-type"}
+    content_type = result.headers.get("Content-Type") or (
+        f"{result.mimetype}; charset={result.charset}" if result.mimetype and result.mimetype.startswith("text/") else result.mimetype
+    )
+    if content_type:
+        headers["Content-Type"] = content_type
+    return Response(content=result.get_body(), status_code=result.status_code, headers=headers)

@@ -1,0 +1,14 @@
+"""The Azure Functions entry point: the whole app on one screen.
+
+Each trigger module holds one blueprint; the logic lives in plain modules they import lazily,
+so importing this file stays cheap (cold start) and never fails on settings.
+"""
+
+import azure.functions as func
+
+from functions import http_connections, http_signin, http_status, http_webhook, queue_sync, timer_maintenance
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for trigger_module in (http_signin, http_webhook, queue_sync, timer_maintenance, http_connections, http_status):
+    app.register_functions(trigger_module.bp)

@@ -1,0 +1,1 @@
+"""onedrive-mirror: triggers (`http_*`, `queue_*`, `timer_*`) over a core free of azure.functions."""

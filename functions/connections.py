@@ -1,0 +1,206 @@
+"""Connections: one per connected Microsoft account, with its profile and its status.
+
+A connection id is derived from the Microsoft account id, so connecting the same account again
+lands on the same id (and the same mirror) without a lookup, even from two browsers at once.
+Different owners update different fields (sign-in the profile, subscriptions the expiry, the sync
+worker its counters), so every update is a MERGE of just the fields it names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Iterator
+
+from . import storage
+
+PARTITION = "connection"
+_NAMESPACE = uuid.UUID("6f9b7a52-3c1e-4f0a-9a57-0d1e5b1c2a3d")
+
+
+class ConnectionState(StrEnum):
+    ACTIVE = "active"
+    REAUTH_REQUIRED = "reauth_required"  # the refresh token was refused; the user must sign in again
+    DISCONNECTED = "disconnected"
+
+
+class ConnectionNotFound(LookupError):
+    pass
+
+
+def connection_id_for(account_id: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"msa:{account_id.lower()}"))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Connection:
+    connection_id: str
+    account_id: str
+    drive_id: str
+    display_name: str = ""
+    email: str = ""
+    ref: str = ""
+    state: ConnectionState = ConnectionState.ACTIVE
+    created_at: datetime | None = None
+    connected_at: datetime | None = None
+    subscription_id: str = ""
+    subscription_expires_at: datetime | None = None
+    # Written by the sync worker.
+    last_sync_started_at: datetime | None = None
+    last_sync_finished_at: datetime | None = None
+    last_sync_error: str = ""
+    items_copied: int = 0
+    bytes_copied: int = 0
+    items_moved: int = 0
+    items_deleted: int = 0
+    items_skipped: int = 0
+    items_failed: int = 0
+    # Written by the token vault and the maintenance timer.
+    last_token_refresh_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any]) -> Connection:
+        known = {f.name for f in fields(cls)} - {"connection_id", "extra"}
+        values = {name: entity[name] for name in known if entity.get(name) is not None}
+        if "state" in values:
+            values["state"] = ConnectionState(values["state"])
+        for name, value in values.items():
+            if isinstance(value, datetime) and value.tzinfo is None:
+                values[name] = value.replace(tzinfo=timezone.utc)
+        extra = {k: v for k, v in entity.items() if k not in known and k not in ("PartitionKey", "RowKey")}
+        return cls(connection_id=entity["RowKey"], extra=extra, **values)
+
+    def to_public(self) -> dict[str, Any]:
+        """What the product API and the status page may show: never a token."""
+        return {
+            "id": self.connection_id,
+            "state": str(self.state),
+            "account": {"id": self.account_id, "name": self.display_name, "email": self.email},
+            "driveId": self.drive_id,
+            "ref": self.ref,
+            "createdAt": _iso(self.created_at),
+            "connectedAt": _iso(self.connected_at),
+            "subscriptionExpiresAt": _iso(self.subscription_expires_at),
+            "lastSync": {
+                "startedAt": _iso(self.last_sync_started_at),
+                "finishedAt": _iso(self.last_sync_finished_at),
+                "error": self.last_sync_error or None,
+                "itemsCopied": self.items_copied,
+                "bytesCopied": self.bytes_copied,
+                "itemsMoved": self.items_moved,
+                "itemsDeleted": self.items_deleted,
+                "itemsSkipped": self.items_skipped,
+                "itemsFailed": self.items_failed,
+            },
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _table():
+    return storage.table(storage.Tables.CONNECTIONS)
+
+
+def get(connection_id: str) -> Connection | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return Connection.from_entity(_table().get_entity(PARTITION, connection_id))
+    except ResourceNotFoundError:
+        return None
+
+
+def require(connection_id: str) -> Connection:
+    found = get(connection_id)
+    if found is None:
+        raise ConnectionNotFound(connection_id)
+    return found
+
+
+def save_profile(*, account_id: str, drive_id: str, display_name: str, email: str, ref: str) -> Connection:
+    """Create the connection, or bring an existing one back to `active` with a fresh profile."""
+    from azure.data.tables import UpdateMode
+
+    connection_id = connection_id_for(account_id)
+    now = utcnow()
+    existing = get(connection_id)
+    entity: dict[str, Any] = {
+        "PartitionKey": PARTITION,
+        "RowKey": connection_id,
+        "account_id": account_id,
+        "drive_id": drive_id,
+        "display_name": display_name,
+        "email": email,
+        "state": str(ConnectionState.ACTIVE),
+        "connected_at": now,
+        "last_sync_error": "",
+    }
+    if ref or existing is None:
+        entity["ref"] = ref
+    if existing is None or existing.created_at is None:
+        entity["created_at"] = now
+    _table().upsert_entity(entity, mode=UpdateMode.MERGE)
+    return require(connection_id)
+
+
+def update(connection_id: str, **values: Any) -> None:
+    """Merge the named fields into the connection's row (it must exist)."""
+    from azure.data.tables import UpdateMode
+
+    entity = {"PartitionKey": PARTITION, "RowKey": connection_id}
+    for name, value in values.items():
+        entity[name] = str(value) if isinstance(value, StrEnum) else value
+    _table().update_entity(entity, mode=UpdateMode.MERGE)
+
+
+def set_state(connection_id: str, state: ConnectionState, *, error: str = "") -> None:
+    values: dict[str, Any] = {"state": state}
+    if error:
+        values["last_sync_error"] = error
+    update(connection_id, **values)
+
+
+def delete(connection_id: str) -> None:
+    _table().delete_entity(PARTITION, connection_id)
+
+
+def iterate(*, ref: str | None = None, states: tuple[ConnectionState, ...] | None = None) -> Iterator[Connection]:
+    """Every connection, optionally only those of one product user or in some states."""
+    query = f"PartitionKey eq '{PARTITION}'"
+    parameters: dict[str, Any] = {}
+    if ref is not None:
+        query += " and ref eq @ref"
+        parameters["ref"] = ref
+    for entity in _table().query_entities(query, parameters=parameters):
+        connection = Connection.from_entity(entity)
+        if states is None or connection.state in states:
+            yield connection
+
+
+def page(*, ref: str | None, limit: int, after: str | None) -> tuple[list[Connection], str | None]:
+    """One page ordered by id; returns the page and the id to continue after (or None)."""
+    query = f"PartitionKey eq '{PARTITION}'"
+    parameters: dict[str, Any] = {}
+    if ref is not None:
+        query += " and ref eq @ref"
+        parameters["ref"] = ref
+    if after:
+        query += " and RowKey gt @after"
+        parameters["after"] = after
+    found: list[Connection] = []
+    for entity in _table().query_entities(query, parameters=parameters, results_per_page=limit):
+        found.append(Connection.from_entity(entity))
+        if len(found) > limit:
+            break
+    more = len(found) > limit
+    found = found[:limit]
+    return found, (found[-1].connection_id if more and found else None)

@@ -1,0 +1,70 @@
+"""Queue messages between the triggers, parsed at the edge into small typed objects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import storage
+
+
+class BadMessage(ValueError):
+    """A queue message that can never be processed (kept in the poison queue for inspection)."""
+
+
+def _json_object(body: bytes | str) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadMessage(f"not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise BadMessage("not a JSON object")
+    return payload
+
+
+def _text(payload: dict[str, Any], name: str, *, required: bool = True, limit: int = 200) -> str:
+    value = payload.get(name, "")
+    if not isinstance(value, str) or len(value) > limit or (required and not value):
+        raise BadMessage(f"field {name!r} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """"Bring this connection's mirror up to date." `reason` is for logs and status only."""
+
+    connection_id: str
+    reason: str = "notification"
+
+    @classmethod
+    def from_message(cls, body: bytes | str) -> SyncRequest:
+        payload = _json_object(body)
+        return cls(_text(payload, "connection_id"), _text(payload, "reason", required=False) or "notification")
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MaintenanceTask:
+    """Per-connection upkeep, fanned out by the maintenance timer."""
+
+    connection_id: str
+    action: str  # "renew_subscription" | "refresh_token" | "safety_sync" | ...
+
+    @classmethod
+    def from_message(cls, body: bytes | str) -> MaintenanceTask:
+        payload = _json_object(body)
+        return cls(_text(payload, "connection_id"), _text(payload, "action"))
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def enqueue_sync(connection_id: str, reason: str, *, delay_seconds: int = 0) -> None:
+    storage.send(storage.Queues.SYNC, SyncRequest(connection_id, reason).to_message(), delay_seconds=delay_seconds)
+
+
+def enqueue_maintenance(task: MaintenanceTask, *, delay_seconds: int = 0) -> None:
+    storage.send(storage.Queues.MAINTENANCE, task.to_message(), delay_seconds=delay_seconds)

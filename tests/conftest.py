@@ -1,0 +1,7 @@
+"""Shared fixtures: Azurite, the OneDrive emulator, the app configured against both."""
+
+pytest_plugins = [
+    "tests.fixtures.storage",
+    "tests.fixtures.emulator",
+    "tests.fixtures.app",
+]
