@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.storage",
     "tests.fixtures.emulator",
     "tests.fixtures.app",
+    "tests.fixtures.connected",
 ]
