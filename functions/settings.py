@@ -39,6 +39,9 @@ class Settings:
     sync_time_budget_seconds: float
     subscription_renewal_window_hours: float
     subscription_writes_per_20s: int
+    # Downloads: bodies up to this size go through the function; larger ones redirect to a SAS.
+    download_redirect: str = "large"  # "large" | "always" | "never"
+    download_inline_max_bytes: int = 16 * 1024 * 1024
 
     @property
     def redirect_uri(self) -> str:
@@ -74,6 +77,10 @@ DEFAULTS: dict[str, str | None] = {
     "SYNC_TIME_BUDGET_SECONDS": "240",
     "SUBSCRIPTION_RENEWAL_WINDOW_HOURS": "72",
     "SUBSCRIPTION_WRITES_PER_20S": "500",
+    # Redirect downloads to a short-lived read-only SAS URL: "large" (above DOWNLOAD_INLINE_MAX_BYTES),
+    # "always", or "never" (then larger files are served in Range chunks only).
+    "DOWNLOAD_REDIRECT": "large",
+    "DOWNLOAD_INLINE_MAX_BYTES": "16777216",
     # Read by the host from the timer decorator (%MAINTENANCE_SCHEDULE%), listed for the contract.
     "MAINTENANCE_SCHEDULE": "0 */30 * * * *",
 }
@@ -105,6 +112,13 @@ def _number(name: str, minimum: float) -> float:
         raise SettingsError(f"Setting {name} must be a number, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"Setting {name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    value = _raw(name).lower()
+    if value not in allowed:
+        raise SettingsError(f"Setting {name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
 
 
@@ -160,6 +174,8 @@ def settings() -> Settings:
         sync_time_budget_seconds=_number("SYNC_TIME_BUDGET_SECONDS", 10),
         subscription_renewal_window_hours=_number("SUBSCRIPTION_RENEWAL_WINDOW_HOURS", 1),
         subscription_writes_per_20s=int(_number("SUBSCRIPTION_WRITES_PER_20S", 1)),
+        download_redirect=_choice("DOWNLOAD_REDIRECT", ("large", "always", "never")),
+        download_inline_max_bytes=int(_number("DOWNLOAD_INLINE_MAX_BYTES", 65536)),
     )
 
 
