@@ -1,0 +1,95 @@
+"""Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
+
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale]
+
+`--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+import warnings
+
+from . import report
+
+ORDER = ("cold_start", "webhook", "copy", "delta", "scale")
+
+
+def _cold_start(quick: bool) -> report.Section:
+    from . import cold_start
+
+    runs = 5 if quick else 15
+    section = report.Section(f"Cold start: import function_app against azure.functions alone (median of {runs} fresh interpreters)").start()
+    figures = cold_start.measure(runs)
+    figures["ratio"] = figures["app_ms"] / figures["baseline_ms"]
+    section.line(f"import azure.functions  {figures['baseline_ms']:8.1f} ms   (baseline)")
+    section.line(f"import function_app     {figures['app_ms']:8.1f} ms   ratio {figures['ratio']:.2f} (target ≤ 1.5: "
+                 f"{'met' if figures['ratio'] <= 1.5 else 'MISSED'})")
+    section.figures.update(figures)
+    return section
+
+
+def _webhook(quick: bool) -> report.Section:
+    from . import webhook
+
+    return webhook.run(clients=4, requests=400 if quick else 3000)
+
+
+def _copy(quick: bool) -> report.Section:
+    from . import copy
+
+    return copy.run(size_mb=64 if quick else 1024, small_files=500 if quick else 10_000)
+
+
+def _delta(quick: bool) -> report.Section:
+    from . import delta
+
+    return delta.run(items=2000 if quick else 100_000, changes=100)
+
+
+def _scale(quick: bool) -> report.Section:
+    from . import scale
+
+    return scale.run(rows=1000 if quick else 5000)
+
+
+RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "scale": _scale}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="scaled-down smoke run")
+    parser.add_argument("--only", default=",".join(ORDER), help="comma-separated subset of " + ", ".join(ORDER))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the app's retry warnings are not figures
+    warnings.filterwarnings("ignore")
+    wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(wanted) - set(RUNNERS)
+    if unknown:
+        parser.error(f"unknown benchmarks: {sorted(unknown)}")
+    print(f"Machine: {report.machine()}\n", flush=True)
+    sections, failed = [], []
+    for name in wanted:
+        started = time.monotonic()
+        try:
+            section = RUNNERS[name](args.quick)
+        except Exception as error:  # one broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            section = report.Section(f"{name}: FAILED").start()
+            section.line(f"{type(error).__name__}: {str(error)[:300]}")
+            failed.append(name)
+        section.line(f"({time.monotonic() - started:.0f} s)")
+        print(flush=True)
+        sections.append(section)
+    command = "scripts/bench" + (" --quick" if args.quick else "") + ("" if wanted == list(ORDER) else f" --only {args.only}")
+    path = report.write_markdown(sections, command=command)
+    print(f"written to {path.relative_to(report.RESULTS.parent.parent)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Figures: percentiles, the machine they came from, and the Markdown file the README quotes."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), linear between closest ranks; what "p99" means in the figures."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[min(998, max(0, round(q * 10) - 1))]
+
+
+def machine() -> str:
+    """One line: CPU count and model, memory, Python, OS."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        memory = f"{kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    parts = [f"{os.cpu_count()} CPUs" + (f" ({model})" if model else ""), memory,
+             f"Python {platform.python_version()}", f"{platform.system()} {platform.release()}"]
+    return ", ".join(p for p in parts if p)
+
+
+@dataclass
+class Section:
+    """One benchmark's printed figures, kept for the results file."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def line(self, text: str = "") -> None:
+        print(("  " + text) if text else "", flush=True)
+        self.lines.append(text)
+
+    def start(self) -> Section:
+        print(self.title, flush=True)
+        return self
+
+
+def write_markdown(sections: list[Section], *, command: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "latest.md"
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"# Benchmark figures ({stamp})", "", f"Machine: {machine()}", "", f"Command: `{command}`", ""]
+    for section in sections:
+        out += [f"## {section.title}", "", "```", *section.lines, "```", ""]
+    path.write_text("\n".join(out))
+    return path
+
+
+def rss_peak_mb() -> float:
+    """This process's resident-set high-water mark, in MB (Linux reports KiB)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 1024 / 1024
+
+
+def rss_mb() -> float:
+    """Resident set size now, in MB."""
+    return _status_kib("VmRSS") / 1024
+
+
+def reset_rss_peak() -> None:
+    """Restart the high-water mark (Linux ≥ 4.0), so that a peak measures one phase, not imports."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def rss_high_water_mb() -> float:
+    """Peak resident set since `reset_rss_peak()` (or since start), in MB."""
+    try:
+        return _status_kib("VmHWM") / 1024
+    except (OSError, StopIteration):
+        return rss_peak_mb()
+
+
+def _status_kib(field_name: str) -> int:
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field_name + ":"))
+    return int(line.split()[1])
