@@ -19,6 +19,7 @@ class FunctionSpec:
     arg_name: str
     handler: Callable[..., Any]
     binding: dict[str, Any]  # the trigger binding, %SETTING% placeholders resolved
+    other_bindings: tuple[dict[str, Any], ...] = ()  # input/output bindings besides the trigger
 
     @property
     def is_async(self) -> bool:
@@ -77,7 +78,9 @@ def load(app: func.FunctionApp, environ: dict[str, str] | None = None) -> list[F
         bindings = json.loads(function.get_function_json())["bindings"]
         trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
         resolved = {key: resolve(value, environ) for key, value in trigger.items()}
-        specs.append(FunctionSpec(function.get_function_name(), trigger["type"], trigger["name"], function.get_user_function(), resolved))
+        others = tuple(b for b in bindings if b is not trigger and b["type"] != "http")  # "http" = the HTTP return value
+        specs.append(FunctionSpec(function.get_function_name(), trigger["type"], trigger["name"],
+                                  function.get_user_function(), resolved, others))
     return specs
 
 

@@ -10,7 +10,7 @@ import azure.functions as func
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .bindings import FunctionSpec, starlette_path
@@ -22,11 +22,14 @@ MAX_BODY_BYTES = 100 * 1024 * 1024
 
 
 def build_http_app(specs: list[FunctionSpec], *, function_key: str) -> Starlette:
+    http_specs = [spec for spec in specs if spec.trigger == "httpTrigger"]
     routes = [
         Route(starlette_path(spec.route), _endpoint(spec, function_key), methods=spec.methods, name=spec.name)
-        for spec in specs
-        if spec.trigger == "httpTrigger"
+        for spec in http_specs
     ]
+    # What Core Tools answers too: a landing page and the host status (readiness checks use it).
+    routes.append(Route("/", lambda request: PlainTextResponse(f"The function app is running: {len(specs)} functions.")))
+    routes.append(Route("/admin/host/status", lambda request: JSONResponse({"state": "Running", "functions": len(specs)})))
     return Starlette(routes=routes)
 
 
