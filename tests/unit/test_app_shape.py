@@ -12,7 +12,10 @@ from tests.fixtures.app import function_specs
 ROOT = Path(__file__).resolve().parents[2]
 
 # name -> (trigger, details). Each trigger module adds its functions here.
-EXPECTED: dict[str, tuple[str, dict]] = {}
+EXPECTED: dict[str, tuple[str, dict]] = {
+    "connect": ("httpTrigger", {"route": "connect", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
+    "oauth_callback": ("httpTrigger", {"route": "oauth/callback", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
+}
 
 
 def test_importing_the_app_needs_no_settings():
