@@ -15,6 +15,16 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED: dict[str, tuple[str, dict]] = {
     "connect": ("httpTrigger", {"route": "connect", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
     "oauth_callback": ("httpTrigger", {"route": "oauth/callback", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
+    "notifications": ("httpTrigger", {"route": "notifications", "authLevel": "ANONYMOUS", "methods": ["POST"]}),
+    "lifecycle": ("httpTrigger", {"route": "lifecycle", "authLevel": "ANONYMOUS", "methods": ["POST"]}),
+    "maintenance_timer": ("timerTrigger", {"schedule": "0 */30 * * * *", "runOnStartup": False}),
+    "maintenance_worker": ("queueTrigger", {"queueName": "maintenance-tasks", "connection": "AzureWebJobsStorage"}),
+    "list_connections": ("httpTrigger", {"route": "connections", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    "get_connection": ("httpTrigger", {"route": "connections/{id}", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    "delete_connection": ("httpTrigger", {"route": "connections/{id}", "authLevel": "FUNCTION", "methods": ["DELETE"]}),
+    "list_files": ("httpTrigger", {"route": "connections/{id}/files", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    "download_file": ("httpTrigger", {"route": "connections/{id}/files/{*path}", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    "openapi_document": ("httpTrigger", {"route": "openapi.json", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
 }
 
 
