@@ -283,7 +283,6 @@ class Drive:
                 if item.kind != kind:
                     raise DriveError(f"{path!r} exists and is a {item.kind}")
                 item.content_version += 1
-                item.created = item.created
             else:
                 item = self._new_item(parts[-1], parent.id, kind)
             item.content = content
@@ -492,4 +491,4 @@ class Drive:
 
 
 def _split(path: str) -> list[str]:
-    return [part for part in path.replace("\\", "/").split("/") if part]
+    return [part for part in path.split("/") if part]

@@ -1,0 +1,149 @@
+"""DriveItem JSON, as Graph shapes it for OneDrive Personal (microsoft.md §3)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from .content import ZERO_HASH
+from .drive import Drive, Item, graph_time
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+
+def quirky_drive_id(emu: "Emulator", drive_id: str) -> str:
+    """parentReference.driveId as the real service sometimes spells it (sync-scenarios #14)."""
+    quirk = emu.options.drive_id_quirk
+    if quirk == "drop_leading_zero":
+        return drive_id.lstrip("0") or "0"
+    if quirk == "upper":
+        return drive_id.upper()
+    return drive_id
+
+
+def drive_json(emu: "Emulator", drive: Drive) -> dict:
+    used = 0
+    with drive.lock:
+        for item in drive.items.values():
+            if item.kind == "file" and not item.deleted and item.content is not None:
+                used += item.content.size
+    total = 5 * 1024**3 if used < 5 * 1024**3 else 1024**4
+    return {
+        "@odata.context": f"{emu.graph_base_url}/$metadata#drives/$entity",
+        "id": drive.id,
+        "driveType": "personal",
+        "name": "OneDrive",
+        "createdDateTime": graph_time(drive.created),
+        "lastModifiedDateTime": graph_time(drive.created),
+        "webUrl": f"{emu.base_url}/drive?user={drive.owner_id}",
+        "owner": {"user": {"displayName": drive.owner_name, "id": drive.owner_id}},
+        "quota": {
+            "deleted": 0,
+            "remaining": total - used,
+            "state": "normal",
+            "total": total,
+            "used": used,
+            "storagePlanInformation": {"upgradeAvailable": True},
+        },
+    }
+
+
+def item_json(emu: "Emulator", drive: Drive, item: Item, in_delta: bool = False) -> dict:
+    if item.deleted:
+        return tombstone_json(emu, drive, item)
+    body: dict = {
+        "createdDateTime": graph_time(item.created),
+        "cTag": item.ctag,
+        "eTag": item.etag,
+        "id": item.id,
+        "lastModifiedDateTime": graph_time(item.modified),
+        "name": item.name,
+        "size": item.size,
+        "webUrl": f"{emu.base_url}/drive?user={drive.owner_id}&item={quote(item.id)}",
+        "createdBy": {"user": {"displayName": drive.owner_name, "id": drive.owner_id}},
+        "lastModifiedBy": {"user": {"displayName": drive.owner_name, "id": drive.owner_id}},
+        "fileSystemInfo": {
+            "createdDateTime": graph_time(item.created),
+            "lastModifiedDateTime": graph_time(item.modified),
+        },
+    }
+    parent_reference: dict = {"driveId": quirky_drive_id(emu, drive.id), "driveType": "personal"}
+    if item.parent_id is not None:
+        parent_reference["id"] = item.parent_id
+        if not in_delta:
+            # Never in delta (microsoft.md §3); present on plain item reads.
+            parent = drive.get(item.parent_id)
+            parent_path = drive.path_of(parent) if parent is not None else ""
+            parent_reference["path"] = "/drive/root:" + (f"/{parent_path}" if parent_path else "")
+    body["parentReference"] = parent_reference
+    if item.kind == "root":
+        body["root"] = {}
+        body["name"] = "root"
+    if item.kind in ("root", "folder"):
+        body["folder"] = {
+            "childCount": 0 if in_delta else len(item.children),
+            "view": {"viewType": "thumbnails", "sortBy": "name", "sortOrder": "ascending"},
+        }
+        if not in_delta:
+            body["size"] = _folder_size(drive, item)
+    elif item.kind == "package":
+        body["package"] = {"type": "oneNote"}
+    elif item.kind == "remote":
+        body["remoteItem"] = dict(item.remote or {})
+    else:
+        body["file"] = {"mimeType": item.mime_type, "hashes": _hashes(emu, item)}
+        if item.malware:
+            body["malware"] = {"description": "Malware was detected in this file."}
+        body["@microsoft.graph.downloadUrl"] = emu.download_url(drive, item)
+    return body
+
+
+def _hashes(emu: "Emulator", item: Item) -> dict:
+    if item.size == 0 and emu.options.zero_byte_empty_hashes and item.listed_hash is None:
+        return {}
+    value = item.quick_xor_hash()
+    return {"quickXorHash": value} if value is not None else {}
+
+
+def _folder_size(drive: Drive, folder: Item) -> int:
+    # Cheap enough for the drive page and item reads; never computed in delta.
+    if len(drive.items) > 20000:
+        return 0
+    total, stack = 0, [folder]
+    while stack:
+        node = stack.pop()
+        for child_id in node.children.values():
+            child = drive.items[child_id]
+            if child.kind == "file":
+                total += child.size
+            else:
+                stack.append(child)
+    return total
+
+
+def tombstone_json(emu: "Emulator", drive: Drive, item: Item) -> dict:
+    """A deleted item on a personal drive: no name, size or cTag; a zero hash; the parent
+    pointing at the root (microsoft.md §3, sync-scenarios #8)."""
+    parent_id = drive.root_id if emu.options.tombstone_parent_root else item.parent_id
+    body: dict = {
+        "createdDateTime": graph_time(item.created),
+        "id": item.id,
+        "lastModifiedDateTime": graph_time(item.modified),
+        "parentReference": {"driveId": quirky_drive_id(emu, drive.id), "driveType": "personal", "id": parent_id},
+        "deleted": {"state": "deleted"},
+    }
+    if item.kind in ("folder", "remote"):
+        body["folder"] = {"childCount": 0}
+    elif item.kind == "package":
+        body["package"] = {"type": "oneNote"}
+    else:
+        body["file"] = {"mimeType": item.mime_type, "hashes": {"quickXorHash": ZERO_HASH}}
+    return body
+
+
+def select_fields(body: dict, select: list[str] | None) -> dict:
+    if not select:
+        return body
+    keep = {name.strip() for name in select} | {"id", "deleted"}
+    return {key: value for key, value in body.items() if key in keep}
