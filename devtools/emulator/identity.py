@@ -346,6 +346,8 @@ class Identity:
         hint = params.get("login_hint", "").lower()
         users = self.emu.users
         hinted = next((u for u in users if u.email.lower() == hint), None)
+        # A browser can also pick the account with an "emulator_user" cookie (user id).
+        hinted = hinted or self.emu.user_by_id(request.cookies.get("emulator_user", ""))
         prompt = params.get("prompt", "")
         if prompt == "none":
             user = hinted or (users[0] if len(users) == 1 else None)
