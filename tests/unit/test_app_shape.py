@@ -25,6 +25,8 @@ EXPECTED: dict[str, tuple[str, dict]] = {
     "list_files": ("httpTrigger", {"route": "connections/{id}/files", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "download_file": ("httpTrigger", {"route": "connections/{id}/files/{*path}", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "openapi_document": ("httpTrigger", {"route": "openapi.json", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
+    "status_overview": ("httpTrigger", {"route": "status", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    "status_mirror": ("httpTrigger", {"route": "status/connections/{id}", "authLevel": "FUNCTION", "methods": ["GET"]}),
 }
 
 

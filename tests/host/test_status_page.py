@@ -1,0 +1,129 @@
+"""The status page: connections and their health, a browser of each mirror, escaped, never a token."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from functions import connections, storage
+
+HOSTILE = '<script>alert("x")</script>'
+
+
+def add_connection(account_id: str, name: str, email: str, **fields) -> str:
+    connection = connections.save_profile(account_id=account_id, drive_id=f"d{account_id}", display_name=name,
+                                          email=email, ref="")
+    if fields:
+        connections.update(connection.connection_id, **fields)
+    return connection.connection_id
+
+
+def put_blob(connection_id: str, path: str, data: bytes, quick_xor: str = "AAAAAAAAAAAAAAAAAAAAAAAAAAA=") -> None:
+    storage.files_container().upload_blob(f"{connection_id}/{path}", data, overwrite=True,
+                                          metadata={"item_id": "ID" + str(len(path)), "etag": "e", "quickxorhash": quick_xor})
+
+
+@pytest.fixture
+def status(app_server):
+    with app_server.client(timeout=30) as client:
+        yield client
+
+
+def test_status_needs_the_function_key(app_server):
+    assert httpx.get(f"{app_server.url}/api/status").status_code == 401
+    assert httpx.get(f"{app_server.url}/api/status", params={"code": "wrong"}).status_code == 401
+
+
+def test_status_shows_each_connection_with_state_sync_counts_errors_and_subscription(status):
+    now = datetime.now(timezone.utc)
+    ada = add_connection("a1", "Ada Lovelace", "ada@example.com", items_copied=12, items_failed=2, bytes_copied=3 * 1024 * 1024,
+                         last_sync_started_at=now - timedelta(minutes=3), last_sync_finished_at=now - timedelta(minutes=2),
+                         subscription_id="sub-1", subscription_expires_at=now + timedelta(days=2),
+                         last_sync_error="Graph said <b>503</b>")
+    add_connection("b2", HOSTILE, "bob@example.com", state="reauth_required",
+                   subscription_id="sub-2", subscription_expires_at=now - timedelta(hours=1))
+
+    page = status.get("/api/status")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["referrer-policy"] == "no-referrer" and "script-src" not in page.headers["content-security-policy"]
+    text = page.text
+    assert "Ada Lovelace" in text and "ada@example.com" in text and ada in text
+    assert "12 copied" in text and "2 failed" in text and "3.0 MB copied" in text
+    assert "Graph said &lt;b&gt;503&lt;/b&gt;" in text  # errors shown, escaped
+    assert "Sign-in needed" in text and "Active" in text
+    assert re.search(r"expires <time[^>]*>in 1 d", text)
+    assert "expired 1 h ago" in text
+    assert HOSTILE not in text and "&lt;script&gt;" in text
+    assert '<meta http-equiv="refresh"' in text
+
+
+def test_status_never_shows_a_token(status):
+    from functions import vault
+
+    connection_id = add_connection("c3", "Carol", "carol@example.com")
+    vault.store(connection_id, vault.TokenSet("ACCESS-TOKEN-VALUE-123", "REFRESH-TOKEN-VALUE-456",
+                                              datetime.now(timezone.utc) + timedelta(hours=1), "Files.Read"))
+    pages = [status.get("/api/status").text, status.get(f"/api/status/connections/{connection_id}").text]
+    for text in pages:
+        assert "Carol" in text
+        assert "TOKEN-VALUE" not in text
+
+
+def test_queue_depths_and_poison_messages_are_visible(status):
+    storage.queue(storage.Queues.SYNC).send_message("{}")
+    storage.queue(storage.poison_queue(storage.Queues.SYNC)).send_message("{}")
+    storage.queue(storage.poison_queue(storage.Queues.SYNC)).send_message("{}")
+    text = status.get("/api/status").text
+    assert re.search(r'sync-requests</div><div class="figure">1</div><div class="sub warn">2 in sync-requests-poison', text)
+
+
+def test_mirror_browser_lists_folders_then_files_and_links_downloads(status, app_server):
+    connection_id = add_connection("d4", "Dora", "dora@example.com")
+    put_blob(connection_id, "top.txt", b"top")
+    put_blob(connection_id, "Docs/a b#%.txt", b"hello docs")
+    put_blob(connection_id, "Docs/Sub/deep.bin", b"\x00" * 2048)
+
+    root = status.get(f"/api/status/connections/{connection_id}", params={"code": app_server.function_key}).text
+    assert root.index("Docs/</a>") < root.index("top.txt</a>")
+    assert "deep.bin" not in root  # one folder at a time
+
+    docs = status.get(f"/api/status/connections/{connection_id}", params={"folder": "Docs", "code": app_server.function_key}).text
+    assert "Sub/</a>" in docs and "a b#%.txt</a>" in docs and "10 B" in docs
+    link = re.search(r'<a href="([^"]+)">a b#%.txt</a>', docs).group(1).replace("&amp;", "&")
+    assert link.startswith(f"/api/connections/{connection_id}/files/Docs/a%20b%23%25.txt?code=")
+    assert httpx.get(app_server.url + link).content == b"hello docs"  # the key rides along in the link
+
+    sub = status.get(f"/api/status/connections/{connection_id}", params={"folder": "Docs/Sub/"}).text
+    assert "deep.bin" in sub and "2.0 KB" in sub
+    assert ">Docs</a>" in sub  # breadcrumbs lead back up
+
+
+@pytest.mark.parametrize("folder", ["../other", "a//b", "x\\y", "Docs/\x01"])
+def test_mirror_browser_refuses_unsafe_folders(status, folder):
+    connection_id = add_connection("e5", "Eve", "eve@example.com")
+    response = status.get(f"/api/status/connections/{connection_id}", params={"folder": folder})
+    assert response.status_code == 400
+    assert "Invalid prefix" in response.text
+
+
+@pytest.mark.parametrize("connection_id", ["00000000-0000-0000-0000-000000000000", "not-an-id", "%2e%2e"])
+def test_unknown_connection_is_a_404_page(status, connection_id):
+    response = status.get(f"/api/status/connections/{connection_id}")
+    assert response.status_code == 404
+    assert "No connection with this id" in response.text
+
+
+def test_auto_refresh_can_be_paused(status):
+    paused = status.get("/api/status", params={"refresh": "off"}).text
+    assert 'http-equiv="refresh"' not in paused
+    assert re.search(r'<a href="/api/status[^"]*">Resume auto-refresh</a>', paused)
+
+
+def test_empty_status_offers_the_connect_link(status, app_settings):
+    text = status.get("/api/status").text
+    assert "No OneDrive connected yet." in text
+    assert f'href="{app_settings["PUBLIC_BASE_URL"]}/api/connect"' in text
