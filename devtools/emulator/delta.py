@@ -98,15 +98,17 @@ class Delta:
             else:
                 try:
                     payload = decode_token(token)
-                    if payload.get("drive") != drive.id or payload.get("folder") != folder.id:
-                        raise DeltaTokenError(400)
-                    if payload.get("epoch") != drive.delta_epoch:
-                        raise DeltaTokenError(410)
                     if payload["k"] == "n":
                         session = self.sessions.get(payload.get("session", ""))
-                        if session is None:
+                        if session is None or payload.get("epoch") != drive.delta_epoch:
                             raise DeltaTokenError(410)
+                        if session.drive_id != drive.id or session.folder_id != folder.id:
+                            raise DeltaTokenError(400)
                     else:
+                        if payload.get("drive") != drive.id or payload.get("folder") != folder.id:
+                            raise DeltaTokenError(400)
+                        if payload.get("epoch") != drive.delta_epoch:
+                            raise DeltaTokenError(410)
                         since = payload.get("seq")
                         if not isinstance(since, int) or since > drive.seq:
                             raise DeltaTokenError(400)
