@@ -76,6 +76,9 @@ class Content:
     def read(self) -> bytes:
         return b"".join(self.chunks())
 
+    def read_range(self, start: int, end: int) -> bytes:
+        return b"".join(self.chunks(start, end))
+
 
 @dataclass(eq=False)
 class BytesContent(Content):
