@@ -1,5 +1,22 @@
-"""Trigger module (to be filled by its owner): parse input, call the core, shape the output."""
+"""Queue trigger: "this drive changed" → one sync of that connection (functions/sync.py)."""
+
+import logging
 
 import azure.functions as func
 
 bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="sync-requests", connection="AzureWebJobsStorage")
+def sync_worker(msg: func.QueueMessage) -> None:
+    from functions import messages, sync
+
+    try:
+        request = messages.SyncRequest.from_message(msg.get_body())
+    except messages.BadMessage as error:
+        # Can never succeed: fail so the host moves it to the poison queue after its retries,
+        # where it stays for inspection.
+        log.error("bad sync message: %s", error, extra={"message_id": msg.id})
+        raise
+    sync.run(request.connection_id, reason=request.reason)

@@ -19,6 +19,7 @@ EXPECTED: dict[str, tuple[str, dict]] = {
     "lifecycle": ("httpTrigger", {"route": "lifecycle", "authLevel": "ANONYMOUS", "methods": ["POST"]}),
     "maintenance_timer": ("timerTrigger", {"schedule": "0 */30 * * * *", "runOnStartup": False}),
     "maintenance_worker": ("queueTrigger", {"queueName": "maintenance-tasks", "connection": "AzureWebJobsStorage"}),
+    "sync_worker": ("queueTrigger", {"queueName": "sync-requests", "connection": "AzureWebJobsStorage"}),
     "list_connections": ("httpTrigger", {"route": "connections", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "get_connection": ("httpTrigger", {"route": "connections/{id}", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "delete_connection": ("httpTrigger", {"route": "connections/{id}", "authLevel": "FUNCTION", "methods": ["DELETE"]}),

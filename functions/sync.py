@@ -1,0 +1,241 @@
+"""One sync of one connection: lock, collect delta pages, apply them, advance the deltaLink.
+
+A pass is COLLECT (follow pages from the stored deltaLink, recording each item's latest state and
+marking it pending, checkpointing the nextLink after every page) then APPLY (see apply.py). The
+new deltaLink is stored only when nothing is pending any more (applied, or parked in the retry
+list): the stored link never skips an unapplied change. A 410/400 on a link starts a full
+enumeration that stamps every item it sees; after it is applied, the unstamped items are deleted
+and any blob that isn't exactly where a live item belongs is swept (mark and sweep).
+
+Time budget: when it runs out, what is done is checkpointed and a "continue" message is queued.
+Throttling longer than the budget becomes a delayed message. A revoked sign-in stops quietly.
+Storage errors propagate: the queue retries the message, and nothing was advanced.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import connections, itemrows, messages, syncstate
+from .apply import Applier, OutOfTime, Stats
+from .delta import Resolver
+from .driveitem import DELTA_SELECT, BadItem, DriveItem, Kind
+from .errors import GraphError, ReauthRequired, ResyncRequired, Throttled
+from .graph import GraphClient, TokenSource
+from .mirror import Mirror
+from .settings import settings
+from .syncstate import Busy, Lease, LeaseLost, Phase
+from .transport import Deadline
+
+log = logging.getLogger(__name__)
+
+FULL_DELTA = f"/me/drive/root/delta?$select={DELTA_SELECT}"
+# Stop starting new work when less than this is left of the budget: in-flight work must finish.
+BUDGET_MARGIN_SECONDS = 10.0
+MAX_PASSES = 10  # rerun requests are coalesced; this only bounds a pathological stream of them
+
+
+@dataclass
+class RunResult:
+    outcome: str  # "done" | "busy" | "continued" | "throttled" | "reauth" | "inactive" | "lost"
+    passes: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+    retry_after: float = 0.0
+
+
+def run(
+    connection_id: str,
+    *,
+    reason: str = "notification",
+    token_source: TokenSource | None = None,
+    deadline: Deadline | None = None,
+    owner: str | None = None,
+    lease_seconds: float = syncstate.LEASE_SECONDS,
+) -> RunResult:
+    """Bring the connection's mirror up to date (or as far as the time budget allows)."""
+    context = {"connection_id": connection_id, "reason": reason}
+    connection = connections.get(connection_id)
+    if connection is None or connection.state != connections.ConnectionState.ACTIVE:
+        log.info("sync skipped: connection not active", extra=context)
+        return RunResult("inactive")
+    owner = owner or uuid.uuid4().hex
+    lease = syncstate.acquire(connection_id, owner, lease_seconds=lease_seconds)
+    if isinstance(lease, Busy):
+        if lease.watch_after:
+            # If the holder died, nobody would make the pass we just asked for: check back when
+            # its lease has run out (a live holder will have made the pass by then: cheap no-op).
+            messages.enqueue_sync(connection_id, "lease-check", delay_seconds=math.ceil(lease.watch_after))
+        log.info("sync busy: another pass requested", extra=context)
+        return RunResult("busy")
+
+    if deadline is None:
+        deadline = Deadline(settings().sync_time_budget_seconds)
+    if token_source is None:
+        from . import vault
+
+        token_source = vault.token_source(connection_id)
+    graph = GraphClient(connection_id, token_source, deadline=deadline)
+    stats = Stats()
+    passes = 0
+    lease.start_heartbeat()
+    try:
+        if lease.state.phase == Phase.IDLE:
+            connections.update(connection_id, last_sync_started_at=connections.utcnow())
+        while True:
+            passes += 1
+            _one_pass(lease, graph, deadline, stats)
+            if passes >= MAX_PASSES or not lease.finish_pass():
+                break
+        _report(connection_id, stats, finished=True, error="")
+        log.info("sync done", extra={**context, "passes": passes, **stats.as_dict()})
+        return RunResult("done", passes, stats.as_dict())
+    except OutOfTime:
+        lease.release()
+        messages.enqueue_sync(connection_id, "continue")
+        _report(connection_id, stats, finished=False, error="")
+        log.info("sync continues in a new message (time budget)", extra={**context, **stats.as_dict()})
+        return RunResult("continued", passes, stats.as_dict())
+    except Throttled as throttled:
+        lease.release()
+        messages.enqueue_sync(connection_id, "throttled", delay_seconds=math.ceil(throttled.retry_after))
+        _report(connection_id, stats, finished=False, error=f"throttled by Microsoft; retrying in {throttled.retry_after:.0f} s")
+        log.warning("sync throttled, re-queued", extra={**context, "retry_after": throttled.retry_after})
+        return RunResult("throttled", passes, stats.as_dict(), retry_after=throttled.retry_after)
+    except ReauthRequired:
+        lease.release()
+        connections.set_state(connection_id, connections.ConnectionState.REAUTH_REQUIRED,
+                              error="Microsoft sign-in expired or was revoked: the user must connect again")
+        log.warning("sync stopped: sign-in required", extra=context)
+        return RunResult("reauth", passes, stats.as_dict())
+    except LeaseLost:
+        log.warning("sync stopped: lease lost to another worker", extra=context)
+        return RunResult("lost", passes, stats.as_dict())
+    except Exception as error:
+        # Storage or Graph failing for good: the message is retried (and finally kept in the poison
+        # queue). Everything done so far is recorded; nothing was advanced past it.
+        try:
+            lease.release()
+            _report(connection_id, stats, finished=False, error=_describe(error))
+        except Exception:
+            pass
+        raise
+    finally:
+        lease.stop_heartbeat()
+
+
+def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats) -> None:
+    state = lease.state
+    out_of_time = lambda: deadline.remaining() < BUDGET_MARGIN_SECONDS  # noqa: E731
+    if state.phase == Phase.IDLE:
+        full = not state.delta_link  # first sync (or after a reconnect): sweep what isn't in the drive
+        lease.update(phase=Phase.COLLECT, next_link=state.delta_link or FULL_DELTA,
+                     resync_epoch=_new_epoch() if full else "")
+    if lease.state.phase == Phase.COLLECT:
+        _collect(lease, graph, out_of_time)
+    if lease.state.phase == Phase.APPLY:
+        scheduled: list[float] = []
+
+        def on_park(delay: float) -> None:
+            if not scheduled:  # one retry message per pass is enough: it retries every due item
+                scheduled.append(delay)
+                _schedule_retry(lease.connection_id, delay)
+
+        applier = Applier(lease.connection_id, graph, stats=stats, out_of_time=out_of_time, check_lease=lease.check,
+                          on_park=on_park)
+        applier.run()
+        if lease.state.resync_epoch:
+            _sweep(lease, applier)
+        lease.update(phase=Phase.IDLE, delta_link=lease.state.pending_delta_link, pending_delta_link="", resync_epoch="")
+
+
+def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool]) -> None:
+    connection_id = lease.connection_id
+    link = lease.state.next_link or FULL_DELTA
+    while True:
+        lease.check()
+        if out_of_time():
+            raise OutOfTime()
+        try:
+            page = graph.delta_page(link)
+        except ResyncRequired as resync:
+            # The link is dead (410, or a 400 on a stored one): enumerate everything again, stamping
+            # what we see; what isn't stamped is deleted only after the enumeration is applied.
+            log.warning("delta resync required (%s)", resync.code, extra={"connection_id": connection_id})
+            lease.update(next_link=FULL_DELTA, resync_epoch=_new_epoch())
+            link = FULL_DELTA
+            continue
+        items = []
+        for value in page.get("value") or []:
+            try:
+                items.append(DriveItem.from_graph(value))
+            except BadItem:
+                log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
+        itemrows.record_delta_page(connection_id, items, epoch=lease.state.resync_epoch or None)
+        next_link = page.get("@odata.nextLink")
+        delta_link = page.get("@odata.deltaLink")
+        if isinstance(next_link, str) and next_link:
+            lease.update(next_link=next_link)  # the checkpoint: a killed worker resumes here
+            link = next_link
+        elif isinstance(delta_link, str) and delta_link:
+            lease.update(phase=Phase.APPLY, pending_delta_link=delta_link, next_link="")
+            return
+        else:
+            raise GraphError(200, "noDeltaLink", "a delta page carried neither a nextLink nor a deltaLink")
+
+
+def _sweep(lease: Lease, applier: Applier) -> None:
+    """After a full enumeration is applied: delete what it didn't contain, then any blob that is
+    not exactly where a live item belongs (strays, leftovers of a lost mirror, hostile writes)."""
+    connection_id = lease.connection_id
+    epoch = lease.state.resync_epoch
+    gone = list(itemrows.unseen(connection_id, epoch))
+    if gone:
+        itemrows.mark_deleted(connection_id, gone)
+        itemrows.mark_pending(connection_id, gone)
+        applier.rows = itemrows.RowCache(connection_id)
+        applier.run()
+    rows = {row.id: row for row in itemrows.all_rows(connection_id)}
+    resolver = Resolver(rows)
+    mirror = Mirror(connection_id)
+    for blob in mirror.list(""):
+        lease.check()
+        row = rows.get(blob.item_id or "")
+        if row is not None and row.kind is Kind.FILE and resolver.desired(row.id).path == blob.path:
+            continue
+        log.info("sweeping a blob that belongs to no live item", extra={"connection_id": connection_id})
+        mirror.delete_raw(blob.path, blob.etag)
+        applier.stats.add(deleted=1)
+
+
+def _schedule_retry(connection_id: str, delay_seconds: float) -> None:
+    messages.enqueue_sync(connection_id, "retry-failed", delay_seconds=math.ceil(delay_seconds) + 1)
+
+
+def _new_epoch() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _report(connection_id: str, stats: Stats, *, finished: bool, error: str) -> None:
+    counts = stats.as_dict()
+    values = {
+        "last_sync_error": error,
+        "items_copied": counts["copied"],
+        "bytes_copied": itemrows._int64(counts["bytes"]),
+        "items_moved": counts["moved"],
+        "items_deleted": counts["deleted"],
+        "items_skipped": counts["skipped"],
+        "items_failed": len(itemrows.failed(connection_id)),
+    }
+    if finished:
+        values["last_sync_finished_at"] = connections.utcnow()
+    connections.update(connection_id, **values)
+
+
+def _describe(error: Exception) -> str:
+    # Type and message only: our typed errors never carry tokens or signed URLs.
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"[:300]
