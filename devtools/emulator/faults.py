@@ -183,7 +183,7 @@ class RequestLog:
 
     def snapshot(self) -> list[dict]:
         with self._lock:
-            return list(self.entries)
+            return [dict(entry) for entry in self.entries]
 
     def clear(self) -> None:
         with self._lock:
@@ -235,8 +235,12 @@ class FaultMiddleware:
             "query": scope.get("query_string", b"").decode() if path.startswith("/v1.0/") else "",
             "status": None,
             "fault": None,
+            "duration": None,
         }
         fault = self.faults.match(method, path, self.host)
+        # Logged now and filled in as the answer goes out, so the entry (with its status) is there
+        # before the client has the response.
+        self.log.add(entry)
         try:
             if fault is not None:
                 entry["fault"] = fault.kind if fault.kind != "status" else f"status {fault.status}"
@@ -257,7 +261,6 @@ class FaultMiddleware:
             await self.app(scope, receive, self._wrap_send(send, entry, scope, fault))
         finally:
             entry["duration"] = round(time.monotonic() - started, 4)
-            self.log.add(entry)
 
     def _wrap_send(self, send, entry: dict, scope: dict, fault: Fault | None):
         limit = fault.after_bytes if fault is not None else None
