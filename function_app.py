@@ -4,9 +4,16 @@ Each trigger module holds one blueprint; the logic lives in plain modules they i
 so importing this file stays cheap (cold start) and never fails on settings.
 """
 
+import os
+
 import azure.functions as func
 
 from functions import http_connections, http_signin, http_status, http_webhook, queue_sync, timer_maintenance
+
+if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):  # in Azure: logs to Application Insights, secrets masked
+    from functions import telemetry
+
+    telemetry.configure()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -253,7 +253,7 @@ def _is_environ(node: ast.AST) -> bool:
 def _environment_keys(node: ast.AST) -> Iterator[ast.AST]:
     if isinstance(node, ast.Call) and node.args:
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr in ("get", "pop", "setdefault") and _is_environ(func.value):
+        if isinstance(func, ast.Attribute) and func.attr in ("get", "pop") and _is_environ(func.value):
             yield node.args[0]
         if isinstance(func, ast.Attribute) and func.attr == "getenv" and isinstance(func.value, ast.Name) and func.value.id == "os":
             yield node.args[0]
