@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 
 ROW = "current"
 REUSE_MARGIN = timedelta(minutes=5)  # refresh an access token this long before it expires
-# A token obtained this recently is not refreshed again on a forced refresh: another caller just
-# did it (many threads see the same 401 at once).
-RECENT_REFRESH = timedelta(seconds=30)
 REAUTH_MESSAGE = "Microsoft sign-in expired or was revoked: the user must connect again through /api/connect"
 
 
@@ -74,6 +71,12 @@ def _remember(connection_id: str, tokens: TokenSet | None) -> None:
             _cache.pop(connection_id, None)
         else:
             _cache[connection_id] = tokens
+
+
+def forget_cached_tokens() -> None:
+    """Empty the in-process copy, as a new process starts (tests; settings reloads)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def _fresh(tokens: TokenSet) -> bool:
@@ -146,28 +149,36 @@ def store(connection_id: str, tokens: TokenSet) -> None:
 def access_token(connection_id: str, *, force_refresh: bool = False) -> str:
     """A valid access token for the connection, refreshed when it is within 5 minutes of expiring
     (or when `force_refresh`, after Graph refused it). Raises ReauthRequired when the user must sign in again."""
+    return _access_token(connection_id, force_refresh=force_refresh, refused=None)
+
+
+def token_source(connection_id: str) -> Callable[[bool], str]:
+    """What GraphClient calls for a token: `source(force_refresh)`.
+
+    It remembers the token it handed out last: when Graph refused that one but the vault already
+    holds another (a parallel request refreshed first), the other is used without a new refresh."""
+    last: str | None = None
+
+    def source(force_refresh: bool = False) -> str:
+        nonlocal last
+        last = _access_token(connection_id, force_refresh=force_refresh, refused=last if force_refresh else None)
+        return last
+
+    return source
+
+
+def _access_token(connection_id: str, *, force_refresh: bool, refused: str | None) -> str:
     if not force_refresh:
         with _cache_lock:
             cached = _cache.get(connection_id)
         if cached is not None and _fresh(cached):
             return cached.access_token
     stored = _require(connection_id)
-    if not force_refresh and _fresh(stored.tokens):
-        _remember(connection_id, stored.tokens)
-        return stored.tokens.access_token
-    if force_refresh and _now() - stored.obtained_at < RECENT_REFRESH and _fresh(stored.tokens):
+    usable = _fresh(stored.tokens) and (not force_refresh or (refused is not None and stored.tokens.access_token != refused))
+    if usable:
         _remember(connection_id, stored.tokens)
         return stored.tokens.access_token
     return _refresh(connection_id, stored).access_token
-
-
-def token_source(connection_id: str) -> Callable[[bool], str]:
-    """What GraphClient calls for a token: `source(force_refresh)`."""
-
-    def source(force_refresh: bool = False) -> str:
-        return access_token(connection_id, force_refresh=force_refresh)
-
-    return source
 
 
 def refresh(connection_id: str) -> None:
