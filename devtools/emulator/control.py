@@ -199,6 +199,7 @@ def routes(emu: "Emulator") -> list[Route]:
     post = ["POST"]
     return [
         Route("/_emulator", summary),
+        Route("/_emulator/", summary),
         Route("/_emulator/options", options, methods=["GET", "PATCH"]),
         Route("/_emulator/users", users, methods=["GET", "POST"]),
         Route(user_base, with_user(one_user)),
