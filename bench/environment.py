@@ -43,12 +43,17 @@ class Environment:
 
         self.serve_app()
         self.emulator.auto_consent = True
+        # A browser: its own cookie jar, every redirect followed (connect → authorize → callback).
         with httpx.Client(base_url=self.public_base_url, follow_redirects=True, timeout=60) as browser:
-            browser.cookies.set("emulator_user", user.id)  # harmless if the emulator signs in otherwise
-            response = browser.get("/api/connect", params={"login_hint": user.email})
+            # The emulator signs in the account this cookie names (the app sends no login_hint).
+            browser.cookies.set("emulator_user", user.id, domain="127.0.0.1")
+            response = browser.get("/api/connect")
             if response.status_code >= 400:
                 raise RuntimeError(f"sign-in failed: HTTP {response.status_code} at {response.url.path}")
-        return connections.connection_id_for(user.id)
+        connection_id = connections.connection_id_for(user.id)
+        if connections.get(connection_id) is None:
+            raise RuntimeError("the sign-in flow finished without a connection")
+        return connection_id
 
     def close(self) -> None:
         if self._app_server is not None:

@@ -17,6 +17,9 @@ from .load import LoadResult, post_load
 from .report import Section
 
 
+JSON = {"content-type": "application/json"}
+
+
 def bare_app():
     """A FunctionApp with one route that only answers 202: the floor of the host itself."""
     import azure.functions as func
@@ -68,7 +71,7 @@ def run(clients: int = 4, requests: int = 1500, connections: int = 4) -> Section
         for index in range(connections):
             user = env.emulator.add_user(email=f"bench{index}@example.com", display_name=f"Bench {index}")
             env.connect(user)
-        for subscription in _emulator_subscriptions(env.emulator):
+        for subscription in env.emulator.subscriptions:
             subscriptions.append((subscription["id"], subscription["clientState"]))
         if not subscriptions:
             raise RuntimeError("no Graph subscription was created by sign-in")
@@ -76,7 +79,7 @@ def run(clients: int = 4, requests: int = 1500, connections: int = 4) -> Section
 
         bare = serve_bare()
         try:
-            baseline = post_load(f"{bare.url}/api/notifications", bodies, warmup=warmup)
+            baseline = post_load(f"{bare.url}/api/notifications", bodies, headers=JSON, warmup=warmup)
         finally:
             bare.stop()
         describe(section, "bare 202 (baseline)", baseline, None)
@@ -84,7 +87,7 @@ def run(clients: int = 4, requests: int = 1500, connections: int = 4) -> Section
         url = env.serve_app()
         queue = storage.queue(storage.Queues.SYNC)
         queue.clear_messages()
-        app = post_load(f"{url}/api/notifications", bodies, warmup=warmup)
+        app = post_load(f"{url}/api/notifications", bodies, headers=JSON, warmup=warmup)
         describe(section, "notifications → queue", app, baseline)
         queued = queue.get_queue_properties().approximate_message_count
         section.line(f"sync messages on the queue afterwards: {queued} (for {len(subscriptions)} connections)")
@@ -96,16 +99,6 @@ def run(clients: int = 4, requests: int = 1500, connections: int = 4) -> Section
         "errors": sum(n for s, n in app.statuses.items() if s >= 400),
     })
     return section
-
-
-def _emulator_subscriptions(emulator) -> list[dict]:
-    found = []
-    for subscription in list(getattr(emulator, "subscriptions", {}).values() if isinstance(getattr(emulator, "subscriptions", None), dict) else getattr(emulator, "subscriptions", [])):
-        if isinstance(subscription, dict):
-            found.append({"id": subscription.get("id"), "clientState": subscription.get("clientState")})
-        else:
-            found.append({"id": getattr(subscription, "id"), "clientState": getattr(subscription, "client_state")})
-    return found
 
 
 def main() -> Section:
