@@ -43,7 +43,7 @@ HORIZON_SECONDS = 3600
 WINDOW_SECONDS = 20
 TOKEN_REFRESHES_PER_20S = 200  # the token endpoint's limits are unpublished: stay modest
 SAFETY_SYNCS_PER_20S = 2000
-SEND_THREADS = 16
+SEND_THREADS = 8  # the storage SDK pools 10 connections per client
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -108,7 +108,7 @@ def needs(kind: str, connection: Connection, now: datetime, renewal_window: time
             return _NEVER  # missing: most urgent
         return expires if expires <= now + renewal_window else None
     if kind == REFRESH_TOKEN:
-        last = _latest(connection.last_token_refresh_at, connection.connected_at, connection.created_at)
+        last = _latest(connection.last_token_refresh_at, connection.connected_at)  # tokens are new at each connect
         return _overdue(last, now - IDLE_TOKEN_AGE)
     if kind == SAFETY_SYNC:
         # A safety sync queued earlier counts as activity: a backlogged sync queue gets one a day, not one a run.
@@ -149,7 +149,7 @@ def plan(rows: Iterable[Connection], *, now: datetime, renewal_window: timedelta
         planned = []
         for position, (_, connection_id) in enumerate(queue):
             delay = start + kind.pace.delay(position)
-            if delay > HORIZON_SECONDS:
+            if delay >= HORIZON_SECONDS:
                 break
             planned.append((connection_id, delay))
         result.work[kind.name] = planned
@@ -199,8 +199,8 @@ def _mark(current: Plan) -> None:
             marks.setdefault(connection_id, {})[f"{kind}_due_at"] = current.now + timedelta(seconds=delay)
     table = storage.table(storage.Tables.CONNECTIONS)
     items = list(marks.items())
-    for start in range(0, len(items), 100):
-        chunk = items[start : start + 100]
+
+    def mark(chunk: list[tuple[str, dict[str, datetime]]]) -> None:
         operations = [("update", {"PartitionKey": connections.PARTITION, "RowKey": cid, **fields}, {"mode": "merge"}) for cid, fields in chunk]
         try:
             table.submit_transaction(operations)
@@ -212,11 +212,17 @@ def _mark(current: Plan) -> None:
                 except AzureError:
                     log.warning("could not mark maintenance", extra={"connection_id": connection_id})
 
+    with ThreadPoolExecutor(SEND_THREADS) as pool:
+        for _ in pool.map(mark, [items[start : start + 100] for start in range(0, len(items), 100)]):
+            pass
+
 
 def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
     """One worker invocation; returns what it did (for logs and tests). Idempotent: rechecks the row."""
     from . import subscriptions
 
+    if task.action not in (RENEW, REAUTHORIZE, RECREATE, REFRESH_TOKEN):
+        raise BadMessage(f"unknown maintenance action {task.action!r}")
     now = now or datetime.now(timezone.utc)
     connection = connections.get(task.connection_id)
     if connection is None or connection.state != ConnectionState.ACTIVE:
@@ -238,8 +244,6 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
             from . import vault
 
             vault.refresh(task.connection_id)
-        else:
-            raise BadMessage(f"unknown maintenance action {task.action!r}")
     except ReauthRequired:
         # The vault has marked the connection; it waits for the user to sign in again.
         log.warning("maintenance stopped: sign-in required", extra={"connection_id": task.connection_id, "action": task.action})
