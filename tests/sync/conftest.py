@@ -1,4 +1,4 @@
-"""Sync tests: a drive connected through the real sign-in flow, synced in-process."""
+"""Sync tests: a drive connected through the real sign-in flow, synced in-process by `sync.run`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,26 @@ import pytest
 from functions import sync
 
 
+def content_requests(emulator) -> list[dict]:
+    """Graph `/content` calls seen by the emulator: each is one download."""
+    return [r for r in emulator.requests if r["host"] == "api" and r["path"].endswith("/content")]
+
+
 @pytest.fixture
 def drive(connected_drive):
     return connected_drive.drive
 
 
 @pytest.fixture
-def run_sync(connected_drive):
-    """`run_sync()` runs one sync of the connected drive to completion (following continuations)."""
+def sync_until_done(connected_drive):
+    """Run syncs of the connected drive until one completes (following "continue" outcomes),
+    as the queue would; returns the last result."""
 
-    def run(**kwargs):
-        return sync.run(connected_drive.connection_id, **kwargs)
+    def run(max_runs: int = 10, **kwargs):
+        for _ in range(max_runs):
+            result = sync.run(connected_drive.connection_id, **kwargs)
+            if result.outcome != "continued":
+                return result
+        raise AssertionError(f"sync did not finish in {max_runs} runs")
 
     return run
