@@ -174,6 +174,7 @@ def schedule(*, now: datetime | None = None) -> Plan:
         for _ in pool.map(lambda send: send(), sends):
             pass
     _mark(current)
+    _purge_abandoned_sign_ins()
     log.info(
         "maintenance scheduled: %s; deferred %s; %d inactive skipped",
         {kind: len(planned) for kind, planned in current.work.items()},
@@ -181,6 +182,20 @@ def schedule(*, now: datetime | None = None) -> Plan:
         current.skipped_inactive,
     )
     return current
+
+
+def _purge_abandoned_sign_ins() -> None:
+    from azure.core.exceptions import AzureError
+
+    from . import signin
+
+    try:
+        purged = signin.purge_expired_states()
+    except AzureError as error:  # housekeeping: never worth failing the timer over
+        log.warning("could not purge expired sign-in states: %s", type(error).__name__)
+        return
+    if purged:
+        log.info("purged %d abandoned sign-in states", purged)
 
 
 def _sender(kind: str, connection_id: str, delay: int) -> Callable[[], None]:

@@ -179,3 +179,12 @@ def test_thousands_of_connections_fan_out_within_the_write_limit(app_settings, m
     visible = len(drain(MAINTENANCE))
     visible_by_now = sum(n for second, n in per_second.items() if second <= time.monotonic() - started + 1)
     assert per_second[0] <= visible <= visible_by_now < count
+
+
+def test_the_timer_purges_abandoned_sign_ins(app_settings):
+    table = storage.table(storage.Tables.OAUTH_STATES)
+    now = datetime.now(timezone.utc)
+    table.upsert_entity({"PartitionKey": "old", "RowKey": "", "expires_at": now - timedelta(minutes=1)})
+    table.upsert_entity({"PartitionKey": "new", "RowKey": "", "expires_at": now + timedelta(minutes=9)})
+    run_timer()
+    assert [row["PartitionKey"] for row in table.list_entities()] == ["new"]
