@@ -297,3 +297,37 @@ def test_expired_states_of_abandoned_sign_ins_are_purged(app_server):
     assert signin.purge_expired_states() == 0
     assert signin.purge_expired_states(now=datetime.now(timezone.utc) + timedelta(minutes=11)) == 2
     assert rows(storage.Tables.OAUTH_STATES) == []
+
+
+def test_microsoft_unavailable_at_the_callback_gives_a_503_page_and_stores_nothing(app_server, emulator, emulator_user, monkeypatch):
+    from functions import transport
+
+    monkeypatch.setattr(transport, "BASE_BACKOFF_SECONDS", 0.01)  # keep the retries, not their wait
+    with Browser() as browser:
+        callback = callback_url_of(app_server, emulator, browser)
+        emulator.faults.inject(method="POST", path=r"/oauth2/v2.0/token$", status=503)
+        page = browser.open(callback)
+    assert page.status_code == 503 and "try again" in page.text
+    assert len(token_requests(emulator)) == transport.MAX_ATTEMPTS
+    assert rows(storage.Tables.CONNECTIONS) == [] and rows(storage.Tables.TOKENS) == []
+
+
+def test_a_refused_client_secret_shows_a_configuration_page_without_the_secret(app_server, emulator, emulator_user, monkeypatch, caplog):
+    monkeypatch.setenv("MICROSOFT_CLIENT_SECRET", "wrong-secret-value")
+    reload_settings()
+    with Browser() as browser:
+        page = browser.open(callback_url_of(app_server, emulator, browser))
+    assert page.status_code == 500 and "not set up correctly" in page.text
+    assert "wrong-secret-value" not in page.text
+    assert any("MICROSOFT_CLIENT_SECRET" in r.getMessage() for r in caplog.records)
+    assert not any("wrong-secret-value" in r.getMessage() for r in caplog.records)
+    assert rows(storage.Tables.CONNECTIONS) == []
+
+
+def test_a_refused_subscription_does_not_fail_the_sign_in(app_server, emulator, emulator_user):
+    # The maintenance timer creates missing subscriptions later; the user is connected now.
+    emulator.faults.inject(method="POST", path=r"/v1.0/subscriptions$", status=403)
+    connected = connect_drive(app_server, emulator, emulator_user)
+    assert connected.final_page.status_code == 200
+    assert connections.require(connected.connection_id).state == connections.ConnectionState.ACTIVE
+    assert {"connection_id": connected.connection_id, "reason": "initial"} in queued_syncs()

@@ -189,3 +189,51 @@ def test_no_token_code_state_or_secret_reaches_the_logs(app_server, emulator, em
         text = record.getMessage() + " " + json.dumps(vars(record), default=str)
         leaked = [s for s in secrets if s and s in text]
         assert not leaked, f"{record.name}: {record.getMessage()[:200]}"
+
+
+def test_a_dropped_connection_to_the_token_endpoint_is_retried(connected_drive, emulator):
+    emulator.faults.inject(method="POST", path=r"/oauth2/v2.0/token$", kind="reset", times=1)
+    before = stored(connected_drive.connection_id)["refresh_token"]
+    vault.refresh(connected_drive.connection_id)
+    assert stored(connected_drive.connection_id)["refresh_token"] != before
+
+
+def test_temporarily_unavailable_from_the_token_endpoint_is_retried(monkeypatch):
+    """Microsoft can answer 400 `temporarily_unavailable`; the emulator's faults send it only with 5xx,
+    so a minimal token endpoint over real HTTP stands in for this one behaviour."""
+    from urllib.parse import parse_qs
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from devtools.serving import ServerThread
+    from functions import identity, transport
+
+    answers = [
+        JSONResponse({"error": "temporarily_unavailable", "error_codes": [90033]}, status_code=400),
+        JSONResponse({"error": "temporarily_unavailable", "error_codes": [90033]}, status_code=400),
+        JSONResponse({"token_type": "Bearer", "access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3599}),
+    ]
+    seen: list[str] = []
+
+    async def token(request):
+        seen.append(parse_qs((await request.body()).decode())["grant_type"][0])
+        return answers.pop(0)
+
+    monkeypatch.setattr(transport, "BASE_BACKOFF_SECONDS", 0.01)
+    with ServerThread(Starlette(routes=[Route("/consumers/oauth2/v2.0/token", token, methods=["POST"])])) as server:
+        for name, value in {
+            "MICROSOFT_AUTHORITY": f"{server.url}/consumers",
+            "MICROSOFT_CLIENT_ID": "client",
+            "MICROSOFT_CLIENT_SECRET": "secret",
+            "TOKEN_ENCRYPTION_KEYS": new_key_entry("k1"),
+        }.items():
+            monkeypatch.setenv(name, value)
+        reload_settings()
+        try:
+            tokens = identity.refresh("rt-1")
+        finally:
+            reload_settings()
+    assert seen == ["refresh_token"] * 3
+    assert (tokens.access_token, tokens.refresh_token) == ("at-2", "rt-2")
