@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import timezone
 from typing import Any
+from urllib.parse import unquote
 
 from . import connections, storage
 from .api_support import bad_request, decode_cursor, encode_cursor, parse_limit, require_connection
@@ -51,18 +52,35 @@ def failed_items(connection_id: str) -> tuple[list[dict[str, Any]], bool]:
         "PartitionKey eq @pk", parameters={"pk": connection_id}, results_per_page=MAX_FAILED_ITEMS_SHOWN + 1
     )
     shown: list[dict[str, Any]] = []
+    truncated = False
     for row in rows:
         if len(shown) == MAX_FAILED_ITEMS_SHOWN:
-            return shown, True
-        timestamp = getattr(row, "metadata", {}).get("timestamp")
+            truncated = True
+            break
+        timestamp = row.get("failed_at") or getattr(row, "metadata", {}).get("timestamp")
         shown.append({
-            "itemId": str(row.get("item_id") or row["RowKey"]),
+            "itemId": str(row.get("item_id") or unquote(row["RowKey"])),
             "path": row.get("path") or None,
             "error": row.get("error") or None,
             "attempts": int(row.get("attempts") or 0),
             "updatedAt": timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if timestamp else None,
         })
-    return shown, False
+    _resolve_paths(connection_id, [item for item in shown if item["path"] is None])
+    return shown, truncated
+
+
+def _resolve_paths(connection_id: str, items: list[dict[str, Any]]) -> None:
+    """Fill in where each item lives in the drive, from the sync engine's id map (the failed rows
+    carry only the item id)."""
+    if not items:
+        return
+    from . import delta, itemrows
+
+    rows = itemrows.RowCache(connection_id)
+    rows.load_chains(item["itemId"] for item in items)
+    resolver = delta.Resolver(rows)
+    for item in items:
+        item["path"] = resolver.desired(item["itemId"]).path or None
 
 
 def delete_connection(connection_id: str, *, delete_mirror: str | None) -> None:

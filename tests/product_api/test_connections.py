@@ -81,6 +81,26 @@ def test_a_connection_lists_its_failed_items_with_their_errors(api, connect):
     assert body["failedItems"][0]["updatedAt"]
 
 
+def test_a_parked_item_shows_where_it_lives_in_the_drive(api, drive):
+    # Written by the sync engine's own functions: the id map from a delta page, then the park.
+    from functions import itemrows
+    from functions.driveitem import DriveItem
+
+    page = [
+        {"id": "ROOT", "name": "root", "root": {}, "folder": {}},
+        {"id": "F1", "name": "Photos", "folder": {}, "parentReference": {"id": "ROOT"}},
+        {"id": "I1", "name": "live.heic", "file": {"hashes": {}}, "size": 10, "parentReference": {"id": "F1"}},
+    ]
+    itemrows.record_delta_page(drive.connection_id, [DriveItem.from_graph(item) for item in page], epoch=None)
+    itemrows.park(drive.connection_id, "I1", "size mismatch")
+    itemrows.park(drive.connection_id, "I1", "size mismatch again")
+
+    failed = api.get(f"/api/connections/{drive.connection_id}").json()["failedItems"]
+
+    assert [(f["itemId"], f["path"], f["error"], f["attempts"]) for f in failed] == [
+        ("I1", "Photos/live.heic", "size mismatch again", 2)]
+
+
 def test_disconnecting_keeps_the_mirror_unless_asked(api, connect):
     kept, dropped = connect(), connect()
     kept.write("a.txt", b"keep me")
