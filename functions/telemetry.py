@@ -81,9 +81,11 @@ class TelemetryFilter(logging.Filter):
         for field, value in _context.get().items():
             if not hasattr(record, field):
                 setattr(record, field, value)
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed call is logging's to report, at emit
+            message = None
+        if message is not None and (cleaned := redact(message)) != message:
             record.msg, record.args = cleaned, None
         for name, value in list(vars(record).items()):
             if name not in _STANDARD_ATTRIBUTES and isinstance(value, str):

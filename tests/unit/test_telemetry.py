@@ -174,3 +174,9 @@ def test_configured_app_exports_masked_logs_with_ids_to_application_insights():
     assert message["properties"]["invocation_id"] == "inv-42" and message["properties"]["subscription_id"] == "sub-7"
     assert not any(part.encode() in body for body in raw for part in SECRET_PARTS)
     assert time.monotonic() - started < 60
+
+
+def test_a_malformed_log_call_does_not_raise_through_the_filter(captured):
+    logger, records = captured
+    logger.info("two placeholders %s %s", "only one")  # the filter must not raise into the caller
+    assert len(records) == 1
