@@ -1,0 +1,224 @@
+"""One seeded scenario: random drive operations interleaved with injected faults, then the check
+that the mirror equals the drive. Everything runs for real: the emulator's Graph and sign-in,
+notifications through the app's webhook over HTTP, the sync_worker function fed by the local
+host's queue listener from Azurite, the mirror in Azurite."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+
+from functions import connections, messages, storage
+from tests.fixtures.connected import connect_drive
+from tests.fixtures.mirror import mirror_contents
+
+from .faults import Killer, StorageOutage
+from .operations import Operations
+
+# Graph failures, each as the emulator injects it (on sign-in, Graph and download hosts alike).
+GRAPH_FAULTS = {
+    "429 with Retry-After in seconds": dict(status=429, retry_after="1"),
+    "429 with a decimal Retry-After": dict(status=429, retry_after="0.3"),
+    "429 with an HTTP-date Retry-After": dict(status=429, retry_after_http_date_in=1),
+    "503 with Retry-After": dict(status=503, retry_after="1"),
+    "503": dict(status=503),
+    "500": dict(status=500),
+    "504": dict(status=504),
+    "connection reset": dict(kind="reset"),
+    "timeout": dict(kind="timeout", hang=3.0),
+}
+GRAPH_FAILURE_RATE = 0.2
+SETTLE_SECONDS = 120
+
+
+@dataclass
+class Outcome:
+    seed: int
+    operations: list[str] = field(default_factory=list)
+    faults: Counter = field(default_factory=Counter)
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    different: list[str] = field(default_factory=list)
+    files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.missing or self.extra or self.different)
+
+    def describe(self) -> str:
+        return (f"seed {self.seed}: {self.files} files, missing={self.missing[:5]} extra={self.extra[:5]} "
+                f"different={self.different[:5]}\nfaults: {dict(self.faults)}\noperations:\n  "
+                + "\n  ".join(self.operations[-60:]))
+
+
+class Scenario:
+    def __init__(self, seed: int, *, emulator, app_server, azurite, killer: Killer, short_budget: bool) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.emulator = emulator
+        self.app_server = app_server
+        self.outcome = Outcome(seed)
+        self.killer = killer
+        killer.tally = self.outcome.faults
+        self.outage = StorageOutage(azurite, self.outcome.faults)
+        self.short_budget = short_budget
+        self.user = emulator.add_user(email=f"seed{seed}@example.com", display_name=f"Seed {seed}")
+        self.ops = Operations(self.user.drive, self.rng)
+        self.connection_id = ""
+
+    # ----- the scenario -----------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        started = time.monotonic()
+        if self.short_budget:
+            self.outcome.faults["time budget of a fraction of a second"] += 1
+        for _ in range(self.rng.randint(0, 6)):  # something in the drive before it is connected
+            self.outcome.operations.append(self.ops.random())
+        self.connection_id = connect_drive(self.app_server, self.emulator, self.user).connection_id
+        for _ in range(self.rng.randint(2, 4)):
+            self._round()
+        if self.rng.random() < 0.25:
+            self._revoke_and_reconnect()
+        self._settle()
+        self.outcome.seconds = time.monotonic() - started
+        return self.outcome
+
+    def _round(self) -> None:
+        rng, emu, tally = self.rng, self.emulator, self.outcome.faults
+        rules = self._graph_faults() if rng.random() < 0.8 else []
+        if rng.random() < 0.3:
+            self.killer.arm(rng.randint(1, 40))
+        if rng.random() < 0.12:
+            self.outage.start(rng)
+        if rng.random() < 0.2:
+            emu.notifications_paused = True
+            tally["notifications dropped (a round)"] += 1
+        if rng.random() < 0.25:
+            emu.notifications_duplicate = True
+            tally["notifications duplicated (a round)"] += 1
+        late = self._late_notifications() if rng.random() < 0.25 else None
+        for _ in range(rng.randint(1, 8)):
+            self.outcome.operations.append(self.ops.random())
+            if rng.random() < 0.3:  # let a sync start, so that later changes race it
+                emu.flush_notifications()
+        if rng.random() < 0.2:
+            emu.expire_delta_tokens(self.user)
+            tally["delta token expired (410)"] += 1
+        if rng.random() < 0.2:
+            emu.expire_access_tokens(self.user)
+            tally["access token expired (401)"] += 1
+        emu.flush_notifications()
+        self._wait_idle(limit=6)
+        for name, rule in rules:
+            tally[name] += rule.fired
+        emu.faults.clear()
+        self.killer.disarm()
+        self.outage.wait()
+        if late is not None:
+            late.join(30)
+        emu.notifications_paused = False
+        emu.notifications_duplicate = False
+
+    def _graph_faults(self) -> list:
+        kinds = self.rng.sample(sorted(GRAPH_FAULTS), self.rng.randint(2, 5))
+        # n independent rules of fraction p fail 1-(1-p)^n of the calls: 20% overall.
+        fraction = 1 - (1 - GRAPH_FAILURE_RATE) ** (1 / len(kinds))
+        return [(name, self.emulator.faults.inject(fraction=fraction, seed=self.rng.getrandbits(32), **GRAPH_FAULTS[name]))
+                for name in kinds]
+
+    def _late_notifications(self) -> threading.Thread:
+        """Genuine notifications delivered late, repeated and out of order, alongside the emulator's."""
+        subscriptions = [s for s in self.emulator.subscriptions if s.get("creatorId") in (None, self.user.id)] \
+            or self.emulator.subscriptions
+        delays = sorted((self.rng.uniform(0, 2.0) for _ in range(self.rng.randint(2, 6))), key=lambda _: self.rng.random())
+        url = f"{self.app_server.url}/api/notifications"
+        tally = self.outcome.faults
+
+        def deliver() -> None:
+            with httpx.Client(timeout=10) as client:
+                started = time.monotonic()
+                for delay in delays:  # deliberately out of order: each waits for its own moment
+                    time.sleep(max(0.0, delay - (time.monotonic() - started)))
+                    for subscription in subscriptions:
+                        body = {"value": [{"subscriptionId": subscription["id"], "clientState": subscription["clientState"],
+                                           "changeType": "updated", "resource": subscription["resource"],
+                                           "subscriptionExpirationDateTime": subscription["expirationDateTime"],
+                                           "tenantId": "9188040d-6c67-4c5b-b112-36a304b66dad", "resourceData": None}]}
+                        try:
+                            client.post(url, content=json.dumps(body), headers={"content-type": "application/json"})
+                            tally["notifications late and reordered"] += 1
+                        except httpx.HTTPError:
+                            pass
+
+        thread = threading.Thread(target=deliver, name="late-notifications", daemon=True)
+        thread.start()
+        return thread
+
+    def _revoke_and_reconnect(self) -> None:
+        """The refresh token is revoked: the next sync marks the connection; the user signs in again."""
+        self.emulator.revoke_consent(self.user)
+        self.outcome.operations.append(self.ops.random())  # a change nobody can sync until the user is back
+        self.emulator.flush_notifications()
+        messages.enqueue_sync(self.connection_id, "reliability")
+        _eventually(lambda: connections.require(self.connection_id).state == connections.ConnectionState.REAUTH_REQUIRED,
+                    30, "the revoked connection to be marked reauth_required")
+        self.outcome.faults["refresh token revoked, then re-granted"] += 1
+        self.outcome.operations.append(self.ops.random())
+        connect_drive(self.app_server, self.emulator, self.user)
+
+    # ----- the end: faults off, the safety net runs, the mirror must equal the drive ------------
+
+    def _settle(self) -> None:
+        emu = self.emulator
+        emu.faults.clear()
+        self.killer.disarm()
+        self.outage.wait()
+        emu.notifications_paused = False
+        emu.notifications_duplicate = False
+        emu.flush_notifications()
+        if connections.require(self.connection_id).state != connections.ConnectionState.ACTIVE:
+            connect_drive(self.app_server, emu, self.user)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        expected, actual = {}, {}
+        while time.monotonic() < deadline:
+            if self._wait_idle(limit=max(0.0, deadline - time.monotonic())):
+                expected = self.user.drive.snapshot()
+                actual = {path: (size, digest) for path, (size, digest, _) in mirror_contents(self.connection_id).items()}
+                if expected == actual:
+                    break
+                # What the maintenance timer's safety net does for a drive that may have missed changes.
+                messages.enqueue_sync(self.connection_id, "safety-net")
+        self.outcome.files = len(expected)
+        self.outcome.missing = sorted(set(expected) - set(actual))
+        self.outcome.extra = sorted(set(actual) - set(expected))
+        self.outcome.different = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
+
+    def _wait_idle(self, limit: float) -> bool:
+        """Until the sync queue is empty (invisible messages included) three polls in a row."""
+        queue = storage.queue(storage.Queues.SYNC)
+        deadline = time.monotonic() + limit
+        quiet = 0
+        while time.monotonic() < deadline:
+            try:
+                quiet = quiet + 1 if queue.get_queue_properties().approximate_message_count == 0 else 0
+            except Exception:  # Azurite restarting
+                quiet = 0
+            if quiet >= 3:
+                return True
+            time.sleep(0.1)
+        return False
+
+
+def _eventually(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s: {what}")
+        time.sleep(0.1)
