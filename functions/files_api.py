@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 _MAX_BLOB_NAME = 1024
+_MAX_SEGMENTS = 254  # Blob Storage refuses names with more path segments (with the connection id's)
 
 
 # ---- paths -----------------------------------------------------------------------------------
@@ -54,7 +55,7 @@ def validate_path(path: str, *, request_url: str | None = None, connection_id: s
             reason = _unsafe_reason(raw) or (
                 "'.' and '..' segments are not allowed" if any(unquote(s) in (".", "..") for s in raw.split("/")) else None
             )
-    if reason is None and len(connection_id) + 1 + len(path) > _MAX_BLOB_NAME:
+    if reason is None and (len(connection_id) + 1 + len(path) > _MAX_BLOB_NAME or len(segments) >= _MAX_SEGMENTS):
         reason = "the path is too long"
     if reason:
         raise bad_request(f"Invalid file path: {reason}.", "invalid_path")

@@ -127,6 +127,9 @@ def test_the_raw_url_is_checked_too():
 def test_an_overlong_path_is_refused():
     with pytest.raises(ApiError):
         validate_path("a" * 1100, connection_id="c")
+    with pytest.raises(ApiError):
+        validate_path("a/" * 254 + "b", connection_id="c")
+    assert validate_path("a/" * 252 + "b", connection_id="c")
 
 
 @pytest.mark.parametrize("prefix,ok", [("", True), ("Docs/", True), ("Do", True), ("Docs/sub", True),
