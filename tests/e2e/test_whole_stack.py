@@ -47,7 +47,7 @@ def wait_until_mirrored(stack: RunningStack, connection_id: str, what: str) -> d
         return drive if mirror_of(stack, connection_id) == drive else None
 
     try:
-        return eventually(equal, timeout=60, interval=0.3, message=f"mirror equals drive after {what}")
+        return eventually(equal, timeout=120, interval=0.3, message=f"mirror equals drive after {what}")
     except AssertionError:
         raise AssertionError(f"after {what}:\n drive  {sorted(drive_of(stack).items())}\n mirror "
                              f"{sorted(mirror_of(stack, connection_id).items())}\n--- stack output ---\n{stack.text[-6000:]}")
