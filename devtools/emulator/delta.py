@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from .drive import Drive, Item
 from .errors import graph_error, request_ids
-from .render import item_json, select_fields
+from .render import item_json
 
 if TYPE_CHECKING:
     from .server import Emulator
@@ -227,7 +227,7 @@ class Delta:
             for member in group:
                 on_page.add(member.id)
                 session.served[member.id] = member.seq
-                bodies.append(select_fields(item_json(self.emu, drive, member, in_delta=True), session.select))
+                bodies.append(item_json(self.emu, drive, member, in_delta=True, select=session.select))
         return bodies
 
     def _page(self, request: Request, values: list[dict], link_base: str, next_token: str | None = None,

@@ -115,10 +115,10 @@ class Graph:
             return self.children(request, drive, item, rest)
         if action == "content":
             return self.content(request, drive, item)
-        return JSONResponse(
-            {"@odata.context": f"{self.emu.graph_base_url}/$metadata#items/$entity", **item_json(self.emu, drive, item)},
-            headers=request_ids(request),
-        )
+        with drive.lock:
+            body = item_json(self.emu, drive, item)
+        context = f"{self.emu.graph_base_url}/$metadata#items/$entity"
+        return JSONResponse({"@odata.context": context, **body}, headers=request_ids(request))
 
     def me(self, request: Request, user: User) -> JSONResponse:
         given, _, surname = user.display_name.partition(" ")

@@ -472,9 +472,19 @@ class Identity:
         if code is None or code.client_id != self.emu.client_id:
             return token_error("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
         if code.used:
-            return token_error("invalid_grant", 54005, "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.")
+            return token_error(
+                "invalid_grant",
+                54005,
+                "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use "
+                "an existing refresh token.",
+            )
         if _now() >= code.expires_at:
-            return token_error("invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.")
+            return token_error(
+                "invalid_grant",
+                70008,
+                "The provided authorization code or refresh token has expired due to inactivity. Send a new "
+                "interactive authorization request for this user and resource.",
+            )
         if form.get("redirect_uri") != code.redirect_uri:
             return token_error(
                 "invalid_grant",

@@ -129,7 +129,7 @@ class Notifier:
         if self.emu.options.notifications_paused:
             return  # dropped: the app must recover with its safety-net delta
         with self._lock:
-            for subscription in self.subscriptions.values():
+            for subscription in list(self.subscriptions.values()):
                 if subscription.drive_id != drive.id or subscription.expired:
                     continue
                 if subscription.folder_id != drive.root_id and subscription.folder_id not in touched:

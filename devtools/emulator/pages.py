@@ -226,7 +226,7 @@ def _drive_page(emu: "Emulator", user: User, folder: Item) -> str:
         + "".join(rows)
         + "</tbody></table>"
         if rows
-        else "<div class='empty'>This folder is empty. Drag the <b>New</b> button, or upload a file.</div>"
+        else "<div class='empty'>This folder is empty. Create a folder or a text file, or upload files.</div>"
     )
     user_options = "".join(
         f"<option value='{escape(u.id)}'{' selected' if u is user else ''}>{escape(u.email)}</option>" for u in emu.users

@@ -49,9 +49,14 @@ def drive_json(emu: "Emulator", drive: Drive) -> dict:
     }
 
 
-def item_json(emu: "Emulator", drive: Drive, item: Item, in_delta: bool = False) -> dict:
+def item_json(
+    emu: "Emulator", drive: Drive, item: Item, in_delta: bool = False, select: list[str] | None = None
+) -> dict:
+    """The item as Graph shows it; with ``$select``, only those properties (and the costly ones,
+    hashes and download URLs, only when selected)."""
     if item.deleted:
-        return tombstone_json(emu, drive, item)
+        return select_fields(tombstone_json(emu, drive, item), select)
+    wanted = set(select) if select else None
     body: dict = {
         "createdDateTime": graph_time(item.created),
         "cTag": item.ctag,
@@ -92,11 +97,13 @@ def item_json(emu: "Emulator", drive: Drive, item: Item, in_delta: bool = False)
     elif item.kind == "remote":
         body["remoteItem"] = dict(item.remote or {})
     else:
-        body["file"] = {"mimeType": item.mime_type, "hashes": _hashes(emu, item)}
+        if wanted is None or "file" in wanted:
+            body["file"] = {"mimeType": item.mime_type, "hashes": _hashes(emu, item)}
         if item.malware:
             body["malware"] = {"description": "Malware was detected in this file."}
-        body["@microsoft.graph.downloadUrl"] = emu.download_url(drive, item)
-    return body
+        if wanted is None or "@microsoft.graph.downloadUrl" in wanted:
+            body["@microsoft.graph.downloadUrl"] = emu.download_url(drive, item)
+    return select_fields(body, select)
 
 
 def _hashes(emu: "Emulator", item: Item) -> dict:
