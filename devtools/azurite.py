@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -27,7 +28,11 @@ def ensure_installed() -> None:
         return
     if not shutil.which("npm"):
         raise RuntimeError("Azurite needs Node.js 20 and npm: install them, then run `npm ci`")
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=ROOT, check=True)
+    # Several test runs may start at once on a fresh clone: one installs, the others wait for it.
+    with open(ROOT / "package-lock.json", "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not BINARY.exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=ROOT, check=True)
 
 
 class Azurite:
