@@ -317,7 +317,7 @@ vertical-align:top}tr:last-child td{border-bottom:0}a{color:#0b5cd5}.account{fon
 .empty{background:#fff;border:1px dashed #d0d7de;border-radius:10px;padding:28px;text-align:center;color:#57606a}
 .button{display:inline-block;background:#0b5cd5;color:#fff;padding:8px 16px;border-radius:6px;text-decoration:none}
 .detail{display:flex;gap:28px;flex-wrap:wrap;align-items:center;background:#fff;border:1px solid #d0d7de;
-border-radius:10px;padding:12px 18px}.folder{font-weight:600;text-decoration:none}ul.failed{background:#fff;
+border-radius:10px;padding:12px 18px;margin-bottom:14px}.folder{font-weight:600;text-decoration:none}ul.failed{background:#fff;
 border:1px solid #d0d7de;border-radius:10px;padding:10px 32px}footer{color:#6e7781;font-size:12px;padding:16px 32px;
 text-align:center}
 """

@@ -32,7 +32,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(StructuredFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # azure.functions warns at indexing that FUNCTION auth doesn't apply to non-HTTP functions: noise.
+    handler.addFilter(lambda record: not record.getMessage().startswith("Auth level is not applied"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     # The SDKs log every HTTP request at INFO; the host's own lines are the useful ones.
     for noisy in ("azure", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -67,6 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     print("Stopping the local host...", flush=True)
     host.stop()
     return 0
+
+
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+class StructuredFormatter(logging.Formatter):
+    """Appends a record's structured fields (`extra={"connection_id": ...}`) as key=value."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # before any traceback
+        line = super().formatMessage(record)
+        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+        if fields:
+            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return line
 
 
 def _describe(spec, url: str) -> str:
