@@ -1,0 +1,71 @@
+"""devtools/stack.py (what scripts/run runs): local settings it writes, and real-Microsoft mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+
+import httpx
+
+from devtools.serving import free_port
+from devtools.stack import ROOT, ensure_local_settings
+from functions.settings import DEFAULTS, parse_encryption_keys
+from tests.fixtures.waiting import eventually
+
+
+def test_local_settings_are_created_from_the_example_with_a_fresh_key(tmp_path):
+    path = tmp_path / "local.settings.json"
+    assert ensure_local_settings(path) is True
+    values = json.loads(path.read_text())["Values"]
+    example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    assert set(values) == set(example)
+    [key] = parse_encryption_keys(values["TOKEN_ENCRYPTION_KEYS"])
+    assert len(key.key) == 32
+    assert path.stat().st_mode & 0o077 == 0  # a secret: readable by its owner only
+
+    assert ensure_local_settings(path) is False  # a second run keeps it
+    assert json.loads(path.read_text())["Values"]["TOKEN_ENCRYPTION_KEYS"] == values["TOKEN_ENCRYPTION_KEYS"]
+
+
+def test_a_placeholder_key_is_replaced_and_other_values_kept(tmp_path):
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps({"Values": {"TOKEN_ENCRYPTION_KEYS": "replace-me: ...", "FILES_CONTAINER": "mine"}}))
+    assert ensure_local_settings(path) is True
+    values = json.loads(path.read_text())["Values"]
+    parse_encryption_keys(values["TOKEN_ENCRYPTION_KEYS"])
+    assert values["FILES_CONTAINER"] == "mine"
+
+
+def test_with_a_real_app_registration_the_stack_skips_the_emulator_and_sends_sign_in_to_microsoft(tmp_path):
+    settings = json.loads((ROOT / "local.settings.example.json").read_text())
+    settings["Values"].update(MICROSOFT_CLIENT_ID="11111111-2222-3333-4444-555555555555", MICROSOFT_CLIENT_SECRET="s")
+    (tmp_path / "local.settings.json").write_text(json.dumps(settings))
+    environment = {k: v for k, v in os.environ.items() if k not in DEFAULTS and not k.startswith("AzureWebJobsStorage")}
+    environment["LOCAL_FUNCTION_KEY"] = "k"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.stack", "--port", str(port), "--data", str(tmp_path / "data"),
+         "--settings", str(tmp_path / "local.settings.json")],
+        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, "")), daemon=True).start()
+    try:
+        eventually(lambda: "Everything is running." in "".join(output) or process.poll() is not None, timeout=90)
+        text = "".join(output)
+        assert "Microsoft:           the real service" in text, text
+        assert "Change the drive" not in text
+        assert not (tmp_path / "data" / "emulator.log").exists()
+
+        redirect = httpx.get(f"http://localhost:{port}/api/connect")
+        assert redirect.status_code == 302
+        assert re.match(r"https://login\.microsoftonline\.com/consumers/oauth2/v2\.0/authorize\?.*client_id=11111111-2222",
+                        redirect.headers["location"])
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0, "".join(output)
+    assert "Stopped." in "".join(output)
