@@ -249,10 +249,12 @@ class FaultMiddleware:
                 if fault.kind == "reset":
                     entry["fault"] = "reset"
                     reset_connection(scope)
+                    await self._hold(receive, 1.0)  # uvicorn sees the disconnect: no 500, no error log
                     return
                 if fault.kind == "timeout":
                     await self._hold(receive, fault.hang)
                     reset_connection(scope)
+                    await self._hold(receive, 1.0)
                     return
                 if fault.status is not None:
                     entry["status"] = fault.status
@@ -265,9 +267,12 @@ class FaultMiddleware:
     def _wrap_send(self, send, entry: dict, scope: dict, fault: Fault | None):
         limit = fault.after_bytes if fault is not None else None
         sent = 0
+        cut = False
 
         async def wrapped(message) -> None:
-            nonlocal sent
+            nonlocal sent, cut
+            if cut:
+                return  # the socket is gone; the response notices the disconnect and stops
             if message["type"] == "http.response.start":
                 entry["status"] = message["status"]
             if limit is not None and message["type"] == "http.response.body":
@@ -276,8 +281,9 @@ class FaultMiddleware:
                     await send({"type": "http.response.body", "body": body[: limit - sent], "more_body": True})
                     await asyncio.sleep(0.05)  # let the bytes leave before the reset
                     entry["fault"] = f"reset after {limit} bytes"
+                    cut = True
                     reset_connection(scope)
-                    raise ConnectionAbortedError("fault: reset mid-body")
+                    return
                 sent += len(body)
             await send(message)
 

@@ -73,7 +73,7 @@ th{text-align:left;font-weight:600;color:#605e5c;font-size:12px;padding:10px 12p
 td{padding:9px 12px;border-bottom:1px solid #f3f2f1;vertical-align:middle}
 tr:hover td{background:#f5f9fd}
 .name{display:flex;align-items:center;gap:10px}
-.icon{width:22px;text-align:center;font-size:18px}
+.icon{width:22px;height:22px;display:inline-flex}
 .row-actions{visibility:hidden;white-space:nowrap;text-align:right}
 tr:hover .row-actions{visibility:visible}
 .row-actions button{min-width:0;border:0;background:none;color:#0067b8;padding:2px 6px}
@@ -178,8 +178,29 @@ def _size(size: int) -> str:
     return str(size)
 
 
+# Inline SVG: emoji fonts are missing on many machines (and in headless browsers).
+ICONS = {
+    "folder": "<svg viewBox='0 0 24 24' width='22' height='22'><path fill='#FFB900' d='M2 6a2 2 0 0 1 2-2h5l2 2h9"
+    "a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2z'/><path fill='#FFD75E' d='M2 9h20v9a2 2 0 0 1-2 2H4a2 2 0 0 "
+    "1-2-2z'/></svg>",
+    "remote": "<svg viewBox='0 0 24 24' width='22' height='22'><path fill='#8AB4E8' d='M2 6a2 2 0 0 1 2-2h5l2 2h9a2 2"
+    " 0 0 1 2 2v10a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2z'/><circle cx='17' cy='16' r='4' fill='#0078D4'/><path stroke='#fff'"
+    " stroke-width='1.4' d='M15.5 16h3M17 14.5v3'/></svg>",
+    "package": "<svg viewBox='0 0 24 24' width='22' height='22'><rect x='3' y='3' width='18' height='18' rx='2' "
+    "fill='#7719AA'/><text x='12' y='16.5' font-size='11' text-anchor='middle' fill='#fff' font-family='Segoe UI,"
+    "Arial' font-weight='700'>N</text></svg>",
+    "file": "<svg viewBox='0 0 24 24' width='22' height='22'><path fill='#fff' stroke='#8a8886' stroke-width='1.2' "
+    "d='M6 2.5h8l4.5 4.5v14.5h-12.5z'/><path fill='none' stroke='#8a8886' stroke-width='1.2' d='M14 2.5v4.5h4.5'/>"
+    "</svg>",
+}
+
+
 def _icon(item: Item) -> str:
-    return {"folder": "&#128193;", "package": "&#128211;", "remote": "&#128279;"}.get(item.kind, "&#128196;")
+    return ICONS.get(item.kind, ICONS["file"])
+
+
+def _count(n: int) -> str:
+    return "1 item" if n == 1 else f"{n} items"
 
 
 def _drive_page(emu: "Emulator", user: User, folder: Item) -> str:
@@ -215,7 +236,7 @@ def _drive_page(emu: "Emulator", user: User, folder: Item) -> str:
                 + f"<button data-move='{escape(path)}'>Move</button>"
                 + f"<button data-delete='{escape(path)}'>Delete</button>"
             )
-            size = _size(child.size) if child.kind == "file" else (f"{len(child.children)} items" if child.kind == "folder" else "")
+            size = _size(child.size) if child.kind == "file" else (_count(len(child.children)) if child.kind == "folder" else "")
             rows.append(
                 f"<tr><td><div class='name'><span class='icon'>{_icon(child)}</span>{name}{tags}</div></td>"
                 f"<td class='muted'>{child.modified.strftime('%b %d, %Y %H:%M')}</td><td class='muted'>{size}</td>"
@@ -237,8 +258,8 @@ def _drive_page(emu: "Emulator", user: User, folder: Item) -> str:
   <span class='spacer'></span>
   <select onchange="location='/drive?user='+this.value">{user_options}</select></header>
 <div class='toolbar'>
-  <button id='new-folder'>&#65291; New folder</button>
-  <button id='new-file'>&#128221; New text file</button>
+  <button id='new-folder'>+ New folder</button>
+  <button id='new-file'>+ New text file</button>
   <button id='upload'>&#8593; Upload</button><input type='file' id='file-input' multiple hidden>
 </div>
 <main>
