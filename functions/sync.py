@@ -134,6 +134,13 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
         full = not state.delta_link  # first sync (or after a reconnect): sweep what isn't in the drive
         lease.update(phase=Phase.COLLECT, next_link=state.delta_link or FULL_DELTA,
                      resync_epoch=_new_epoch() if full else "")
+    elif state.phase == Phase.COLLECT and lease.took_over:
+        # The previous worker died between fetching a page and checkpointing it. Replaying its
+        # nextLink is only safe if Graph serves the same page again, which nothing promises:
+        # collect again from the last deltaLink (re-recording pages is idempotent; the apply
+        # phase's progress is kept).
+        lease.took_over = False
+        lease.update(next_link=state.delta_link or FULL_DELTA)
     if lease.state.phase == Phase.COLLECT:
         _collect(lease, graph, out_of_time)
     if lease.state.phase == Phase.APPLY:

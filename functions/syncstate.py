@@ -134,9 +134,10 @@ class Busy:
 class Lease:
     """The connection's lock, held by `owner`; every write to the state row goes through it."""
 
-    def __init__(self, state: SyncState, owner: str, lease_seconds: float) -> None:
+    def __init__(self, state: SyncState, owner: str, lease_seconds: float, *, took_over: bool = False) -> None:
         self.state = state
         self.owner = owner
+        self.took_over = took_over  # the previous holder died holding the lease
         self.lease_seconds = lease_seconds
         self._lock = threading.Lock()
         self._lost = False
@@ -212,7 +213,8 @@ class Lease:
                 if fresh is None or fresh.lease_owner != self.owner:
                     self._lost = True
                     raise LeaseLost(self.connection_id)
-                if fresh.rerun:
+                rerun = fresh.rerun
+                if rerun:
                     values: dict[str, Any] = {"rerun": False, "lease_expires": utcnow() + timedelta(seconds=self.lease_seconds)}
                 else:
                     values = {"lease_owner": "", "lease_expires": None}
@@ -222,7 +224,7 @@ class Lease:
                     self.state = fresh
                     for name, value in values.items():
                         setattr(self.state, name, value)
-                    return fresh.rerun
+                    return rerun
             raise LeaseLost(self.connection_id)
 
     def release(self) -> None:
@@ -256,10 +258,11 @@ def acquire(connection_id: str, owner: str, *, lease_seconds: float = LEASE_SECO
             if _write(connection_id, state.etag, values) is not None:
                 return Busy(watch_after)
             continue
+        took_over = bool(state.lease_owner) and state.lease_owner != owner
         values = {"lease_owner": owner, "lease_expires": now + timedelta(seconds=lease_seconds), "rerun": False}
         etag = _write(connection_id, state.etag, values)
         if etag is not None:
             state.etag = etag
             state.lease_owner, state.lease_expires, state.rerun = owner, values["lease_expires"], False
-            return Lease(state, owner, lease_seconds)
+            return Lease(state, owner, lease_seconds, took_over=took_over)
     raise RuntimeError(f"could not lock the sync state of {connection_id}: too much contention")

@@ -1,0 +1,243 @@
+"""A sync under failure: killed workers, concurrent workers, Graph faults, expired links and
+tokens, time budget. Each ends with the mirror compared to the drive."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from functions import connections, storage, sync, syncstate
+from functions.transport import Deadline
+from tests.fixtures.mirror import assert_mirror_equals_drive
+from tests.fixtures.waiting import eventually
+from tests.sync.conftest import content_requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def queued_sync_requests() -> list[dict]:
+    """Sync requests on the queue, visible or not (peek sees only visible ones: count via properties)."""
+    queue = storage.queue(storage.Queues.SYNC)
+    return [json.loads(m.content) for m in queue.peek_messages(max_messages=32)]
+
+
+def sync_queue_length() -> int:
+    return storage.queue(storage.Queues.SYNC).get_queue_properties().approximate_message_count
+
+
+def delta_requests(emulator) -> list[dict]:
+    return [r for r in emulator.requests if r["host"] == "api" and "/delta" in r["path"]]
+
+
+@pytest.mark.parametrize("phase", ["collect", "apply"])
+def test_a_worker_killed_mid_sync_is_resumed_by_the_next_one(connected_drive, emulator, drive, sync_until_done, phase):
+    drive.seed(n_files=60, n_folders=6, seed=11)
+    emulator.delta_page_size = 5
+    if phase == "collect":
+        emulator.faults.inject(method="GET", path=r"/delta", latency=0.2)
+        reached = lambda: len(delta_requests(emulator)) >= 4  # noqa: E731
+    else:
+        emulator.faults.inject(method="GET", path=r"/content$", latency=0.2)
+        reached = lambda: len(content_requests(emulator)) >= 10  # noqa: E731
+    worker = subprocess.Popen([sys.executable, "-m", "tests.sync.worker_process", connected_drive.connection_id, "2"],
+                              cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        eventually(reached, timeout=60, message=f"the worker reaches its {phase} phase")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    state = syncstate.read(connected_drive.connection_id)
+    assert state.phase == phase and state.lease_owner  # died holding the lease, mid-phase
+    assert state.delta_link == ""  # nothing advanced past unapplied changes
+    emulator.faults.clear()
+    downloads_before = len(content_requests(emulator))
+    result = eventually(lambda: (r := sync.run(connected_drive.connection_id)).outcome == "done" and r, timeout=30,
+                        message="the killed worker's lease runs out and the next run finishes")
+    assert result.outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    if phase == "apply":
+        # Resumed, not restarted: files committed before the kill are not downloaded again.
+        assert len(content_requests(emulator)) - downloads_before <= 60 - 5
+
+
+def test_two_workers_never_run_together_and_a_busy_request_gets_its_pass(connected_drive, emulator, drive):
+    for index in range(6):
+        drive.write_file(f"f{index}.bin", size=20_000, seed=index)
+    emulator.faults.inject(method="GET", path=r"/content$", latency=0.25)
+    results: dict[str, object] = {}
+
+    first = threading.Thread(target=lambda: results.setdefault("first", sync.run(connected_drive.connection_id)))
+    first.start()
+    eventually(lambda: content_requests(emulator), timeout=20, message="the first worker is copying")
+    drive.write_file("arrived-during-sync.txt", b"notification while syncing")
+    second = sync.run(connected_drive.connection_id)  # the notification's worker
+    assert second.outcome == "busy"
+    assert first.is_alive(), "the busy answer came while the first worker was still running"
+    first.join(60)
+    assert results["first"].outcome == "done"
+    assert results["first"].passes == 2  # the busy request's pass, made by the lease holder
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    state = syncstate.read(connected_drive.connection_id)
+    assert not state.lease_owner and not state.rerun
+
+
+def test_only_one_of_many_simultaneous_workers_gets_the_lease(connected_drive):
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def contend(index: int) -> None:
+        barrier.wait()
+        outcomes.append(syncstate.acquire(connected_drive.connection_id, f"worker-{index}"))
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    leases = [o for o in outcomes if isinstance(o, syncstate.Lease)]
+    assert len(leases) == 1 and len(outcomes) == 8
+    state = syncstate.read(connected_drive.connection_id)
+    assert state.lease_owner == leases[0].owner and state.rerun  # the others asked for one more pass
+
+
+@pytest.mark.parametrize("fault", [
+    dict(method="GET", path=r"/delta", status=429, retry_after="1", times=2),
+    dict(method="GET", path=r"/delta", status=503, retry_after="0.5", times=2),
+    dict(method="GET", path=r"/content$", status=429, retry_after="1.5", times=2),
+    dict(method="GET", path=r"/content$", status=504, times=2),
+    dict(method="GET", path=r"/content$", status=509, times=1),
+    dict(method="GET", path=r"/content$", status=500, times=2),
+    dict(method="GET", path=r"/download/", kind="reset", times=2),
+    dict(method="GET", path=r"/download/", kind="timeout", hang=0.3, times=1),
+    dict(method="GET", path=r"/delta", kind="reset", times=2),
+])
+def test_transient_graph_failures_are_retried(connected_drive, emulator, drive, sync_until_done, fault):
+    drive.write_file("Docs/a.bin", size=100_000, seed=1)
+    drive.write_file("b.txt", b"b")
+    rule = emulator.faults.inject(**fault)
+    assert sync_until_done().outcome == "done"
+    assert rule.fired >= 1
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+
+
+def test_a_long_retry_after_becomes_a_delayed_message_not_a_sleep(connected_drive, emulator, drive, sync_until_done):
+    drive.write_file("a.txt", b"a")
+    emulator.faults.inject(method="GET", path=r"/delta", status=429, retry_after="3600", times=1)
+    visible_before = len(queued_sync_requests())  # the sign-in's initial sync request
+    started = time.monotonic()
+    result = sync.run(connected_drive.connection_id)
+    assert result.outcome == "throttled" and result.retry_after >= 3600
+    assert time.monotonic() - started < 10
+    assert sync_queue_length() == visible_before + 1  # queued...
+    assert len(queued_sync_requests()) == visible_before  # ...and invisible for now
+    assert "throttled" in connections.require(connected_drive.connection_id).last_sync_error
+    assert not syncstate.read(connected_drive.connection_id).lease_owner
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+
+
+def test_range_ignored_on_resume_restarts_the_download_from_zero(connected_drive, emulator, drive, sync_until_done):
+    emulator.ignore_range = True
+    drive.write_file("big.bin", size=9 * 1024 * 1024 + 5, seed=21)
+    emulator.faults.inject(method="GET", path=r"/download/", after_bytes=5 * 1024 * 1024, times=1)
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    downloads = [r for r in emulator.requests if r["host"] == "download"]
+    assert len(downloads) == 2 and downloads[0]["fault"].startswith("reset after")
+
+
+def test_a_broken_download_resumes_with_range(connected_drive, emulator, drive, sync_until_done):
+    drive.write_file("big.bin", size=9 * 1024 * 1024 + 5, seed=22)
+    emulator.faults.inject(method="GET", path=r"/download/", after_bytes=5 * 1024 * 1024, times=1)
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    downloads = [r for r in emulator.requests if r["host"] == "download"]
+    assert [r["status"] for r in downloads][-1] == 206  # the second attempt asked only for the rest
+
+
+def test_an_expired_download_url_gets_a_fresh_one(connected_drive, emulator, drive, sync_until_done):
+    drive.write_file("a.bin", size=50_000, seed=2)
+    emulator.faults.inject(method="GET", path=r"/download/", status=401, times=1)
+    assert sync_until_done().outcome == "done"
+    assert len(content_requests(emulator)) == 2
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+
+
+def test_expired_access_token_is_refreshed_once(connected_drive, emulator, drive, sync_until_done):
+    drive.write_file("a.txt", b"a")
+    emulator.expire_access_tokens(connected_drive.user)
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+
+
+def test_revoked_consent_marks_the_connection_and_stops_quietly(connected_drive, emulator, drive):
+    drive.write_file("a.txt", b"a")
+    emulator.revoke_consent(connected_drive.user)
+    emulator.expire_access_tokens(connected_drive.user)
+    result = sync.run(connected_drive.connection_id)
+    assert result.outcome == "reauth"
+    assert connections.require(connected_drive.connection_id).state == connections.ConnectionState.REAUTH_REQUIRED
+    state = syncstate.read(connected_drive.connection_id)
+    assert not state.lease_owner and state.delta_link == ""
+    assert [m["reason"] for m in queued_sync_requests()] == ["initial"] or sync_queue_length() <= 1  # nothing re-queued
+    assert sync.run(connected_drive.connection_id).outcome == "inactive"
+
+
+@pytest.mark.parametrize("how", ["410", "400"])
+def test_a_dead_delta_link_means_full_enumeration_then_mark_and_sweep(connected_drive, emulator, drive, sync_until_done, how):
+    drive.write_file("keep.txt", b"keep")
+    drive.write_file("Old/remove-me.txt", b"soon deleted")
+    sync_until_done()
+    stray = storage.files_container().get_blob_client(f"{connected_drive.connection_id}/stray/not-in-drive.txt")
+    stray.upload_blob(b"hostile or leftover")
+    if how == "410":
+        emulator.expire_delta_tokens(connected_drive.user)
+    else:
+        storage.table(storage.Tables.SYNC_STATE).upsert_entity(
+            {"PartitionKey": connected_drive.connection_id, "RowKey": syncstate.ROW,
+             "delta_link": emulator.graph_base_url + "/me/drive/root/delta?token=not-a-token"}, mode="merge")
+    drive.delete("Old")
+    drive.write_file("new.txt", b"new")
+    downloads_before = len(content_requests(emulator))
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    assert len(content_requests(emulator)) - downloads_before == 1  # unchanged files are not copied again
+
+
+def test_time_budget_checkpoints_and_continues_in_a_new_message(connected_drive, emulator, drive, monkeypatch):
+    monkeypatch.setattr(sync, "BUDGET_MARGIN_SECONDS", 0.0)
+    drive.seed(n_files=30, n_folders=3, seed=31)
+    emulator.delta_page_size = 4
+    emulator.faults.inject(method="GET", path=r"/delta", latency=0.15)
+    outcomes = []
+    for _ in range(40):
+        result = sync.run(connected_drive.connection_id, deadline=Deadline(0.5))
+        outcomes.append(result.outcome)
+        if result.outcome == "done":
+            break
+        assert result.outcome == "continued"
+        assert [m["reason"] for m in queued_sync_requests()][-1:] == ["continue"]
+    assert outcomes[0] == "continued" and outcomes[-1] == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+
+
+def test_the_queue_trigger_runs_a_sync_and_refuses_bad_messages(connected_drive, drive):
+    from azure.functions.queue import QueueMessage
+
+    from functions import messages
+    from functions.queue_sync import sync_worker
+
+    drive.write_file("via-trigger.txt", b"queued")
+    body = json.dumps({"connection_id": connected_drive.connection_id, "reason": "notification"}).encode()
+    sync_worker.build().get_user_function()(QueueMessage(body=body, dequeue_count=1))
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    with pytest.raises(messages.BadMessage):
+        sync_worker.build().get_user_function()(QueueMessage(body=b"not json", dequeue_count=1))
