@@ -21,7 +21,8 @@ SEEDS = int(os.environ.get("RELIABILITY_SEEDS", "20"))
 FIRST_SEED = int(os.environ.get("RELIABILITY_FIRST_SEED", "0"))
 
 # Collected over the session, printed at the end (see pytest_terminal_summary).
-TOTALS: dict = {"scenarios": 0, "faults": Counter(), "divergences": [], "seconds": 0.0, "files": 0, "operations": 0}
+TOTALS: dict = {"scenarios": 0, "faults": Counter(), "divergences": [], "seconds": 0.0, "files": 0, "operations": 0,
+          "calls": 0, "failed_calls": 0}
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +44,8 @@ def compressed_time(monkeypatch: pytest.MonkeyPatch, app_settings) -> None:
     transport.client.cache_clear()
     monkeypatch.setattr(itemrows, "RETRY_BASE", timedelta(seconds=1))  # parked items retried after 1 s, not 5 min
     monkeypatch.setattr(itemrows, "RETRY_MAX", timedelta(seconds=3))
-    # A dead worker's lease runs out after 3 s instead of 60 (the default is bound at definition time).
-    monkeypatch.setitem(sync.run.__kwdefaults__, "lease_seconds", 3.0)
+    # A dead worker's lease runs out after 2 s instead of 60 (the default is bound at definition time).
+    monkeypatch.setitem(sync.run.__kwdefaults__, "lease_seconds", 2.0)
     # The storage SDKs' first retry after an outage: ~0.3 s instead of 15 s.
     monkeypatch.setattr(storage, "_CLIENT_OPTIONS", {**storage._CLIENT_OPTIONS, "initial_backoff": 0.3,
                                                     "increment_base": 2, "random_jitter_range": 0.2, "retry_total": 6})
@@ -81,7 +82,12 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.section("reliability")
     write(f"scenarios run: {TOTALS['scenarios']} ({TOTALS['operations']} drive operations, "
           f"{TOTALS['files']} files checked at the end, {TOTALS['seconds']:.0f} s)")
+    if TOTALS["calls"]:
+        write(f"calls to Microsoft (sign-in, Graph, downloads): {TOTALS['calls']}, of which failed by injection: "
+              f"{TOTALS['failed_calls']} ({TOTALS['failed_calls'] / TOTALS['calls']:.0%}; 20% while a round's faults are armed)")
     write("faults injected, by kind:")
     for kind, count in sorted(TOTALS["faults"].items(), key=lambda kv: (-kv[1], kv[0])):
+        if not count:
+            continue
         write(f"  {count:6d}  {kind}")
     write(f"divergences: {len(TOTALS['divergences'])}" + (f" (seeds {TOTALS['divergences']})" if TOTALS["divergences"] else ""))

@@ -41,8 +41,8 @@ class Operations:
 
     def random(self) -> str:
         weights = {
-            self.create: 30, self.change: 15, self.rename: 12, self.move: 12, self.delete: 10,
-            self.deep_tree: 5, self.recreate: 8, self.swap: 4, self.case_rename: 4,
+            self.create: 35, self.change: 15, self.rename: 12, self.move: 12, self.delete: 8,
+            self.deep_tree: 6, self.recreate: 8, self.swap: 4, self.case_rename: 4,
         }
         operation = self.rng.choices(list(weights), weights=list(weights.values()))[0]
         try:

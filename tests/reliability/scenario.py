@@ -47,6 +47,8 @@ class Outcome:
     different: list[str] = field(default_factory=list)
     files: int = 0
     seconds: float = 0.0
+    microsoft_calls: int = 0  # to the emulator's sign-in, Graph and download hosts
+    microsoft_calls_failed: int = 0  # of which answered with an injected fault
 
     @property
     def diverged(self) -> bool:
@@ -72,6 +74,7 @@ class Scenario:
         self.user = emulator.add_user(email=f"seed{seed}@example.com", display_name=f"Seed {seed}")
         self.ops = Operations(self.user.drive, self.rng)
         self.connection_id = ""
+        self.rules: list = []  # the Graph fault rules armed now: (kind, rule)
 
     # ----- the scenario -----------------------------------------------------------------------
 
@@ -79,7 +82,7 @@ class Scenario:
         started = time.monotonic()
         if self.short_budget:
             self.outcome.faults["time budget of a fraction of a second"] += 1
-        for _ in range(self.rng.randint(0, 6)):  # something in the drive before it is connected
+        for _ in range(self.rng.randint(3, 12)):  # something in the drive before it is connected
             self.outcome.operations.append(self.ops.random())
         self.connection_id = connect_drive(self.app_server, self.emulator, self.user).connection_id
         for _ in range(self.rng.randint(2, 4)):
@@ -88,11 +91,16 @@ class Scenario:
             self._revoke_and_reconnect()
         self._settle()
         self.outcome.seconds = time.monotonic() - started
+        calls = [r for r in self.emulator.requests if not r["path"].startswith("/_emulator")]
+        self.outcome.microsoft_calls = len(calls)
+        self.outcome.microsoft_calls_failed = sum(1 for r in calls if r["fault"])
         return self.outcome
 
     def _round(self) -> None:
         rng, emu, tally = self.rng, self.emulator, self.outcome.faults
-        rules = self._graph_faults() if rng.random() < 0.8 else []
+        self._clear_graph_faults()  # the previous round's stay armed until now: its delayed work meets them
+        if rng.random() < 0.85:
+            self.rules = self._graph_faults()
         if rng.random() < 0.3:
             self.killer.arm(rng.randint(1, 40))
         if rng.random() < 0.12:
@@ -115,16 +123,21 @@ class Scenario:
             emu.expire_access_tokens(self.user)
             tally["access token expired (401)"] += 1
         emu.flush_notifications()
-        self._wait_idle(limit=6)
-        for name, rule in rules:
-            tally[name] += rule.fired
-        emu.faults.clear()
+        # Let the syncs this round started meet its faults; delayed messages (throttling, lease
+        # checks) carry over into the next round.
+        self._wait_idle(limit=4, visible_only=True)
         self.killer.disarm()
         self.outage.wait()
         if late is not None:
             late.join(30)
         emu.notifications_paused = False
         emu.notifications_duplicate = False
+
+    def _clear_graph_faults(self) -> None:
+        for name, rule in self.rules:
+            self.outcome.faults[name] += rule.fired
+        self.rules = []
+        self.emulator.faults.clear()
 
     def _graph_faults(self) -> list:
         kinds = self.rng.sample(sorted(GRAPH_FAULTS), self.rng.randint(2, 5))
@@ -163,6 +176,7 @@ class Scenario:
 
     def _revoke_and_reconnect(self) -> None:
         """The refresh token is revoked: the next sync marks the connection; the user signs in again."""
+        self._clear_graph_faults()  # a person signing in again is not what this measures
         self.emulator.revoke_consent(self.user)
         self.outcome.operations.append(self.ops.random())  # a change nobody can sync until the user is back
         self.emulator.flush_notifications()
@@ -177,7 +191,10 @@ class Scenario:
 
     def _settle(self) -> None:
         emu = self.emulator
-        emu.faults.clear()
+        # Still under the last round's faults: the work in flight, and a safety-net pass, meet them.
+        messages.enqueue_sync(self.connection_id, "safety-net")
+        self._wait_idle(limit=8)
+        self._clear_graph_faults()
         self.killer.disarm()
         self.outage.wait()
         emu.notifications_paused = False
@@ -200,14 +217,19 @@ class Scenario:
         self.outcome.extra = sorted(set(actual) - set(expected))
         self.outcome.different = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
 
-    def _wait_idle(self, limit: float) -> bool:
-        """Until the sync queue is empty (invisible messages included) three polls in a row."""
+    def _wait_idle(self, limit: float, visible_only: bool = False) -> bool:
+        """Until the sync queue is empty three polls in a row: no message at all (delayed and
+        running ones included), or with `visible_only` none waiting to be picked up."""
         queue = storage.queue(storage.Queues.SYNC)
         deadline = time.monotonic() + limit
         quiet = 0
         while time.monotonic() < deadline:
             try:
-                quiet = quiet + 1 if queue.get_queue_properties().approximate_message_count == 0 else 0
+                if visible_only:
+                    empty = not list(queue.peek_messages(max_messages=1))
+                else:
+                    empty = queue.get_queue_properties().approximate_message_count == 0
+                quiet = quiet + 1 if empty else 0
             except Exception:  # Azurite restarting
                 quiet = 0
             if quiet >= 3:

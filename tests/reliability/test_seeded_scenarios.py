@@ -33,6 +33,8 @@ def test_mirror_equals_drive_after_random_changes_and_faults(seed, emulator, app
     TOTALS["seconds"] += outcome.seconds
     TOTALS["files"] += outcome.files
     TOTALS["operations"] += len(outcome.operations)
+    TOTALS["calls"] += outcome.microsoft_calls
+    TOTALS["failed_calls"] += outcome.microsoft_calls_failed
     if outcome.diverged:
         TOTALS["divergences"].append(seed)
     assert not outcome.diverged, outcome.describe()
