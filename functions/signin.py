@@ -187,18 +187,32 @@ def complete(params: Mapping[str, str], cookies: Mapping[str, str]) -> Completed
 
 def _consume(state: str, cookies: Mapping[str, str]) -> _Flow:
     from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceNotFoundError
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+    from azure.data.tables import UpdateMode
 
     from . import keyring
 
     state_hash = _hash(state)
     table = _states()
+    used = BadRequest("This sign-in link is unknown or was already used. Start connecting again.")
     try:
         entity = table.get_entity(state_hash, STATE_ROW)
-        # Single use: of two callbacks racing with one state, only one deletes this version.
-        table.delete_entity(state_hash, STATE_ROW, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+        if entity.get("consumed"):
+            raise used
+        # Single use: of two callbacks racing with one state, only one can change this version.
+        # (A conditional MERGE, not a conditional delete: Azurite lets two racing deletes succeed.)
+        table.update_entity(
+            {"PartitionKey": state_hash, "RowKey": STATE_ROW, "consumed": True},
+            mode=UpdateMode.MERGE,
+            etag=entity.metadata["etag"],
+            match_condition=MatchConditions.IfNotModified,
+        )
+    except (ResourceNotFoundError, ResourceModifiedError):
+        raise used from None
+    try:
+        table.delete_entity(state_hash, STATE_ROW)
     except ResourceNotFoundError:
-        raise BadRequest("This sign-in link is unknown or was already used. Start connecting again.") from None
+        pass
     expires_at = entity["expires_at"]
     if (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=timezone.utc)) <= _now():
         raise BadRequest("This sign-in link has expired. Start connecting again.")

@@ -46,8 +46,6 @@ class TokenSet:
 class _Stored:
     tokens: TokenSet
     etag: str
-    key_id: str
-    obtained_at: datetime
     reauth_required: bool
 
 
@@ -95,7 +93,7 @@ def _entity(connection_id: str, tokens: TokenSet) -> dict[str, Any]:
         "sealed": sealed,
         "key_id": keyring.key_id_of(sealed),
         "expires_at": tokens.expires_at,
-        "obtained_at": _now(),
+        "obtained_at": _now(),  # for people reading the table; the vault goes by expires_at
         "scope": tokens.scope,
         "reauth_required": False,
     }
@@ -113,8 +111,6 @@ def _read(connection_id: str) -> _Stored | None:
     return _Stored(
         tokens=tokens,
         etag=entity.metadata["etag"],
-        key_id=keyring.key_id_of(entity["sealed"]),
-        obtained_at=_utc(entity.get("obtained_at") or entity["expires_at"] - timedelta(hours=1)),
         reauth_required=bool(entity.get("reauth_required")),
     )
 
