@@ -119,10 +119,13 @@ def start(params: Mapping[str, str]) -> Started:
     ref = params.get("ref", "")
     return_to = params.get("return_to", "")
     prompt = params.get("prompt", "")
+    login_hint = params.get("login_hint", "")  # the account to preselect, when the product knows it
     if ref and not ref.isprintable():
         raise BadRequest("The ref parameter must be printable text.")
     if return_to and not s.return_url_allowed(return_to):
         raise BadRequest("The return_to address is not one this service may send you back to.")
+    if login_hint and (len(login_hint) > 320 or not login_hint.isprintable()):
+        raise BadRequest("The login_hint parameter must be an email address.")
     if prompt and prompt not in PROMPTS:
         raise BadRequest(f"The prompt parameter must be one of: {', '.join(sorted(PROMPTS))}.")
 
@@ -154,6 +157,8 @@ def start(params: Mapping[str, str]) -> Started:
     }
     if prompt:
         query["prompt"] = prompt
+    if login_hint:
+        query["login_hint"] = login_hint
     log.info("sign-in started", extra={"ref": ref})
     return Started(f"{s.microsoft_authority}/oauth2/v2.0/authorize?{urlencode(query)}", _cookie_name(state_hash), cookie_value)
 
@@ -300,7 +305,8 @@ def parse_cookies(header: str | None) -> dict[str, str]:
     """Cookie header → {name: value}, tolerant of malformed pairs (browsers send all sorts)."""
     cookies: dict[str, str] = {}
     for pair in (header or "").split(";"):
-        name, sep, value = pair.strip().partition("=")
+        name, sep, value = pair.partition("=")
+        name = name.strip()
         if sep and name and name not in cookies:
             cookies[name] = value.strip().strip('"')
     return cookies

@@ -202,6 +202,13 @@ def test_the_same_account_connecting_twice_is_one_connection(app_server, emulato
     assert len(rows(storage.Tables.TOKENS)) == 1
 
 
+def test_login_hint_preselects_the_account_to_connect(app_server, emulator, emulator_user):
+    other = emulator.add_user(email="grace@example.com", display_name="Grace Hopper")
+    connected = connect_drive(app_server, emulator, other, login_hint="grace@example.com")
+    assert connected.connection_id == connections.connection_id_for(other.id)
+    assert connections.require(connected.connection_id).email == "grace@example.com"
+
+
 def test_two_accounts_are_two_connections(app_server, emulator, emulator_user):
     other = emulator.add_user(email="grace@example.com", display_name="Grace Hopper")
     first = connect_drive(app_server, emulator, emulator_user)
