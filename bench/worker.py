@@ -1,0 +1,156 @@
+"""The worker process of the copy and delta benchmarks: a fresh interpreter that runs the sync
+(the way a Functions worker would), so that its time and memory are measured apart from the
+emulator and the benchmark itself. Driven by JSON lines on stdin; answers one JSON line each.
+
+    {"do": "warm"}                                   import and connect everything; RSS
+    {"do": "upload", "name": ..., "size": n, "seed": s}   baseline: plain azure-storage-blob upload
+    {"do": "sync", "connection_id": ...}             sync.run until done (the copy path)
+    {"do": "listen"} / {"do": "stop"}                the sync_worker function fed by the queue listener
+    {"do": "quit"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .report import reset_rss_peak, rss_high_water_mb, rss_mb
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """The parent's handle on one worker process."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=ROOT, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def ask(self, **command: Any) -> dict[str, Any]:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the worker process exited ({self.process.poll()}) during {command['do']}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"worker: {answer['error']}")
+        return answer
+
+    def close(self) -> None:
+        try:
+            self.ask(do="quit")
+        except Exception:
+            pass
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ----- inside the worker process ------------------------------------------------------------
+
+_listener = None
+
+
+def _warm() -> dict[str, Any]:
+    from functions import apply, graph, mirror, storage, sync, vault  # noqa: F401  (what a sync imports)
+
+    storage.files_container()
+    storage.queue(storage.Queues.SYNC)
+    return {"rss_mb": rss_mb()}
+
+
+def _upload(name: str, size: int, seed: int) -> dict[str, Any]:
+    from azure.storage.blob import BlobServiceClient
+
+    from devtools.emulator.content import GeneratedContent
+    from functions import storage
+
+    # Plain SDK use, as a developer would write it: a client from the connection string, one call.
+    service = BlobServiceClient.from_connection_string(storage._endpoints().connection_string)
+    container = service.get_container_client("bench-baseline")
+    if not container.exists():
+        container.create_container()
+    blob = container.get_blob_client(name)
+    reset_rss_peak()
+    before = rss_mb()
+    started = time.perf_counter()
+    blob.upload_blob(GeneratedContent(size=size, seed=seed).chunks(chunk_size=4 << 20), length=size, overwrite=True)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb()}
+
+
+def _sync(connection_id: str) -> dict[str, Any]:
+    from functions import sync
+
+    reset_rss_peak()
+    before = rss_mb()
+    started = time.perf_counter()
+    outcomes = []
+    while True:
+        result = sync.run(connection_id, reason="bench")
+        outcomes.append(result.outcome)
+        if result.outcome not in ("continued", "throttled", "busy") or len(outcomes) > 10_000:
+            break
+        if result.outcome != "continued":
+            time.sleep(max(0.05, result.retry_after))
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb(), "outcomes": outcomes,
+            "stats": result.stats}
+
+
+def _listen() -> dict[str, Any]:
+    global _listener
+    from devtools.host.config import HostOptions
+    from devtools.host.invocation import Invoker
+    from devtools.host.queues import QueueListener
+
+    from .environment import app_specs
+
+    spec = next(s for s in app_specs() if s.name == "sync_worker")
+    _listener = QueueListener(spec, HostOptions.from_host_json(), Invoker()).start()
+    return {"listening": True}
+
+
+def _stop() -> dict[str, Any]:
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+    return {"stopped": True}
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    out = sys.stdout
+    for line in sys.stdin:
+        command = json.loads(line)
+        action = command.pop("do")
+        try:
+            if action == "quit":
+                _stop()
+                out.write(json.dumps({"bye": True}) + "\n")
+                out.flush()
+                return
+            answer = {"warm": _warm, "upload": _upload, "sync": _sync, "listen": _listen, "stop": _stop}[action](**command)
+        except Exception as error:  # reported to the parent, which stops the benchmark
+            answer = {"error": f"{type(error).__name__}: {str(error)[:500]}"}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
