@@ -171,8 +171,7 @@ def schedule(*, now: datetime | None = None) -> Plan:
         for connection_id, delay in planned:
             sends.append(_sender(kind, connection_id, delay))
     with ThreadPoolExecutor(SEND_THREADS) as pool:
-        for _ in pool.map(lambda send: send(), sends):
-            pass
+        list(pool.map(lambda send: send(), sends))  # re-raises the first failure
     _mark(current)
     _purge_abandoned_sign_ins()
     log.info(
@@ -216,7 +215,8 @@ def _mark(current: Plan) -> None:
     items = list(marks.items())
 
     def mark(chunk: list[tuple[str, dict[str, datetime]]]) -> None:
-        operations = [("update", {"PartitionKey": connections.PARTITION, "RowKey": cid, **fields}, {"mode": "merge"}) for cid, fields in chunk]
+        operations = [("update", {"PartitionKey": connections.PARTITION, "RowKey": cid, **fields}, {"mode": "merge"})
+                      for cid, fields in chunk]
         try:
             table.submit_transaction(operations)
         except AzureError:
@@ -228,8 +228,7 @@ def _mark(current: Plan) -> None:
                     log.warning("could not mark maintenance", extra={"connection_id": connection_id})
 
     with ThreadPoolExecutor(SEND_THREADS) as pool:
-        for _ in pool.map(mark, [items[start : start + 100] for start in range(0, len(items), 100)]):
-            pass
+        list(pool.map(mark, [items[start : start + 100] for start in range(0, len(items), 100)]))
 
 
 def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
@@ -266,6 +265,7 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
     except Throttled as throttled:
         # A wait is a delayed message, never a sleep.
         messages.enqueue_maintenance(task, delay_seconds=math.ceil(throttled.retry_after) + 1)
-        log.warning("maintenance throttled; retry in %.0f s", throttled.retry_after, extra={"connection_id": task.connection_id, "action": task.action})
+        log.warning("maintenance throttled; retry in %.0f s", throttled.retry_after,
+                    extra={"connection_id": task.connection_id, "action": task.action})
         return "deferred"
     return "done"

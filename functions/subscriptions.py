@@ -153,7 +153,8 @@ def create(connection_id: str) -> Subscription:
             "expires_at": subscription.expires_at,
         }
     )
-    connections.update(connection_id, subscription_id=subscription.subscription_id, subscription_expires_at=subscription.expires_at)
+    connections.update(connection_id, subscription_id=subscription.subscription_id,
+                       subscription_expires_at=subscription.expires_at)
     log.info("subscription created", extra={"connection_id": connection_id, "subscription_id": subscription.subscription_id})
     if previous and previous != subscription.subscription_id:
         _delete_one(graph, previous, connection_id)
@@ -238,7 +239,8 @@ def _delete_one(graph, subscription_id: str, connection_id: str) -> None:
     try:
         _delete_remote(graph, subscription_id)
     except Exception as error:  # noqa: BLE001 - the old one lapses by itself; its notifications are dropped
-        log.warning("could not delete replaced subscription: %s", type(error).__name__, extra={"connection_id": connection_id, "subscription_id": subscription_id})
+        log.warning("could not delete replaced subscription: %s", type(error).__name__,
+                    extra={"connection_id": connection_id, "subscription_id": subscription_id})
     _forget(subscription_id)
 
 
