@@ -117,11 +117,14 @@ def run(
     except Exception as error:
         # Storage or Graph failing for good: the message is retried (and finally kept in the poison
         # queue). Everything done so far is recorded; nothing was advanced past it.
-        try:
-            lease.release()
-            _report(connection_id, stats, finished=False, error=_describe(error))
-        except Exception:
-            pass
+        from azure.core.exceptions import ServiceRequestError
+
+        if not isinstance(error, ServiceRequestError):  # storage unreachable: these would only wait too
+            try:
+                lease.release()
+                _report(connection_id, stats, finished=False, error=_describe(error))
+            except Exception:
+                pass
         raise
     finally:
         lease.stop_heartbeat()
