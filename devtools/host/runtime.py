@@ -48,9 +48,10 @@ class LocalHost:
             runner.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
+        """Stop triggering; give running invocations up to `timeout` seconds to finish."""
         for runner in (*self.timers, *self.queue_listeners):
-            runner.stop()
+            runner.stop(timeout)
         self.http.stop()
         self.invoker.stop()
 

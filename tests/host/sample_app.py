@@ -28,6 +28,12 @@ def hello(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(f"hello {req.route_params['name']}", mimetype="text/plain")
 
 
+@app.route(route="hello-async/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def hello_async(req: func.HttpRequest) -> func.HttpResponse:
+    await asyncio.sleep(0.01)
+    return func.HttpResponse(f"hello {req.route_params['name']}, asynchronously", mimetype="text/plain")
+
+
 @app.route(route="invocations", methods=["GET"])
 def list_invocations(req: func.HttpRequest) -> func.HttpResponse:
     with _lock:

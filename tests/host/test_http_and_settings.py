@@ -22,6 +22,11 @@ def test_anonymous_and_function_level_routes(start_host):
     assert httpx.get(f"{host.url}/admin/host/status").json()["state"] == "Running"
 
 
+def test_async_http_functions_are_awaited(start_host):
+    host = start_host(run_queues=False)
+    assert httpx.get(f"{host.url}/api/hello-async/ada").text == "hello ada, asynchronously"
+
+
 def test_failing_http_function_is_a_500_and_the_host_keeps_serving(start_host, caplog):
     host = start_host(run_queues=False)
     response = httpx.get(f"{host.url}/api/boom")
