@@ -207,34 +207,20 @@ def _folder_entries(connection_id: str, folder: str) -> tuple[list[str], list[An
     return folders, files, truncated
 
 
-def _failed_items(connection_id: str) -> list[dict[str, Any]]:
-    from azure.core.exceptions import ResourceNotFoundError
+def _failed_section(connection_id: str, total: int) -> str:
+    # The product API owns reading the retry list (paths resolved from the id map): reuse it.
+    from .connections_api import failed_items
 
-    try:
-        rows = storage.table(storage.Tables.FAILED_ITEMS).query_entities(
-            "PartitionKey eq @pk", parameters={"pk": connection_id}, results_per_page=MAX_FAILED_SHOWN)
-        found = []
-        for row in rows:
-            found.append(row)
-            if len(found) >= MAX_FAILED_SHOWN:
-                break
-        return found
-    except ResourceNotFoundError:
-        return []
-
-
-def _failed_section(rows: list[dict[str, Any]]) -> str:
+    rows, truncated = failed_items(connection_id)
     if not rows:
         return ""
     items = []
-    for row in rows:
-        # The sync engine owns this table's fields; show the usual ones when present.
-        what = row.get("path") or row.get("name") or row.get("RowKey")
-        why = row.get("error") or row.get("reason") or row.get("last_error") or ""
-        attempts = row.get("attempts")
-        tail = f' <span class="muted">({_e(attempts)} attempts)</span>' if attempts is not None else ""
-        items.append(f'<li><span class="mono">{_e(what)}</span>{tail}<div class="error-text">{_e(why)}</div></li>')
-    return f'<section><h2>Items that could not be mirrored</h2><ul class="failed">{"".join(items)}</ul></section>'
+    for row in rows[:MAX_FAILED_SHOWN]:
+        what = row["path"] or f"item {row['itemId']}"
+        items.append(f'<li><span class="mono">{_e(what)}</span> <span class="muted">({_e(row["attempts"])} attempts)</span>'
+                     f'<div class="error-text">{_e(row["error"] or "")}</div></li>')
+    more = f'<p class="muted">{_e(total)} in all; the product API lists them.</p>' if truncated or len(rows) > MAX_FAILED_SHOWN else ""
+    return f'<section><h2>Items that could not be mirrored</h2><ul class="failed">{"".join(items)}</ul>{more}</section>'
 
 
 def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, now: datetime | None = None) -> Page:
@@ -282,7 +268,7 @@ def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, n
             f'<div><span class="label">Subscription</span> {_subscription(connection, now)}</div></section>')
     if connection.last_sync_error:
         head += f'<div class="alert">{_e(connection.last_sync_error)}</div>'
-    body = head + _failed_section(_failed_items(connection_id)) + f"<section>{listing}</section>"
+    body = head + _failed_section(connection_id, connection.items_failed) + f"<section>{listing}</section>"
     toggle = links.flipped().mirror(connection_id, folder)
     return Page(200, _layout(f"{account} · mirror", body, links, toggle, crumbs=crumbs, now=now))
 

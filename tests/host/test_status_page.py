@@ -127,3 +127,13 @@ def test_empty_status_offers_the_connect_link(status, app_settings):
     text = status.get("/api/status").text
     assert "No OneDrive connected yet." in text
     assert f'href="{app_settings["PUBLIC_BASE_URL"]}/api/connect"' in text
+
+
+def test_mirror_page_lists_items_that_could_not_be_mirrored(status):
+    connection_id = add_connection("f6", "Fay", "fay@example.com", items_failed=1)
+    storage.table(storage.Tables.FAILED_ITEMS).upsert_entity({
+        "PartitionKey": connection_id, "RowKey": "ITEM1", "item_id": "ITEM1", "path": "Photos/live.heic",
+        "error": "size <mismatch> after 3 tries", "attempts": 3})
+    text = status.get(f"/api/status/connections/{connection_id}").text
+    assert "Items that could not be mirrored" in text
+    assert "Photos/live.heic" in text and "(3 attempts)" in text and "size &lt;mismatch&gt; after 3 tries" in text
