@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 import traceback
@@ -72,7 +73,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown benchmarks: {sorted(unknown)}")
     print(f"Machine: {report.machine()}\n", flush=True)
-    sections, failed = [], []
+    # Ctrl-C or SIGTERM unwinds normally, so Azurite and the worker process are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sections, failed = {}, []
     for name in wanted:
         started = time.monotonic()
         try:
@@ -84,9 +87,10 @@ def main() -> int:
             failed.append(name)
         section.line(f"({time.monotonic() - started:.0f} s)")
         print(flush=True)
-        sections.append(section)
+        if name not in failed:
+            sections[name] = section
     command = "scripts/bench" + (" --quick" if args.quick else "") + ("" if wanted == list(ORDER) else f" --only {args.only}")
-    path = report.write_markdown(sections, command=command)
+    path = report.write_markdown(sections, order=ORDER, command=command)
     print(f"written to {path.relative_to(report.RESULTS.parent.parent)}")
     return 1 if failed else 0
 

@@ -39,7 +39,9 @@ def machine() -> str:
     except (OSError, StopIteration, ValueError):
         pass
     parts = [f"{os.cpu_count()} CPUs" + (f" ({model})" if model else ""), memory,
-             f"Python {platform.python_version()}", f"{platform.system()} {platform.release()}"]
+             f"Python {platform.python_version()}", f"{platform.system()} {platform.release()}",
+             # Other work on the machine skews every figure: say how busy it was.
+             "load average %.1f" % os.getloadavg()[0]]
     return ", ".join(p for p in parts if p)
 
 
@@ -60,15 +62,28 @@ class Section:
         return self
 
 
-def write_markdown(sections: list[Section], *, command: str) -> Path:
+def write_markdown(sections: dict[str, Section], *, order: tuple[str, ...], command: str) -> Path:
+    """Keep each benchmark's latest figures (bench/results/<name>.json) and compose latest.md from
+    all of them, so that `--only copy` refreshes one section and keeps the others."""
+    import json
+
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "latest.md"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    out = [f"# Benchmark figures ({stamp})", "", f"Machine: {machine()}", "", f"Command: `{command}`", ""]
-    for section in sections:
-        out += [f"## {section.title}", "", "```", *section.lines, "```", ""]
-    path.write_text("\n".join(out))
-    return path
+    for name, section in sections.items():
+        (RESULTS / f"{name}.json").write_text(json.dumps({
+            "title": section.title, "lines": section.lines, "figures": section.figures,
+            "machine": machine(), "at": stamp, "command": command}, indent=1))
+    out = [f"# Benchmark figures (composed {stamp})", ""]
+    for name in order:
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            continue
+        saved = json.loads(path.read_text())
+        out += [f"## {saved['title']}", "", f"{saved['at']}, `{saved['command']}`, {saved['machine']}", "",
+                "```", *saved["lines"], "```", ""]
+    latest = RESULTS / "latest.md"
+    latest.write_text("\n".join(out))
+    return latest
 
 
 def rss_peak_mb() -> float:

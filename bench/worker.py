@@ -99,9 +99,18 @@ def _sync(connection_id: str) -> dict[str, Any]:
     reset_rss_peak()
     before = rss_mb()
     started = time.perf_counter()
-    outcomes = []
+    outcomes: list[str] = []
+    failures = 0
     while True:
-        result = sync.run(connection_id, reason="bench")
+        try:
+            result = sync.run(connection_id, reason="bench")
+        except Exception as error:
+            # What the host does with a failed invocation: run the message again (maxDequeueCount 5).
+            failures += 1
+            outcomes.append(f"failed: {type(error).__name__}")
+            if failures >= 5:
+                raise
+            continue
         outcomes.append(result.outcome)
         if result.outcome not in ("continued", "throttled", "busy") or len(outcomes) > 10_000:
             break
