@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale] [--delta-items N]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -18,6 +18,7 @@ import warnings
 from . import report
 
 ORDER = ("cold_start", "webhook", "copy", "delta", "scale")
+DELTA_ITEMS = 100_000
 
 
 def _cold_start(quick: bool) -> report.Section:
@@ -49,13 +50,18 @@ def _copy(quick: bool) -> report.Section:
 def _delta(quick: bool) -> report.Section:
     from . import delta
 
-    return delta.run(items=2000 if quick else 100_000, changes=100)
+    return delta.run(items=2000 if quick else DELTA_ITEMS, changes=100)
 
 
 def _scale(quick: bool) -> report.Section:
     from . import scale
 
     return scale.run(rows=1000 if quick else 5000)
+
+
+def _command(args: argparse.Namespace, wanted: list[str]) -> str:
+    return ("scripts/bench" + (" --quick" if args.quick else "") + ("" if wanted == list(ORDER) else f" --only {args.only}")
+            + (f" --delta-items {args.delta_items}" if args.delta_items != 100_000 else ""))
 
 
 RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "scale": _scale}
@@ -65,7 +71,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run")
     parser.add_argument("--only", default=",".join(ORDER), help="comma-separated subset of " + ", ".join(ORDER))
+    parser.add_argument("--delta-items", type=int, default=DELTA_ITEMS, help="drive size of the delta benchmark (default 100,000)")
     args = parser.parse_args()
+    global DELTA_ITEMS
+    DELTA_ITEMS = args.delta_items
     logging.basicConfig(level=logging.ERROR)  # the app's retry warnings are not figures
     warnings.filterwarnings("ignore")
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -89,8 +98,8 @@ def main() -> int:
         print(flush=True)
         if name not in failed:
             sections[name] = section
-    command = "scripts/bench" + (" --quick" if args.quick else "") + ("" if wanted == list(ORDER) else f" --only {args.only}")
-    path = report.write_markdown(sections, order=ORDER, command=command)
+            report.write_markdown({name: section}, order=ORDER, command=_command(args, wanted))
+    path = report.RESULTS / "latest.md"
     print(f"written to {path.relative_to(report.RESULTS.parent.parent)}")
     return 1 if failed else 0
 

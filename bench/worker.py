@@ -44,14 +44,14 @@ class WorkerProcess:
         return answer
 
     def close(self) -> None:
-        try:
-            self.ask(do="quit")
-        except Exception:
-            pass
+        # The worker may be busy (the benchmark was interrupted): end it rather than wait.
+        if self.process.poll() is None:
+            self.process.terminate()
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
 
     def __enter__(self) -> WorkerProcess:
         return self
