@@ -104,6 +104,11 @@ class Delta:
                             raise DeltaTokenError(410)
                         if session.drive_id != drive.id or session.folder_id != folder.id:
                             raise DeltaTokenError(400)
+                        # A nextLink is a cursor: asking for it again (a retried request, a worker
+                        # that died mid-page) serves the same page again, as Graph does.
+                        position = payload.get("pos")
+                        if isinstance(position, int) and 0 <= position <= len(session.queue):
+                            session.position = position
                     else:
                         if payload.get("drive") != drive.id or payload.get("folder") != folder.id:
                             raise DeltaTokenError(400)
@@ -174,13 +179,16 @@ class Delta:
 
     def _next_page(self, request: Request, drive: Drive, session: DeltaSession, link_base: str) -> Response:
         options = self.emu.options
-        next_token = encode_token({"k": "n", "session": session.key, "epoch": session.epoch})
+
+        def next_token() -> str:
+            return encode_token({"k": "n", "session": session.key, "epoch": session.epoch, "pos": session.position})
+
         self._requeue_changed(drive, session)
         remaining = len(session.queue) - session.position
         if options.delta_empty_pages and session.pages == 1 and not session.empty_page_done and remaining:
             session.empty_page_done = True
             session.pages += 1
-            return self._page(request, [], link_base, next_token=next_token)
+            return self._page(request, [], link_base, next_token=next_token())
         ids = session.queue[session.position : session.position + session.page_size]
         session.position += len(ids)
         session.pages += 1
@@ -190,7 +198,7 @@ class Delta:
             session.final_empty_done = True
             done = False
         if not done:
-            return self._page(request, body, link_base, next_token=next_token)
+            return self._page(request, body, link_base, next_token=next_token())
         self.sessions.pop(session.key, None)
         delta_token = encode_token({"k": "d", "drive": drive.id, "seq": session.upto, "epoch": session.epoch,
                                     "folder": session.folder_id, "select": session.select, "top": session.page_size})

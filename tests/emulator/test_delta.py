@@ -43,6 +43,19 @@ def test_full_enumeration_pages_to_a_delta_link_and_lists_every_item(emulator, e
     assert delta_link.startswith(f"{emulator.graph_base_url}/me/drive/root/delta?token=")
 
 
+def test_a_next_link_asked_for_again_serves_the_same_page(emulator, emulator_user, graph):
+    for index in range(6):
+        emulator_user.drive.write_file(f"f{index}.txt", b"x")
+    emulator.delta_page_size = 2
+    emulator.options.delta_empty_pages = False
+    first = graph.get("/me/drive/root/delta").json()
+    link = first["@odata.nextLink"]
+    once = graph.get(link).json()
+    again = graph.get(link).json()
+    assert [i["id"] for i in again["value"]] == [i["id"] for i in once["value"]]
+    assert again["@odata.nextLink"] == once["@odata.nextLink"]
+
+
 def test_ancestors_are_repeated_on_every_page(emulator, emulator_user, graph):
     for index in range(6):
         emulator_user.drive.write_file(f"A/B/f{index}.txt", b"x")
