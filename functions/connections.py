@@ -68,7 +68,7 @@ class Connection:
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> Connection:
         known = {f.name for f in fields(cls)} - {"connection_id", "extra"}
-        values = {name: entity[name] for name in known if entity.get(name) is not None}
+        values = {name: storage.plain(entity[name]) for name in known if entity.get(name) is not None}
         if "state" in values:
             values["state"] = ConnectionState(values["state"])
         for name, value in values.items():
@@ -158,7 +158,11 @@ def update(connection_id: str, **values: Any) -> None:
 
     entity = {"PartitionKey": PARTITION, "RowKey": connection_id}
     for name, value in values.items():
-        entity[name] = str(value) if isinstance(value, StrEnum) else value
+        if isinstance(value, StrEnum):
+            value = str(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
+            value = storage.int64(value)
+        entity[name] = value
     _table().update_entity(entity, mode=UpdateMode.MERGE)
 
 

@@ -80,7 +80,7 @@ def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: 
                 kind=str(item.kind),
                 name=item.name or "",
                 parent_id=item.parent_id or "",
-                size=_int64(item.size if item.size is not None else -1),
+                size=storage.int64(item.size if item.size is not None else -1),
                 quickxorhash=item.quickxorhash or "",
                 ctag=item.ctag,
                 malware=item.malware,
@@ -103,23 +103,13 @@ def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: 
 # ----- reading rows ----------------------------------------------------------------------------
 
 
-def _int64(value: int) -> Any:
-    from azure.data.tables import EdmType, EntityProperty
-
-    return EntityProperty(value, EdmType.INT64)  # sizes pass 2 GiB; plain ints are Int32
-
-
-def _plain(value: Any) -> Any:
-    return value.value if hasattr(value, "edm_type") else value  # Int64 comes back wrapped
-
-
 def _state(entity: dict[str, Any]) -> ItemState:
     kind_text = entity.get("kind") or entity.get("tomb_kind") or "file"
     try:
         kind = Kind(kind_text)
     except ValueError:
         kind = Kind.FILE
-    size = _plain(entity.get("size"))
+    size = storage.plain(entity.get("size"))
     return ItemState(
         id=entity.get("item_id") or unquote(entity["RowKey"]),
         kind=kind,

@@ -215,6 +215,18 @@ def files_container() -> ContainerClient:
     return container(files_container_name())
 
 
+def int64(value: int) -> Any:
+    """A table value that may pass 2**31 (sizes, byte counts): plain ints are stored as Int32."""
+    from azure.data.tables import EdmType, EntityProperty
+
+    return EntityProperty(value, EdmType.INT64)
+
+
+def plain(value: Any) -> Any:
+    """The Python value of a table property: Int64 values come back wrapped in EntityProperty."""
+    return value.value if hasattr(value, "edm_type") else value
+
+
 def send(queue_name: str, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
     """Put one JSON message on a queue; `delay_seconds` keeps it invisible that long (max 7 days)."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)

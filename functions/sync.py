@@ -234,8 +234,7 @@ def _report(connection_id: str, stats: Stats, *, finished: bool, error: str) -> 
     values = {
         "last_sync_error": error,
         "items_copied": counts["copied"],
-        # Int32 unless it doesn't fit: connections.from_entity reads Int64 back as a wrapper.
-        "bytes_copied": counts["bytes"] if counts["bytes"] < 2**31 else itemrows._int64(counts["bytes"]),
+        "bytes_copied": counts["bytes"],
         "items_moved": counts["moved"],
         "items_deleted": counts["deleted"],
         "items_skipped": counts["skipped"],
