@@ -68,12 +68,12 @@ RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta
 
 
 def main() -> int:
+    global DELTA_ITEMS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run")
     parser.add_argument("--only", default=",".join(ORDER), help="comma-separated subset of " + ", ".join(ORDER))
-    parser.add_argument("--delta-items", type=int, default=DELTA_ITEMS, help="drive size of the delta benchmark (default 100,000)")
+    parser.add_argument("--delta-items", type=int, default=100_000, help="drive size of the delta benchmark (default 100,000)")
     args = parser.parse_args()
-    global DELTA_ITEMS
     DELTA_ITEMS = args.delta_items
     logging.basicConfig(level=logging.ERROR)  # the app's retry warnings are not figures
     warnings.filterwarnings("ignore")
