@@ -120,7 +120,13 @@ def _credential() -> Any:
     return DefaultAzureCredential(managed_identity_client_id=_endpoints().client_id)
 
 
-_CLIENT_OPTIONS = {"connection_timeout": 10, "read_timeout": 60}
+# The SDKs' default retries wait up to ~90 s (blob/queue) or minutes (tables) before giving up,
+# longer than a sync should stall on one call. These ride out an outage of ~15 s, then raise so
+# the queue message is retried later with nothing advanced.
+_CLIENT_OPTIONS = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 5, "retry_connect": 3,
+                   "initial_backoff": 1, "increment_base": 2}
+_TABLE_OPTIONS = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 6, "retry_connect": 5,
+                  "retry_backoff_factor": 0.5, "retry_backoff_max": 8}
 
 
 @functools.cache
@@ -149,8 +155,8 @@ def table_service() -> TableServiceClient:
 
     ep = _endpoints()
     if ep.connection_string:
-        return TableServiceClient.from_connection_string(ep.connection_string)
-    return TableServiceClient(ep.table_url, credential=_credential())
+        return TableServiceClient.from_connection_string(ep.connection_string, **_TABLE_OPTIONS)
+    return TableServiceClient(ep.table_url, credential=_credential(), **_TABLE_OPTIONS)
 
 
 def _creates_resources() -> bool:
