@@ -74,7 +74,7 @@ DEFAULTS: dict[str, str | None] = {
     "TOKEN_ENCRYPTION_KEYS": None,
     "FILES_CONTAINER": "onedrive-files",
     "ALLOWED_RETURN_URLS": "http://localhost:*",
-    "SYNC_TIME_BUDGET_SECONDS": "240",
+    "SYNC_TIME_BUDGET_SECONDS": "480",
     "SUBSCRIPTION_RENEWAL_WINDOW_HOURS": "72",
     "SUBSCRIPTION_WRITES_PER_20S": "500",
     # Redirect downloads to a short-lived read-only SAS URL: "large" (above DOWNLOAD_INLINE_MAX_BYTES),
