@@ -62,9 +62,9 @@ class MaintenanceTask:
         return asdict(self)
 
 
-def enqueue_sync(connection_id: str, reason: str, *, delay_seconds: int = 0) -> None:
-    storage.send(storage.Queues.SYNC, SyncRequest(connection_id, reason).to_message(), delay_seconds=delay_seconds)
+def enqueue_sync(connection_id: str, reason: str, *, delay_seconds: int = 0, patient: bool = True) -> None:
+    storage.send(storage.Queues.SYNC, SyncRequest(connection_id, reason).to_message(), delay_seconds=delay_seconds, patient=patient)
 
 
-def enqueue_maintenance(task: MaintenanceTask, *, delay_seconds: int = 0) -> None:
-    storage.send(storage.Queues.MAINTENANCE, task.to_message(), delay_seconds=delay_seconds)
+def enqueue_maintenance(task: MaintenanceTask, *, delay_seconds: int = 0, patient: bool = True) -> None:
+    storage.send(storage.Queues.MAINTENANCE, task.to_message(), delay_seconds=delay_seconds, patient=patient)

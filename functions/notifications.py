@@ -77,7 +77,7 @@ def accept_changes(batch: list[Notification]) -> Outcome:
 
     def enqueue() -> None:
         for connection_id in connection_ids:
-            messages.enqueue_sync(connection_id, "notification")
+            messages.enqueue_sync(connection_id, "notification", patient=False)
 
     _guarded(enqueue)
     outcome = Outcome(len(batch), sum(1 for _, connection_id in checked if not connection_id), connection_ids)
@@ -108,9 +108,9 @@ def accept_lifecycle(batch: list[Notification]) -> Outcome:
     def enqueue() -> None:
         for connection_id, action in work:
             if action == "missed":
-                messages.enqueue_sync(connection_id, "notifications_missed")
+                messages.enqueue_sync(connection_id, "notifications_missed", patient=False)
             else:
-                messages.enqueue_maintenance(messages.MaintenanceTask(connection_id, action))
+                messages.enqueue_maintenance(messages.MaintenanceTask(connection_id, action), patient=False)
 
     _guarded(enqueue)
     connection_ids = tuple(dict.fromkeys(connection_id for connection_id, _ in verified))

@@ -233,10 +233,15 @@ def plain(value: Any) -> Any:
     return value.value if hasattr(value, "edm_type") else value
 
 
-def send(queue_name: str, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
-    """Put one JSON message on a queue; `delay_seconds` keeps it invisible that long (max 7 days)."""
+def send(queue_name: str, payload: dict[str, Any], *, delay_seconds: int = 0, patient: bool = True) -> None:
+    """Put one JSON message on a queue; `delay_seconds` keeps it invisible that long (max 7 days).
+
+    `patient=False` fails at once instead of retrying: for callers that must answer quickly and
+    have someone to retry for them (the webhook answers 503 and Graph delivers again).
+    """
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    queue(queue_name).send_message(body, visibility_timeout=max(0, min(int(delay_seconds), 7 * 24 * 3600)) or None)
+    retries = {} if patient else {"retry_total": 0}
+    queue(queue_name).send_message(body, visibility_timeout=max(0, min(int(delay_seconds), 7 * 24 * 3600)) or None, **retries)
 
 
 def reset_clients() -> None:

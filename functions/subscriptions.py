@@ -16,6 +16,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -37,6 +38,13 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_CLIENT_STATE = 255
 # Point reads on the webhook path: one quick retry, then fail so Graph retries (it must hear < 3 s).
 _WEBHOOK_READ = {"retry_total": 1, "retry_backoff_factor": 0.2}
+# Bursts of notifications name the same few subscriptions: remember their rows briefly, saving a
+# storage read per notification on the webhook's hot path. A subscription row never changes its
+# clientState (a new one means a new subscription id), so a short TTL only delays noticing a
+# deleted subscription, whose syncs then find the connection disconnected and stop.
+VERIFIED_TTL_SECONDS = 60.0
+VERIFIED_CACHE_SIZE = 10_000
+_verified: dict[str, tuple[str, str, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -95,14 +103,21 @@ def verify(subscription_id: str, client_state: str) -> str | None:
 
     if not valid_id(subscription_id) or not isinstance(client_state, str) or not 0 < len(client_state) <= MAX_CLIENT_STATE:
         return None
-    try:
-        row = _table().get_entity(subscription_id, ROW, **_WEBHOOK_READ)
-    except ResourceNotFoundError:
-        return None
-    expected = str(row.get("client_state_sha256", ""))
+    known = _verified.get(subscription_id)
+    if known is None or time.monotonic() - known[2] > VERIFIED_TTL_SECONDS:
+        try:
+            row = _table().get_entity(subscription_id, ROW, **_WEBHOOK_READ)
+        except ResourceNotFoundError:
+            _verified.pop(subscription_id, None)
+            return None
+        known = (str(row.get("client_state_sha256", "")), str(row.get("connection_id") or ""), time.monotonic())
+        if len(_verified) >= VERIFIED_CACHE_SIZE:
+            _verified.clear()
+        _verified[subscription_id] = known
+    expected, connection_id, _ = known
     if not hmac.compare_digest(digest(client_state).encode(), expected.encode()):
         return None
-    return str(row.get("connection_id") or "") or None
+    return connection_id or None
 
 
 def lookup(subscription_id: str) -> str | None:
@@ -251,9 +266,15 @@ def _delete_remote(graph, subscription_id: str) -> None:
         pass
 
 
+def forget_cached() -> None:
+    """Drop every remembered subscription row (tests start each case with empty storage)."""
+    _verified.clear()
+
+
 def _forget(subscription_id: str) -> None:
     from azure.core.exceptions import ResourceNotFoundError
 
+    _verified.pop(subscription_id, None)
     try:
         _table().delete_entity(subscription_id, ROW)
     except ResourceNotFoundError:
