@@ -13,7 +13,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # the SDKs are imported lazily: cold start
     from azure.data.tables import TableClient, TableServiceClient
@@ -129,56 +129,55 @@ _TABLE_OPTIONS = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 6
                   "retry_backoff_factor": 0.5, "retry_backoff_max": 8}
 
 
+def _service(client_class: Any, url: str | None, options: dict[str, Any]) -> Any:
+    ep = _endpoints()
+    if ep.connection_string:
+        return client_class.from_connection_string(ep.connection_string, **options)
+    return client_class(url, credential=_credential(), **options)
+
+
 @functools.cache
 def blob_service() -> BlobServiceClient:
     from azure.storage.blob import BlobServiceClient
 
-    ep = _endpoints()
-    if ep.connection_string:
-        return BlobServiceClient.from_connection_string(ep.connection_string, **_CLIENT_OPTIONS)
-    return BlobServiceClient(ep.blob_url, credential=_credential(), **_CLIENT_OPTIONS)
+    return _service(BlobServiceClient, _endpoints().blob_url, _CLIENT_OPTIONS)
 
 
 @functools.cache
 def queue_service() -> QueueServiceClient:
     from azure.storage.queue import QueueServiceClient
 
-    ep = _endpoints()
-    if ep.connection_string:
-        return QueueServiceClient.from_connection_string(ep.connection_string, **_CLIENT_OPTIONS)
-    return QueueServiceClient(ep.queue_url, credential=_credential(), **_CLIENT_OPTIONS)
+    return _service(QueueServiceClient, _endpoints().queue_url, _CLIENT_OPTIONS)
 
 
 @functools.cache
 def table_service() -> TableServiceClient:
     from azure.data.tables import TableServiceClient
 
-    ep = _endpoints()
-    if ep.connection_string:
-        return TableServiceClient.from_connection_string(ep.connection_string, **_TABLE_OPTIONS)
-    return TableServiceClient(ep.table_url, credential=_credential(), **_TABLE_OPTIONS)
-
-
-def _creates_resources() -> bool:
-    # In Azure the infrastructure (Bicep) declares every table, queue and container and the app's
-    # identity may not create them; with a connection string (Azurite) we create them on first use.
-    return _endpoints().connection_string is not None
+    return _service(TableServiceClient, _endpoints().table_url, _TABLE_OPTIONS)
 
 
 _create_lock = threading.Lock()
 
 
+def _ensure_exists(create: Callable[[], Any]) -> None:
+    # In Azure the infrastructure (Bicep) declares every table, queue and container and the app's
+    # identity may not create them; with a connection string (Azurite) we create them on first use.
+    if _endpoints().connection_string is None:
+        return
+    from azure.core.exceptions import ResourceExistsError
+
+    with _create_lock:
+        try:
+            create()
+        except ResourceExistsError:
+            pass
+
+
 @functools.cache
 def table(name: str) -> TableClient:
     client = table_service().get_table_client(name)
-    if _creates_resources():
-        from azure.core.exceptions import ResourceExistsError
-
-        with _create_lock:
-            try:
-                client.create_table()
-            except ResourceExistsError:
-                pass
+    _ensure_exists(client.create_table)
     return client
 
 
@@ -192,28 +191,14 @@ def queue(name: str) -> QueueClient:
         message_encode_policy=TextBase64EncodePolicy(),
         message_decode_policy=BinaryBase64DecodePolicy(),
     )
-    if _creates_resources():
-        from azure.core.exceptions import ResourceExistsError
-
-        with _create_lock:
-            try:
-                client.create_queue()
-            except ResourceExistsError:
-                pass
+    _ensure_exists(client.create_queue)
     return client
 
 
 @functools.cache
 def container(name: str) -> ContainerClient:
     client = blob_service().get_container_client(name)
-    if _creates_resources():
-        from azure.core.exceptions import ResourceExistsError
-
-        with _create_lock:
-            try:
-                client.create_container()
-            except ResourceExistsError:
-                pass
+    _ensure_exists(client.create_container)
     return client
 
 
