@@ -88,7 +88,13 @@ def run(
         while True:
             passes += 1
             _one_pass(lease, graph, deadline, stats)
-            if passes >= MAX_PASSES or not lease.finish_pass():
+            if not lease.finish_pass():
+                break
+            if passes >= MAX_PASSES:
+                # The rerun requests keep coming: let go (never keep the lock past our run) and
+                # leave the next pass to a new message.
+                lease.release()
+                messages.enqueue_sync(connection_id, "continue")
                 break
         _report(connection_id, stats, finished=True, error="")
         log.info("sync done", extra={**context, "passes": passes, **stats.as_dict()})

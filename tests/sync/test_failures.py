@@ -89,6 +89,29 @@ def test_two_workers_never_run_together_and_a_busy_request_gets_its_pass(connect
     assert not state.lease_owner and not state.rerun
 
 
+def test_a_worker_that_reaches_its_pass_limit_lets_go_and_queues_the_next_pass(connected_drive, emulator, drive,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(sync, "MAX_PASSES", 1)
+    emulator.notifications_paused = True  # only the worker may add to the queue here
+    drive.write_file("slow.bin", size=20_000, seed=1)
+    emulator.faults.inject(method="GET", path=r"/content$", latency=0.5)
+    results: dict[str, object] = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", sync.run(connected_drive.connection_id)))
+    first.start()
+    eventually(lambda: content_requests(emulator), timeout=20, message="the first worker is copying")
+    drive.write_file("arrived-during-sync.txt", b"notification while syncing")
+    assert sync.run(connected_drive.connection_id).outcome == "busy"
+    before = sync_queue_length()
+    first.join(60)
+    assert results["first"].outcome == "done" and results["first"].passes == 1
+    state = syncstate.read(connected_drive.connection_id)
+    assert not state.lease_owner, "the lock is free as soon as the worker stops"
+    assert sync_queue_length() > before, "the requested pass was handed to a new message"
+    emulator.faults.clear()
+    assert sync.run(connected_drive.connection_id).outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+
+
 def test_only_one_of_many_simultaneous_workers_gets_the_lease(connected_drive):
     barrier = threading.Barrier(8)
     outcomes = []
