@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from urllib.parse import unquote
 
-from .report import Section
+from .report import CpuShare, Section
 from .worker import WorkerProcess
 
 SEED = 7
@@ -34,7 +34,10 @@ def run(size_mb: int = 1024, small_files: int = 10_000) -> Section:
         user = env.emulator.add_user(email="big@example.com", display_name="Big File")
         user.drive.write_file("big.bin", size=size, seed=SEED)
         connection_id = env.connect(user)
+        pids = {"sync worker": worker.process.pid, "Azurite": env.azurite.process.pid, "emulator + app": None}
+        cpu = CpuShare(**pids)
         copy = worker.ask(do="sync", connection_id=connection_id)
+        copy_usage = cpu.describe()
         _check_mirror(connection_id, user.drive)
 
         base_mbs = size_mb / baseline["seconds"]
@@ -47,16 +50,20 @@ def run(size_mb: int = 1024, small_files: int = 10_000) -> Section:
                      f"download + hash check + staged blocks)")
         section.line(f"ratio {ratio:.2f} (target ≥ 0.7: {'met' if ratio >= 0.7 else 'MISSED'}); "
                      f"memory growth {growth:.0f} MB (target ≤ 64 MB: {'met' if growth <= 64 else 'MISSED'})")
+        section.line(copy_usage)
 
         small_user = env.emulator.add_user(email="small@example.com", display_name="Small Files")
         small_user.drive.seed(n_files=small_files, seed=SEED)
         small_id = env.connect(small_user)
+        cpu = CpuShare(**pids)
         many = worker.ask(do="sync", connection_id=small_id)
+        many_usage = cpu.describe()
         _check_mirror(small_id, small_user.drive)
         per_second = small_files / many["seconds"]
         total_kb = sum(size for size, _ in small_user.drive.snapshot().values()) / 1024
         section.line(f"{small_files:,} small files (≤ 4 KiB, {total_kb / 1024:.1f} MiB in all): {many['seconds']:.1f} s, "
                      f"{per_second:.0f} files/s (initial sync, {len(many['outcomes'])} invocation(s))")
+        section.line(many_usage)
     section.figures.update({"baseline_mb_s": base_mbs, "copy_mb_s": app_mbs, "ratio": ratio, "memory_growth_mb": growth,
                             "small_files_per_s": per_second})
     return section

@@ -12,7 +12,7 @@ import random
 import time
 
 from .copy import _check_mirror
-from .report import Section
+from .report import CpuShare, Section
 from .worker import WorkerProcess
 
 SEED = 11
@@ -28,11 +28,14 @@ def run(items: int = 100_000, changes: int = 100) -> Section:
         user.drive.seed(n_files=items, seed=SEED, max_size=64)
         folders = sum(1 for item in user.drive.walk() if item.kind == "folder")
         connection_id = env.connect(user)
+        cpu = CpuShare(**{"sync worker": worker.process.pid, "Azurite": env.azurite.process.pid, "emulator + app": None})
         initial = worker.ask(do="sync", connection_id=connection_id)
+        usage = cpu.describe()
         _check_mirror(connection_id, user.drive)
         total = items + folders
         section.line(f"initial sync: {total:,} items ({items:,} files, {folders:,} folders) in {initial['seconds']:.1f} s: "
                      f"{total / initial['seconds']:.0f} items/s ({len(initial['outcomes'])} invocation(s) of a 240 s budget)")
+        section.line(usage)
 
         worker.ask(do="listen")
         _wait_idle(timeout=120)  # the sync sign-in queued has nothing left to do

@@ -118,3 +118,30 @@ def rss_high_water_mb() -> float:
 def _status_kib(field_name: str) -> int:
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field_name + ":"))
     return int(line.split()[1])
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (this one by default), from /proc."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuShare:
+    """CPU used by each process of a benchmark over one phase: says who the bottleneck was."""
+
+    def __init__(self, **pids: int | None) -> None:
+        self.pids = pids
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        import time
+
+        self.started = time.perf_counter()
+
+    def describe(self) -> str:
+        import time
+
+        wall = time.perf_counter() - self.started
+        used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+        return "CPU over that phase: " + ", ".join(f"{name} {seconds / wall:.0%} of a core" for name, seconds in used.items())
