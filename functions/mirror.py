@@ -3,8 +3,8 @@
 Every blob carries its item's id in its metadata, and every destructive step checks it: a delete
 or a move only touches a blob that still holds the item it is meant for (paths get reused).
 Copies stream into staged blocks of a fixed size while computing the quickXorHash, and commit
-only when size and hash match the listing: the mirror never shows a half-written or unverified
-file, and a 10 GB file costs the memory of one block.
+(a file of one block: upload, in one call) only when size and hash match the listing: the mirror
+never shows a half-written or unverified file, and a 10 GB file costs the memory of one block.
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ class Mirror:
         offset = 0
         buffer = bytearray()
         failures = 0
+        single: bytes | None = None
 
         def stage(data: bytes | bytearray) -> None:
             nonlocal offset
@@ -221,9 +222,15 @@ class Mirror:
                         while len(buffer) >= BLOCK_SIZE:
                             stage(buffer[:BLOCK_SIZE])
                             del buffer[:BLOCK_SIZE]
-                    if buffer:
+                    if buffer and (blocks or offset):
                         stage(buffer)
                         buffer.clear()
+                if buffer:
+                    # The whole file fits in one block: hash it now, upload it in one call
+                    # below (with its metadata) only once it is verified.
+                    single = bytes(buffer)
+                    hasher.update(single)
+                    offset = len(single)
                 break
             except (httpx.TransportError, Unavailable) as error:
                 reason = type(error).__name__
@@ -246,7 +253,10 @@ class Mirror:
             raise Mismatch("quickXorHash of the bytes differs from the listing")
         if not plan.quickxorhash:
             blob_metadata = {**blob_metadata, "quickxorhash": meta(digest)}
-        blob.commit_block_list(blocks, metadata=blob_metadata)
+        if single is not None:
+            blob.upload_blob(single, overwrite=True, metadata=blob_metadata)
+        else:
+            blob.commit_block_list(blocks, metadata=blob_metadata)
         return offset
 
 
