@@ -68,6 +68,9 @@ class Applier:
         self._failed_ids: set[str] = set()
         self._unavailable = 0
         self._lock = threading.Lock()
+        # Mirrored values not written yet, by item id: written in batch transactions before the
+        # items' pending rows are removed (one table call per 100 items, not one per item).
+        self._unwritten: dict[str, dict] = {}
 
     # ----- driver ---------------------------------------------------------------------------------
 
@@ -101,6 +104,15 @@ class Applier:
         as_files: list[str] = []
         # Outer folders first: their listing carries the inner ones along.
         ordered = sorted(ids, key=lambda i: len((resolver.mirrored(i) or "").split("/")))
+        try:
+            self._apply_folders(ordered, finished, as_files)
+        finally:
+            self._flush_mirrored()
+        if as_files:
+            self.apply_files(as_files)
+        itemrows.done(self.connection_id, finished)
+
+    def _apply_folders(self, ordered: list[str], finished: list[str], as_files: list[str]) -> None:
         for folder_id in ordered:
             row = self.rows.get(folder_id)
             if row is None:
@@ -117,17 +129,13 @@ class Applier:
             if change.old_prefix and change.old_prefix != change.new_path:
                 self._relocate(change.old_prefix)
             if change.resolved.dead:
-                itemrows.forget(self.connection_id, [folder_id])
-                self.rows.forget(folder_id)
+                self._forget(folder_id)
             elif change.new_path is None:
                 self._set_mirrored(row, None, skipped=change.resolved.reason)
                 self.stats.add(skipped=1)
             else:
                 self._set_mirrored(row, row.name, row.parent_id)
             finished.append(folder_id)
-        if as_files:
-            self.apply_files(as_files)
-        itemrows.done(self.connection_id, finished)
 
     def _relocate(self, old_prefix: str) -> None:
         """Every blob under a folder's old prefix goes where its own item must be now."""
@@ -152,8 +160,7 @@ class Applier:
                 self._emit(ChangeType.DELETED, row.id, step.path)
                 self.stats.add(deleted=1)
             if resolver.desired(row.id).dead:
-                itemrows.forget(self.connection_id, [row.id])  # e.g. a child whose tombstone never came
-                self.rows.forget(row.id)
+                self._forget(row.id)  # e.g. a child whose tombstone never came
             else:
                 self._set_mirrored(row, None)
 
@@ -194,6 +201,8 @@ class Applier:
                 finish(record.item_id)
             self._parallel(lambda step: self._copy_file(step) and finish(step.item_id), plan.copies + retry_as_copy, COPY_THREADS)
         finally:
+            # Mirrored values first: a pending row goes only once its item's values are written.
+            self._flush_mirrored()
             done_ids = set(finished)
             # Deleted files finish with their record (the record forgets or re-places the row).
             itemrows.done(self.connection_id, list(done_ids))
@@ -219,8 +228,7 @@ class Applier:
         if row is None:
             return
         if record.forget:
-            itemrows.forget(self.connection_id, [row.id])
-            self.rows.forget(row.id)
+            self._forget(row.id)
             self._succeeded(row.id)
         elif record.path is None:
             self._set_mirrored(row, None, skipped=record.skipped)
@@ -276,9 +284,24 @@ class Applier:
 
     def _set_mirrored(self, row: ItemState, name: str | None, parent_id: str | None = None, *, content: str = "",
                       skipped: str = "") -> None:
-        itemrows.set_mirrored(self.connection_id, row.id, name=name, parent_id=parent_id, content=content, skipped=skipped)
+        entity = itemrows.mirrored_entity(self.connection_id, row.id, name=name, parent_id=parent_id, content=content,
+                                          skipped=skipped)
+        with self._lock:
+            self._unwritten[row.id] = entity
         current = self.rows.get(row.id, row)
         self.rows.put(replace(current, m_name=name, m_parent_id=parent_id if name is not None else None, m_content=content))
+
+    def _flush_mirrored(self) -> None:
+        with self._lock:
+            entities, self._unwritten = list(self._unwritten.values()), {}
+        if entities:
+            itemrows.write_mirrored(entities)
+
+    def _forget(self, item_id: str) -> None:
+        with self._lock:
+            self._unwritten.pop(item_id, None)  # a late MERGE would bring the removed row back
+        itemrows.forget(self.connection_id, [item_id])
+        self.rows.forget(item_id)
 
     def _succeeded(self, item_id: str) -> None:
         if item_id in self._failed_ids:

@@ -194,12 +194,10 @@ def _read(connection_id: str, item_id: str) -> ItemState | None:
 # ----- apply: mirrored values, pending list ----------------------------------------------------
 
 
-def set_mirrored(connection_id: str, item_id: str, *, name: str | None, parent_id: str | None, content: str = "",
-                 skipped: str = "") -> None:
-    """Record where the mirror now holds an item (name None: nowhere; `skipped`: why not)."""
-    from azure.data.tables import UpdateMode
-
-    _items().upsert_entity({
+def mirrored_entity(connection_id: str, item_id: str, *, name: str | None, parent_id: str | None, content: str = "",
+                    skipped: str = "") -> dict[str, Any]:
+    """Where the mirror now holds an item (name None: nowhere; `skipped`: why not)."""
+    return {
         "PartitionKey": connection_id,
         "RowKey": row_key(item_id),
         "m_present": name is not None,
@@ -207,7 +205,21 @@ def set_mirrored(connection_id: str, item_id: str, *, name: str | None, parent_i
         "m_parent_id": parent_id or "",
         "m_content": content,
         "skipped": skipped,
-    }, mode=UpdateMode.MERGE)
+    }
+
+
+def set_mirrored(connection_id: str, item_id: str, *, name: str | None, parent_id: str | None, content: str = "",
+                 skipped: str = "") -> None:
+    """Record where the mirror now holds an item (name None: nowhere; `skipped`: why not)."""
+    from azure.data.tables import UpdateMode
+
+    entity = mirrored_entity(connection_id, item_id, name=name, parent_id=parent_id, content=content, skipped=skipped)
+    _items().upsert_entity(entity, mode=UpdateMode.MERGE)
+
+
+def write_mirrored(entities: list[dict[str, Any]]) -> None:
+    """Many `mirrored_entity` values of one partition, in batch transactions (one RowKey each)."""
+    _submit(_items(), [("upsert", entity, {"mode": "merge"}) for entity in entities])
 
 
 def forget(connection_id: str, item_ids: list[str]) -> None:
