@@ -4,7 +4,8 @@ Every blob carries its item's id in its metadata, and every destructive step che
 or a move only touches a blob that still holds the item it is meant for (paths get reused).
 Copies stream into staged blocks of a fixed size while computing the quickXorHash, and commit
 (a file of one block: upload, in one call) only when size and hash match the listing: the mirror
-never shows a half-written or unverified file, and a 10 GB file costs the memory of one block.
+never shows a half-written or unverified file, and a 10 GB file costs the memory of two blocks
+(one downloading while the one before it stages).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import string
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 from urllib.parse import quote, unquote
@@ -197,55 +199,75 @@ class Mirror:
         buffer = bytearray()
         failures = 0
         single: bytes | None = None
+        # Block N stages on another thread while block N+1 downloads: one block in flight at most.
+        stager: ThreadPoolExecutor | None = None
+        in_flight: Future | None = None
 
-        def stage(data: bytes | bytearray) -> None:
-            nonlocal offset
+        def settle() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                staging, in_flight = in_flight, None
+                staging.result()  # a block that failed to stage ends the copy here
+
+        def stage(data: bytes) -> None:
+            nonlocal offset, stager, in_flight
+            settle()
             block_id = base64.b64encode(f"{nonce}-{len(blocks):08d}".encode()).decode()
-            blob.stage_block(block_id, bytes(data))
-            hasher.update(bytes(data))  # only staged bytes are hashed: a resume keeps them consistent
+            if stager is None:
+                stager = ThreadPoolExecutor(1, thread_name_prefix="stage-block")
+            in_flight = stager.submit(blob.stage_block, block_id, data)
+            # Counted once handed over: a resumed download continues after it, and a block that
+            # fails to stage raises (in settle) before anything is committed.
+            hasher.update(data)
             blocks.append(block_id)
             offset += len(data)
 
-        while True:
-            buffer.clear()
-            try:
-                with graph.download(plan.item_id, start=offset) as response:
-                    if offset and not _resumes_at(response, offset):
-                        # Range ignored (200) or answered from elsewhere: start over from byte 0.
-                        blocks.clear()
-                        hasher = quickxorhash.quickxorhash()
-                        offset = 0
-                    for chunk in response.iter_bytes(READ_CHUNK):
-                        buffer += chunk
-                        if offset + len(buffer) > plan.size:
-                            raise Mismatch(f"more bytes than the listed {plan.size}")
-                        while len(buffer) >= BLOCK_SIZE:
-                            stage(buffer[:BLOCK_SIZE])
-                            del buffer[:BLOCK_SIZE]
-                    if buffer and (blocks or offset):
-                        stage(buffer)
-                        buffer.clear()
-                if buffer:
-                    # The whole file fits in one block: hash it now, upload it in one call
-                    # below (with its metadata) only once it is verified.
-                    single = bytes(buffer)
-                    hasher.update(single)
-                    offset = len(single)
-                break
-            except (httpx.TransportError, Unavailable) as error:
-                reason = type(error).__name__
-            except GraphError as error:
-                # The download host refusing a URL it issued: it expired mid-transfer. /content
-                # gives a fresh one on the next attempt.
-                if isinstance(error, (ItemNotFound,)) or error.code == "malwareDetected" or error.status not in (401, 403, 410, 416):
-                    raise
-                reason = f"HTTP {error.status}"
-            failures += 1
-            if failures >= STREAM_ATTEMPTS:
-                raise Unavailable(f"download kept failing ({reason}) after {failures} attempts")
-            log.info("download interrupted at byte %d (%s), resuming", offset, reason,
-                     extra={"connection_id": self.connection_id, "item_id": plan.item_id})
-            time.sleep(backoff_delay(failures) / 4)
+        try:
+            while True:
+                buffer.clear()
+                try:
+                    with graph.download(plan.item_id, start=offset) as response:
+                        if offset and not _resumes_at(response, offset):
+                            # Range ignored (200) or answered from elsewhere: start over from byte 0.
+                            settle()
+                            blocks.clear()
+                            hasher = quickxorhash.quickxorhash()
+                            offset = 0
+                        for chunk in response.iter_bytes(READ_CHUNK):
+                            buffer += chunk
+                            if offset + len(buffer) > plan.size:
+                                raise Mismatch(f"more bytes than the listed {plan.size}")
+                            while len(buffer) >= BLOCK_SIZE:
+                                stage(bytes(memoryview(buffer)[:BLOCK_SIZE]))
+                                del buffer[:BLOCK_SIZE]
+                        if buffer and (blocks or offset):
+                            stage(bytes(buffer))
+                            buffer.clear()
+                    if buffer:
+                        # The whole file fits in one block: hash it now, upload it in one call
+                        # below (with its metadata) only once it is verified.
+                        single = bytes(buffer)
+                        hasher.update(single)
+                        offset = len(single)
+                    break
+                except (httpx.TransportError, Unavailable) as error:
+                    reason = type(error).__name__
+                except GraphError as error:
+                    # The download host refusing a URL it issued: it expired mid-transfer. /content
+                    # gives a fresh one on the next attempt.
+                    if isinstance(error, (ItemNotFound,)) or error.code == "malwareDetected" or error.status not in (401, 403, 410, 416):
+                        raise
+                    reason = f"HTTP {error.status}"
+                failures += 1
+                if failures >= STREAM_ATTEMPTS:
+                    raise Unavailable(f"download kept failing ({reason}) after {failures} attempts")
+                log.info("download interrupted at byte %d (%s), resuming", offset, reason,
+                         extra={"connection_id": self.connection_id, "item_id": plan.item_id})
+                time.sleep(backoff_delay(failures) / 4)
+            settle()
+        finally:
+            if stager is not None:
+                stager.shutdown(wait=True)
         if offset != plan.size:
             raise Mismatch(f"got {offset} bytes, listed {plan.size}")
         digest = base64.b64encode(hasher.digest()).decode()
