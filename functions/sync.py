@@ -54,7 +54,7 @@ def run(
     token_source: TokenSource | None = None,
     deadline: Deadline | None = None,
     owner: str | None = None,
-    lease_seconds: float = syncstate.LEASE_SECONDS,
+    lease_seconds: float | None = None,
 ) -> RunResult:
     """Bring the connection's mirror up to date (or as far as the time budget allows)."""
     context = {"connection_id": connection_id, "reason": reason}
@@ -63,7 +63,7 @@ def run(
         log.info("sync skipped: connection not active", extra=context)
         return RunResult("inactive")
     owner = owner or uuid.uuid4().hex
-    lease = syncstate.acquire(connection_id, owner, lease_seconds=lease_seconds)
+    lease = syncstate.acquire(connection_id, owner, lease_seconds=lease_seconds or syncstate.LEASE_SECONDS)
     if isinstance(lease, Busy):
         if lease.watch_after:
             # If the holder died, nobody would make the pass we just asked for: check back when
