@@ -69,3 +69,10 @@ def timer_request() -> func.TimerRequest:
 
     return TimerRequest(past_due=False)
 
+
+
+@pytest.fixture
+def subscribed(connected_drive):
+    """A connected drive whose initial sync request has been taken off the queue."""
+    drain(storage.Queues.SYNC)
+    return connected_drive

@@ -37,12 +37,6 @@ def expiring_soon(drive, hours: float = 1) -> str:
     return subscription_id
 
 
-@pytest.fixture
-def subscribed(connected_drive):
-    drain(SYNC)
-    return connected_drive
-
-
 def test_an_expiring_subscription_gets_a_later_expiration(subscribed):
     subscription_id = expiring_soon(subscribed)
     before = graph_subscription(subscribed.emulator, subscription_id).expires_at

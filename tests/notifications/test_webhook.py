@@ -43,13 +43,6 @@ def app(app_server):
         yield client
 
 
-@pytest.fixture
-def subscribed(connected_drive):
-    """A connected drive whose initial sync request has been taken off the queue."""
-    drain(SYNC)
-    return connected_drive
-
-
 def test_connecting_subscribes_through_the_validation_handshake(connected_drive):
     emulator = connected_drive.emulator
     subscription = only_subscription(emulator)

@@ -73,3 +73,16 @@ def download_settings(monkeypatch) -> Callable[..., None]:
 
     yield apply
     reload_settings()
+
+
+def all_pages(api, url: str, key: str, **params) -> tuple[list[dict], int]:
+    """Follow `nextCursor` through every page of a listing: (the entries under `key`, pages)."""
+    entries, pages, cursor = [], 0, None
+    while True:
+        response = api.get(url, params={**params, **({"cursor": cursor} if cursor else {})})
+        assert response.status_code == 200, response.text
+        pages += 1
+        entries += response.json()[key]
+        cursor = response.json()["nextCursor"]
+        if not cursor:
+            return entries, pages

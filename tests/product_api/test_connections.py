@@ -8,18 +8,11 @@ import httpx
 import pytest
 
 from functions import connections, storage
+from tests.product_api.conftest import all_pages
 
 
 def list_all(api: httpx.Client, **params) -> tuple[list[dict], int]:
-    found, pages, cursor = [], 0, None
-    while True:
-        response = api.get("/api/connections", params={**params, **({"cursor": cursor} if cursor else {})})
-        assert response.status_code == 200, response.text
-        pages += 1
-        found += response.json()["connections"]
-        cursor = response.json()["nextCursor"]
-        if not cursor:
-            return found, pages
+    return all_pages(api, "/api/connections", "connections", **params)
 
 
 def test_listing_by_ref_pages_through_exactly_that_users_connections(api, connect):

@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import pytest
 
-from tests.product_api.conftest import quick_xor_hash
+from tests.product_api.conftest import all_pages, quick_xor_hash
 
 
 def files_url(connection_id: str, path: str = "") -> str:
@@ -20,15 +20,7 @@ def files_url(connection_id: str, path: str = "") -> str:
 
 def list_all(api: httpx.Client, connection_id: str, **params) -> tuple[list[dict], int]:
     """Every page of a listing; returns the files and the number of pages it took."""
-    files, pages, cursor = [], 0, None
-    while True:
-        response = api.get(files_url(connection_id), params={**params, **({"cursor": cursor} if cursor else {})})
-        assert response.status_code == 200, response.text
-        pages += 1
-        files += response.json()["files"]
-        cursor = response.json()["nextCursor"]
-        if not cursor:
-            return files, pages
+    return all_pages(api, files_url(connection_id), "files", **params)
 
 
 # ---- listing ---------------------------------------------------------------------------------
