@@ -16,7 +16,8 @@ def quirky_drive_id(emu: "Emulator", drive_id: str) -> str:
     """parentReference.driveId as the real service sometimes spells it (sync-scenarios #14)."""
     quirk = emu.options.drive_id_quirk
     if quirk == "drop_leading_zero":
-        return drive_id.lstrip("0") or "0"
+        # The real quirk: one leading zero dropped (a 15-character id), not every one.
+        return drive_id[1:] if drive_id.startswith("0") else drive_id
     if quirk == "upper":
         return drive_id.upper()
     return drive_id
