@@ -68,6 +68,8 @@ class DriveItem:
                        drive_id=normalise_drive_id(str(parent.get("driveId") or "")))
         if quickxorhash == ZERO_HASH and size:
             quickxorhash = None  # a zero hash on a non-empty file is a placeholder, not the bytes' hash
+        if size == 0:
+            quickxorhash = ZERO_HASH  # `hashes: {}` or none at all: zero bytes have one hash, and moves keep it
         parent_id = parent.get("id") if kind is not Kind.ROOT and isinstance(parent.get("id"), str) else None
         return cls(
             id=item_id,

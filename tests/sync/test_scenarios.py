@@ -140,6 +140,12 @@ def test_zero_byte_files_are_written_without_a_download(connected_drive, emulato
     sync_until_done()
     assert content_requests(emulator) == []
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    # Moved server-side, they keep the empty hash in their metadata (the listing carries none).
+    drive.rename("empty.txt", "renamed.txt")
+    drive.rename("Folder", "Moved")
+    sync_until_done()
+    assert content_requests(emulator) == []
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
 
 
 def test_files_without_any_hash_are_copied_and_not_downloaded_again(connected_drive, emulator, drive, sync_until_done):
