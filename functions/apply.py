@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from . import events, itemrows
-from .delta import Copy, Delete, ItemState, Move, Record, Resolver, plan_blobs, plan_files, plan_folder
+from .delta import Copy, Delete, ItemState, Move, Record, Resolver, move_waves, plan_blobs, plan_files, plan_folder
 from .driveitem import Kind
 from .errors import Unavailable
 from .events import ChangeEvent, ChangeType
@@ -28,6 +28,11 @@ COPY_THREADS = 8  # concurrent downloads per connection; each holds at most ~2 b
 BLOB_THREADS = 16  # concurrent server-side moves and deletes
 FILE_CHUNK = 200  # pending files planned together
 FOLDER_CHUNK = 100
+# A chunk with this many copies lists the mirror once (5,000 names a call) instead of probing
+# each target (one call each); an initial sync then probes nothing. Past LISTING_LIMIT names the
+# listing would cost more memory than the probes cost calls.
+LISTING_MIN_COPIES = 50
+LISTING_LIMIT = 500_000
 UNAVAILABLE_STREAK = 5  # consecutive failed downloads (Graph down): stop, don't park the whole drive
 
 
@@ -71,6 +76,8 @@ class Applier:
         # Mirrored values not written yet, by item id: written in batch transactions before the
         # items' pending rows are removed (one table call per 100 items, not one per item).
         self._unwritten: dict[str, dict] = {}
+        self._listed: frozenset[str] | None = None
+        self._listing_taken = False
 
     # ----- driver ---------------------------------------------------------------------------------
 
@@ -164,10 +171,11 @@ class Applier:
             else:
                 self._set_mirrored(row, None)
 
-        self._parallel(delete, deletes, BLOB_THREADS)
-        # Moves in plan order: one whose target is another's source waits for it.
-        for step in moves:
-            move(step)
+        # A folder may hold 100,000 files: many at once, and stop when the budget ends (the folder
+        # stays pending; the next run lists what is still under the old prefix).
+        self._parallel(self._budgeted(delete), deletes, BLOB_THREADS)
+        for wave in move_waves(moves):
+            self._parallel(self._budgeted(move), wave, BLOB_THREADS)
 
     # ----- files ----------------------------------------------------------------------------------
 
@@ -190,15 +198,23 @@ class Applier:
         try:
             self._parallel(lambda step: self._delete_file(step), plan.deletes, BLOB_THREADS)
             retry_as_copy: list[Copy] = []
-            for step in plan.moves:
-                if not self._move_file(step):
-                    row = self.rows[step.item_id]
-                    retry_as_copy.append(Copy(row.id, step.target, None, row.size or 0, row.quickxorhash, empty=not row.size))
-                else:
+
+            def move(step: Move) -> None:
+                if self._move_file(step):
                     finish(step.item_id)
+                else:  # not where the mirror had it: copy it from OneDrive
+                    row = self.rows[step.item_id]
+                    with lock:
+                        retry_as_copy.append(Copy(row.id, step.target, None, row.size or 0, row.quickxorhash, empty=not row.size))
+
+            for wave in move_waves(plan.moves):
+                self._parallel(move, wave, BLOB_THREADS)
             for record in plan.records:
                 self._record(record)
                 finish(record.item_id)
+            if len(plan.copies) >= LISTING_MIN_COPIES and not self._listing_taken:
+                self._listing_taken = True
+                self._listed = self.mirror.paths(LISTING_LIMIT)
             self._parallel(lambda step: self._copy_file(step) and finish(step.item_id), plan.copies + retry_as_copy, COPY_THREADS)
         finally:
             # Mirrored values first: a pending row goes only once its item's values are written.
@@ -246,7 +262,7 @@ class Applier:
             return False  # stays pending for the continuation
         self.check_lease()
         row = self.rows[step.item_id]
-        result = self.mirror.copy(self.graph, step, metadata(row.id, row.etag, row.quickxorhash, row.ctag))
+        result = self.mirror.copy(self.graph, step, metadata(row.id, row.etag, row.quickxorhash, row.ctag), self._listed)
         if result.outcome in ("copied", "unchanged"):
             with self._lock:
                 self._unavailable = 0
@@ -313,6 +329,13 @@ class Applier:
         if change is ChangeType.DELETED:
             size, quickxorhash = None, None
         events.emit(ChangeEvent(change, self.connection_id, item_id, path, old_path, size, quickxorhash))
+
+    def _budgeted(self, work: Callable) -> Callable:
+        def step(*args):
+            self._step()
+            return work(*args)
+
+        return step
 
     def _parallel(self, work: Callable, steps: list, threads: int) -> None:
         """Run `work` on every step; the first exception stops new work and is raised."""

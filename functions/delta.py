@@ -319,3 +319,27 @@ def order_moves(moves: list[Move]) -> list[Move]:
     for move in moves:
         visit(move)
     return ordered
+
+
+def move_waves(moves: list[Move]) -> list[list[Move]]:
+    """`order_moves`' order in groups that may run at once: a move joins a wave only when no move
+    still to run reads its target and no other move of the wave writes it. A cycle (nothing can
+    go) runs one move at a time, in order, as `order_moves` describes."""
+    waves: list[list[Move]] = []
+    remaining = moves
+    while remaining:
+        sources = {m.source for m in remaining}
+        wave: list[Move] = []
+        later: list[Move] = []
+        targets: set[str] = set()
+        for move in remaining:
+            if move.target in sources or move.target in targets:
+                later.append(move)
+            else:
+                wave.append(move)
+                targets.add(move.target)
+        if not wave:
+            wave, later = later[:1], later[1:]
+        waves.append(wave)
+        remaining = later
+    return waves

@@ -94,6 +94,15 @@ class Mirror:
         for blob in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
             yield _info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag)
 
+    def paths(self, limit: int) -> frozenset[str] | None:
+        """Every blob path in the mirror now (names only: 5,000 a call), or None past `limit`."""
+        found: set[str] = set()
+        for name in self.container.list_blob_names(name_starts_with=self.prefix):
+            if len(found) >= limit:
+                return None
+            found.add(name[len(self.prefix):])
+        return frozenset(found)
+
     def probe(self, path: str) -> BlobInfo | None:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -161,14 +170,18 @@ class Mirror:
     def write_empty(self, path: str, blob_metadata: dict[str, str]) -> None:
         self._blob(path).upload_blob(b"", overwrite=True, metadata=blob_metadata)
 
-    def copy(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str]) -> CopyResult:
+    def copy(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str],
+             listed: frozenset[str] | None = None) -> CopyResult:
         """Download the item into `plan.path`, verified. Typed errors other than "gone" and
-        "malware" propagate (Throttled, ReauthRequired, storage errors)."""
+        "malware" propagate (Throttled, ReauthRequired, storage errors).
+
+        `listed`: the mirror's paths at some earlier moment (`paths`). A path not in it is not
+        probed: if the blob appeared since, the copy merely overwrites it with the same bytes."""
         if plan.empty:
             # Zero bytes: nothing to download; `hashes: {}` on the wire still means the empty hash.
             self.write_empty(plan.path, {**blob_metadata, "quickxorhash": meta(ZERO_HASH)})
             return CopyResult("copied", 0)
-        existing = self.probe(plan.path)
+        existing = None if listed is not None and plan.path not in listed else self.probe(plan.path)
         if (existing is not None and plan.quickxorhash and existing.item_id == plan.item_id
                 and existing.quickxorhash == plan.quickxorhash and existing.size == plan.size):
             return CopyResult("unchanged", 0)  # e.g. written before a crash, or a reconnect

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from functions.delta import (Copy, Delete, ItemState, Move, Resolver, blob_name, order_moves, path_problem, plan_blobs,
-                             plan_files, plan_folder, segment_problem)
+from functions.delta import (Copy, Delete, ItemState, Move, Resolver, blob_name, move_waves, order_moves, path_problem,
+                             plan_blobs, plan_files, plan_folder, segment_problem)
 from functions.driveitem import ZERO_HASH, DriveItem, Kind
 
 ROOT = ItemState("R", Kind.ROOT)
@@ -102,6 +102,17 @@ def test_moves_into_a_path_another_move_vacates_wait_for_it():
     assert len(swap) == 2  # a cycle keeps both: one source is overwritten and re-copied
 
 
+def test_moves_run_in_waves_that_never_write_a_path_still_to_be_read():
+    independent = [Move(str(n), f"old/{n}", f"new/{n}") for n in range(5)]
+    assert move_waves(independent) == [independent]  # a renamed folder: all at once
+    chain = order_moves([Move("a", "1", "2"), Move("b", "2", "3"), Move("c", "3", "4")])
+    assert [[m.item_id for m in wave] for wave in move_waves(chain)] == [["c"], ["b"], ["a"]]
+    same_target = [Move("a", "1", "9"), Move("b", "2", "9")]
+    assert move_waves(same_target) == [[same_target[0]], [same_target[1]]]  # never two writers at once
+    swap = order_moves([Move("a", "1", "2"), Move("b", "2", "1")])
+    assert move_waves(swap) == [[swap[0]], [swap[1]]]  # a cycle: one at a time, in plan order
+
+
 def test_tombstones_keep_only_their_id():
     item = DriveItem.from_graph({"id": "X!1", "deleted": {"state": "deleted"}, "parentReference": {"id": "ROOT", "driveId": "ABC"},
                                  "file": {"hashes": {"quickXorHash": ZERO_HASH}}})
@@ -110,7 +121,7 @@ def test_tombstones_keep_only_their_id():
 
 def test_wire_quirks_are_normalised():
     empty = DriveItem.from_graph({"id": "1", "name": "e", "size": 0, "file": {"hashes": {}}, "parentReference": {"id": "R", "driveId": "0123456789ABCDE"}})
-    assert empty.quickxorhash is None and empty.size == 0 and empty.drive_id == "00123456789abcde"
+    assert empty.quickxorhash == ZERO_HASH and empty.size == 0 and empty.drive_id == "00123456789abcde"
     zero = DriveItem.from_graph({"id": "2", "name": "z", "size": 5, "file": {"hashes": {"quickXorHash": ZERO_HASH}}, "parentReference": {"id": "R"}})
     assert zero.quickxorhash is None
     assert DriveItem.from_graph({"id": "3", "name": "n", "package": {"type": "oneNote"}}).kind is Kind.PACKAGE
