@@ -80,7 +80,9 @@ def _check_mirror(connection_id: str, drive) -> None:
         found[blob.name[len(prefix):]] = (blob.size, unquote((blob.metadata or {}).get("quickxorhash", "")))
     wrong = [path for path, (size, digest) in expected.items() if found.get(path) != (size, digest)]
     if wrong or len(found) != len(expected):
-        raise RuntimeError(f"the mirror does not match the drive: {len(wrong)} wrong of {len(expected)}, {len(found)} blobs")
+        extra = sorted(set(found) - set(expected))
+        raise RuntimeError(f"the mirror does not match the drive: {len(wrong)} wrong of {len(expected)}, {len(found)} blobs; "
+                           f"first wrong: {[(p, expected[p], found.get(p)) for p in wrong[:3]]}; first extra: {extra[:3]}")
 
 
 def main() -> Section:

@@ -82,7 +82,7 @@ def environment(*, in_memory: bool = True, time_budget_seconds: int = 240, with_
 
     saved = dict(os.environ)
     location = tempfile.mkdtemp(prefix="bench-azurite-")
-    with Azurite(location=location, in_memory=in_memory) as azurite:
+    with Azurite(location=location, in_memory=in_memory, indexed_lookups=True) as azurite:
         emulator = None
         if with_emulator:
             from devtools.emulator import Emulator
