@@ -136,14 +136,15 @@ def run(rows: int = 3000) -> Section:
     caps = _per_run_caps(writes_per_20s)
     section.line()
     section.line(f"one timer run, extrapolated linearly from {basis}; a run queues at most one hour of paced work per kind")
-    section.line(f"({', '.join(f'{kind} {cap:,}' for kind, cap in caps.items())}; the rest waits for the next run).")
+    section.line(f"({', '.join(f'{kind} {cap:,}' for kind, cap in caps.items())}) and {_task_cap():,} tasks in all, "
+                 "renewals first; the rest waits for the next run.")
     section.line("steady: renewals every ~26 days, idle tokens refreshed weekly, every drive a daily safety sync (worst case);")
     section.line("all due: every connection needs every kind at once (e.g. after a long outage). Azure's latencies differ from Azurite's.")
     section.line(f"{'connections':>12} {'scan':>9} {'tasks steady':>13} {'run steady':>11} {'tasks all due':>14} {'run all due':>12}")
     runs_per_day = 48
     for n in SCALES:
         steady = n / (26.4 * runs_per_day) + n / (7 * runs_per_day) + n / runs_per_day
-        all_due = sum(min(n, cap) for cap in caps.values())
+        all_due = min(sum(min(n, cap) for cap in caps.values()), _task_cap())
         section.line(f"{n:>12,} {_duration(n * scan / rows):>9} {steady:>13,.0f} {_duration(n * scan / rows + steady * per_task):>11} "
                      f"{all_due:>14,} {_duration(n * scan / rows + all_due * per_task):>12}")
     section.line("(a run must finish inside the 10-minute function timeout; it runs every 30 minutes)")
@@ -166,14 +167,18 @@ def run(rows: int = 3000) -> Section:
 
 def _per_run_caps(writes_per_20s: int) -> dict[str, int]:
     """How many tasks of each kind one run may queue: its pace times the planning horizon."""
-    try:
-        from functions import maintenance
-    except ImportError:
-        return {"renewals": writes_per_20s * 180}
+    from functions import maintenance
+
     horizon = maintenance.HORIZON_SECONDS
     return {"renewals": writes_per_20s * horizon // 20,
             "token refreshes": maintenance.TOKEN_REFRESHES_PER_20S * horizon // 20,
             "safety syncs": maintenance.SAFETY_SYNCS_PER_20S * horizon // 20}
+
+
+def _task_cap() -> int:
+    from functions import maintenance
+
+    return maintenance.MAX_TASKS_PER_RUN
 
 
 def _duration(seconds: float) -> str:

@@ -96,3 +96,16 @@ def test_idle_tokens_and_unsynced_drives_get_their_tasks():
     assert result.work[REFRESH_TOKEN] == [("c000001", 0)]
     # c5 got a safety sync two hours ago that the sync worker hasn't reached: not another one yet.
     assert result.work[SAFETY_SYNC] == [("c000003", 0)]
+
+
+def test_one_run_queues_at_most_its_task_cap_renewals_first():
+    # After a long outage every kind falls due for everyone: the run stays inside the function
+    # timeout by queueing at most MAX_TASKS_PER_RUN tasks, the most urgent kinds first.
+    overdue = dict(expires_in=timedelta(hours=1), synced_ago=timedelta(days=3), refreshed_ago=timedelta(days=30))
+    kinds = [Kind(RENEW, Pace(500)), Kind(REFRESH_TOKEN, Pace(200)), Kind(SAFETY_SYNC, Pace(2000))]
+    rows = [connection(n, **overdue) for n in range(3_000)]
+    result = plan(rows, now=NOW, renewal_window=WINDOW, kinds=kinds, max_tasks=5_000)
+    assert {kind: result.count(kind) for kind in (RENEW, REFRESH_TOKEN, SAFETY_SYNC)} == {RENEW: 3_000, REFRESH_TOKEN: 2_000, SAFETY_SYNC: 0}
+    assert result.deferred == {RENEW: 0, REFRESH_TOKEN: 1_000, SAFETY_SYNC: 3_000}
+    assert max_in_any_window([delay for _, delay in result.work[REFRESH_TOKEN]]) <= 200  # pacing unchanged
+
