@@ -14,6 +14,7 @@ Storage errors propagate: the queue retries the message, and nothing was advance
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import uuid
@@ -85,6 +86,10 @@ def run(
     try:
         if lease.state.phase == Phase.IDLE:
             connections.update(connection_id, last_sync_started_at=connections.utcnow())
+        else:
+            # Continuing a sync an earlier message began: the status counts the whole sync. Read
+            # now that we hold the lease: the previous holder reported before letting go.
+            stats = _counted_so_far(connections.get(connection_id) or connection)
         while True:
             passes += 1
             _one_pass(lease, graph, deadline, stats)
@@ -100,15 +105,15 @@ def run(
         log.info("sync done", extra={**context, "passes": passes, **stats.as_dict()})
         return RunResult("done", passes, stats.as_dict())
     except OutOfTime:
+        _report(connection_id, stats, finished=False, error="")
         lease.release()
         messages.enqueue_sync(connection_id, "continue")
-        _report(connection_id, stats, finished=False, error="")
         log.info("sync continues in a new message (time budget)", extra={**context, **stats.as_dict()})
         return RunResult("continued", passes, stats.as_dict())
     except Throttled as throttled:
+        _report(connection_id, stats, finished=False, error=f"throttled by Microsoft; retrying in {throttled.retry_after:.0f} s")
         lease.release()
         messages.enqueue_sync(connection_id, "throttled", delay_seconds=math.ceil(throttled.retry_after))
-        _report(connection_id, stats, finished=False, error=f"throttled by Microsoft; retrying in {throttled.retry_after:.0f} s")
         log.warning("sync throttled, re-queued", extra={**context, "retry_after": throttled.retry_after})
         return RunResult("throttled", passes, stats.as_dict(), retry_after=throttled.retry_after)
     except ReauthRequired:
@@ -126,11 +131,10 @@ def run(
         from azure.core.exceptions import ServiceRequestError
 
         if not isinstance(error, ServiceRequestError):  # storage unreachable: these would only wait too
-            try:
-                lease.release()
+            with contextlib.suppress(Exception):
                 _report(connection_id, stats, finished=False, error=_describe(error))
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):
+                lease.release()
         raise
     finally:
         lease.stop_heartbeat()
@@ -233,6 +237,11 @@ def _schedule_retry(connection_id: str, delay_seconds: float) -> None:
 
 def _new_epoch() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def _counted_so_far(connection: connections.Connection) -> Stats:
+    return Stats(copied=connection.items_copied, bytes=connection.bytes_copied, moved=connection.items_moved,
+                 deleted=connection.items_deleted, skipped=connection.items_skipped)
 
 
 def _report(connection_id: str, stats: Stats, *, finished: bool, error: str) -> None:

@@ -240,6 +240,7 @@ def test_time_budget_checkpoints_and_continues_in_a_new_message(connected_drive,
     drive.seed(n_files=30, n_folders=3, seed=31)
     emulator.delta_page_size = 4
     emulator.faults.inject(method="GET", path=r"/delta", latency=0.15)
+    emulator.faults.inject(method="GET", path=r"/content$", latency=0.4)  # copies span messages too
     outcomes = []
     for _ in range(40):
         result = sync.run(connected_drive.connection_id, deadline=Deadline(0.5))
@@ -250,6 +251,8 @@ def test_time_budget_checkpoints_and_continues_in_a_new_message(connected_drive,
         assert [m["reason"] for m in queued_sync_requests()][-1:] == ["continue"]
     assert outcomes[0] == "continued" and outcomes[-1] == "done"
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    status = connections.get(connected_drive.connection_id)
+    assert status.items_copied == 30 and status.last_sync_finished_at  # the whole sync, not its last message
 
 
 def test_the_queue_trigger_runs_a_sync_and_refuses_bad_messages(connected_drive, drive):
