@@ -29,7 +29,9 @@ def disconnect(connection_id: str, *, delete_mirror: bool = False) -> bool:
     """Returns whether the connection existed. Safe to call again, and for an unknown id."""
     existed = connections.get(connection_id) is not None
     if existed:
-        # First, so a sync starting now sees it and stops (and the timer skips it).
+        # First, so a sync starting now sees it and stops (and the timer skips it); a sync already
+        # running stops when its lease row goes, then calls `clean_up_after_sync`.
+        connections.update(connection_id, mirror_deleted=delete_mirror)
         connections.set_state(connection_id, ConnectionState.DISCONNECTED)
     try:
         subscriptions.delete(connection_id)
@@ -46,6 +48,18 @@ def disconnect(connection_id: str, *, delete_mirror: bool = False) -> bool:
         connections.set_state(connection_id, ConnectionState.DISCONNECTED)
     log.info("disconnected: %d sync rows and %d mirrored files removed", removed, blobs, extra={"connection_id": connection_id})
     return existed
+
+
+def clean_up_after_sync(connection_id: str) -> None:
+    """A sync that was running during a disconnect may have written rows (and blobs) after the wipe
+    before it noticed: it calls this once it has stopped writing."""
+    connection = connections.get(connection_id)
+    if connection is None or connection.state != ConnectionState.DISCONNECTED:
+        return  # not disconnected (or signed in again): its rows are live
+    removed = sum(_wipe_partition(name, connection_id) for name in PER_CONNECTION_TABLES)
+    blobs = _delete_mirror(connection_id) if connection.extra.get("mirror_deleted") else 0
+    if removed or blobs:
+        log.info("after disconnect: %d late sync rows and %d files removed", removed, blobs, extra={"connection_id": connection_id})
 
 
 def _wipe_partition(table_name: str, connection_id: str) -> int:

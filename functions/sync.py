@@ -123,7 +123,10 @@ def run(
         log.warning("sync stopped: sign-in required", extra=context)
         return RunResult("reauth", passes, stats.as_dict())
     except LeaseLost:
-        log.warning("sync stopped: lease lost to another worker", extra=context)
+        log.warning("sync stopped: lease lost (another worker, or a disconnect)", extra=context)
+        from . import disconnect
+
+        disconnect.clean_up_after_sync(connection_id)
         return RunResult("lost", passes, stats.as_dict())
     except Exception as error:
         # Storage or Graph failing for good: the message is retried (and finally kept in the poison

@@ -267,3 +267,23 @@ def test_the_queue_trigger_runs_a_sync_and_refuses_bad_messages(connected_drive,
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
     with pytest.raises(messages.BadMessage):
         sync_worker.build().get_user_function()(QueueMessage(body=b"not json", dequeue_count=1))
+
+
+def test_a_sync_running_during_a_disconnect_leaves_no_rows_or_files_behind(connected_drive, emulator, drive):
+    from functions import disconnect
+    from tests.notifications.test_disconnect import mirrored, rows
+
+    connection_id = connected_drive.connection_id
+    drive.seed(n_files=80, n_folders=4, seed=23)
+    emulator.faults.inject(method="GET", path=r"/content$", latency=0.3)
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=sync.run(connection_id, lease_seconds=2)))
+    worker.start()
+    eventually(lambda: len(content_requests(emulator)) >= 8, timeout=30, message="the sync is copying")
+    disconnect.disconnect(connection_id, delete_mirror=True)
+    worker.join(timeout=60)
+
+    assert outcome["result"].outcome == "lost"  # it noticed, stopped, and cleaned up after itself
+    for table_name in disconnect.PER_CONNECTION_TABLES:
+        assert rows(table_name, connection_id) == [], table_name
+    assert mirrored(connection_id) == []
