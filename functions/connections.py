@@ -173,6 +173,31 @@ def set_state(connection_id: str, state: ConnectionState, *, error: str = "") ->
     update(connection_id, **values)
 
 
+def leave_active(connection_id: str, state: ConnectionState, *, error: str = "") -> bool:
+    """Move an *active* connection to `state`. True if it is in `state` now; False (nothing
+    written) if it was in another one, e.g. disconnected meanwhile: a worker's late verdict must
+    not overwrite the user's."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+    from azure.data.tables import UpdateMode
+
+    for _ in range(5):
+        try:
+            entity = _table().get_entity(PARTITION, connection_id)
+        except ResourceNotFoundError:
+            return False
+        if entity.get("state") != str(ConnectionState.ACTIVE):
+            return entity.get("state") == str(state)
+        values = {"PartitionKey": PARTITION, "RowKey": connection_id, "state": str(state), "last_sync_error": error}
+        try:
+            _table().update_entity(values, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
+                                   match_condition=MatchConditions.IfNotModified)
+            return True
+        except ResourceModifiedError:
+            continue  # written meanwhile (a sync's status): look again
+    return False
+
+
 def delete(connection_id: str) -> None:
     _table().delete_entity(PARTITION, connection_id)
 

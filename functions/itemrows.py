@@ -175,8 +175,9 @@ class RowCache(dict):
                                         parameters={"pk": self.connection_id, "low": low, "high": high},
                                         results_per_page=page_size).by_page()
         page = list(next(pages, []))
-        # A full page may stop short of `high`: ids past its last key are still unknown.
-        covered = high if pages.continuation_token is None else (page[-1]["RowKey"] if page else low)
+        # A page with a continuation may stop short of `high` (or be empty): ids past its last key
+        # are still unknown.
+        covered = high if pages.continuation_token is None else (page[-1]["RowKey"] if page else "")
         with self._lock:
             for entity in page:
                 item_id = keys.get(entity["RowKey"])

@@ -62,6 +62,10 @@ def run(
     connection = connections.get(connection_id)
     if connection is None or connection.state != connections.ConnectionState.ACTIVE:
         log.info("sync skipped: connection not active", extra=context)
+        if connection is not None and connection.state == connections.ConnectionState.DISCONNECTED:
+            from . import disconnect
+
+            disconnect.clean_up_after_sync(connection_id)  # in case a lost sync's own clean-up failed
         return RunResult("inactive")
     owner = owner or uuid.uuid4().hex
     lease = syncstate.acquire(connection_id, owner, lease_seconds=lease_seconds or syncstate.LEASE_SECONDS)
@@ -118,10 +122,15 @@ def run(
         return RunResult("throttled", passes, stats.as_dict(), retry_after=throttled.retry_after)
     except ReauthRequired:
         lease.release()
-        connections.set_state(connection_id, connections.ConnectionState.REAUTH_REQUIRED,
-                              error="Microsoft sign-in expired or was revoked: the user must connect again")
-        log.warning("sync stopped: sign-in required", extra=context)
-        return RunResult("reauth", passes, stats.as_dict())
+        # A disconnect also removes the tokens: then the user's verdict stands, not ours.
+        if connections.leave_active(connection_id, connections.ConnectionState.REAUTH_REQUIRED,
+                                    error="Microsoft sign-in expired or was revoked: the user must connect again"):
+            log.warning("sync stopped: sign-in required", extra=context)
+            return RunResult("reauth", passes, stats.as_dict())
+        from . import disconnect
+
+        disconnect.clean_up_after_sync(connection_id)
+        return RunResult("lost", passes, stats.as_dict())
     except LeaseLost:
         log.warning("sync stopped: lease lost (another worker, or a disconnect)", extra=context)
         from . import disconnect

@@ -249,10 +249,7 @@ def _mark_reauth_required(connection_id: str, etag: str) -> None:
         )
     except (ResourceModifiedError, ResourceNotFoundError):
         return
-    try:
-        connections.set_state(connection_id, connections.ConnectionState.REAUTH_REQUIRED, error=REAUTH_MESSAGE)
-    except ResourceNotFoundError:
-        pass
+    connections.leave_active(connection_id, connections.ConnectionState.REAUTH_REQUIRED, error=REAUTH_MESSAGE)
     log.warning("refresh token refused: connection needs a new sign-in", extra={"connection_id": connection_id})
 
 

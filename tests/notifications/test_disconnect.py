@@ -114,3 +114,12 @@ def test_signing_in_again_after_disconnect_subscribes_again(connected_drive):
     [subscription] = connected_drive.emulator.subscriptions
     assert connections.require(again.connection_id).state == ConnectionState.ACTIVE
     assert subscriptions.verify(subscription["id"], subscription["clientState"]) == again.connection_id
+
+
+def test_a_late_sign_in_verdict_does_not_overwrite_a_disconnect(connected_drive):
+    connection_id = connected_drive.connection_id
+    disconnect.disconnect(connection_id)
+    # What a sync or a token refresh does when it finds the tokens gone mid-run:
+    assert connections.leave_active(connection_id, ConnectionState.REAUTH_REQUIRED, error="sign in again") is False
+    assert connections.require(connection_id).state == ConnectionState.DISCONNECTED
+    assert connections.leave_active("no-such-connection", ConnectionState.REAUTH_REQUIRED) is False

@@ -283,7 +283,10 @@ def test_a_sync_running_during_a_disconnect_leaves_no_rows_or_files_behind(conne
     disconnect.disconnect(connection_id, delete_mirror=True)
     worker.join(timeout=60)
 
-    assert outcome["result"].outcome == "lost"  # it noticed, stopped, and cleaned up after itself
+    # It noticed (its lease row gone, or its tokens), stopped, and cleaned up after itself; the
+    # missing tokens did not turn the user's "disconnected" into "sign in again".
+    assert outcome["result"].outcome == "lost"
+    assert connections.require(connection_id).state == connections.ConnectionState.DISCONNECTED
     for table_name in disconnect.PER_CONNECTION_TABLES:
         assert rows(table_name, connection_id) == [], table_name
     assert mirrored(connection_id) == []
