@@ -1,8 +1,9 @@
 """What every benchmark runs against: its own Azurite, the OneDrive emulator, the app's settings.
 
-Azurite runs with RowKey-indexed row lookups (devtools/azurite_rowkey_lookup.js): as shipped it
-scans a partition for every row read or written, which makes a 100,000-item sync quadratic on
-the emulator though not on Table Storage. Tests use Azurite as shipped.
+Azurite runs with indexed lookups (devtools/azurite_indexed_lookups.js): as shipped it scans a
+whole partition for every row and every blob of the account for each blob it reads or writes,
+which makes a 100,000-item sync quadratic on the emulator though not on Azure Storage. Tests use
+Azurite as shipped.
 
     with environment() as env:
         connection_id = env.connect(user)       # the real sign-in flow, over HTTP

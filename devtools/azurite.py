@@ -21,7 +21,7 @@ from functions.storage import development_connection_string
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "node_modules" / ".bin" / "azurite"
-ROW_KEY_LOOKUP = Path(__file__).with_name("azurite_rowkey_lookup.js")
+INDEXED_LOOKUPS = Path(__file__).with_name("azurite_indexed_lookups.js")
 
 
 def ensure_installed() -> None:
@@ -43,7 +43,7 @@ class Azurite:
                  indexed_lookups: bool = False) -> None:
         self.location = Path(location) if location else Path(tempfile.mkdtemp(prefix="azurite-"))
         self.in_memory = in_memory
-        # Benchmarks at 100k rows: see azurite_rowkey_lookup.js (tests run Azurite as shipped).
+        # Benchmarks at 100k rows: see azurite_indexed_lookups.js (tests run Azurite as shipped).
         self.indexed_lookups = indexed_lookups
         self.ports = (free_port(), free_port(), free_port())
         self.process: subprocess.Popen[bytes] | None = None
@@ -65,7 +65,7 @@ class Azurite:
         # A process group of its own so that stop() ends node and anything it spawned.
         env = dict(os.environ)
         if self.indexed_lookups:
-            env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --require {ROW_KEY_LOOKUP}".strip()
+            env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --require {INDEXED_LOOKUPS}".strip()
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         for port in self.ports:

@@ -1,13 +1,15 @@
-"""The benchmarks' Azurite (RowKey-indexed lookups, devtools/azurite_rowkey_lookup.js) answers
-exactly as Azurite as shipped does: same rows, same misses, same conflicts."""
+"""The benchmarks' Azurite (indexed lookups, devtools/azurite_indexed_lookups.js) answers exactly
+as Azurite as shipped does: same rows, blobs and messages, same misses, same conflicts."""
 
 from __future__ import annotations
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
 
-from devtools.azurite import ROW_KEY_LOOKUP, Azurite
+from devtools.azurite import INDEXED_LOOKUPS, Azurite
 
 
 def table_story(connection_string: str) -> list:
@@ -37,8 +39,46 @@ def table_story(connection_string: str) -> list:
     return [{k: v for k, v in item.items() if k != "Timestamp"} if isinstance(item, dict) else item for item in seen]
 
 
+def blob_and_queue_story(connection_string: str) -> list:
+    service = BlobServiceClient.from_connection_string(connection_string)
+    seen: list = []
+    for container_name in ("lookups-a", "lookups-b"):
+        container = service.create_container(container_name)
+        for n in range(20):
+            container.upload_blob(f"dir/{n:02d}.txt", f"{container_name}-{n}".encode(), metadata={"n": str(n)})
+    container = service.get_container_client("lookups-a")
+    blob = container.get_blob_client("dir/07.txt")
+    seen.append((blob.download_blob().readall(), blob.get_blob_properties().metadata))
+    snapshot = blob.create_snapshot()
+    blob.upload_blob(b"changed", overwrite=True)
+    seen.append(container.get_blob_client("dir/07.txt", snapshot=snapshot["snapshot"]).download_blob().readall())
+    seen.append(blob.download_blob().readall())
+    stale = container.get_blob_client("dir/08.txt").get_blob_properties().etag
+    container.upload_blob("dir/08.txt", b"newer", overwrite=True)
+    try:
+        container.delete_blob("dir/08.txt", etag=stale, match_condition=MatchConditions.IfNotModified)
+    except ResourceModifiedError:
+        seen.append("stale etag refused")
+    container.delete_blob("dir/09.txt")
+    try:
+        container.get_blob_client("dir/09.txt").get_blob_properties()
+    except ResourceNotFoundError:
+        seen.append("deleted blob missing")
+    seen.append(sorted(container.list_blob_names(name_starts_with="dir/1")))
+    queue = QueueClient.from_connection_string(connection_string, "lookups")
+    queue.create_queue()
+    for n in range(5):
+        queue.send_message(f"m{n}")
+    received = list(queue.receive_messages(max_messages=3))
+    queue.update_message(received[0], content="m0-updated", visibility_timeout=0)
+    queue.delete_message(received[1])
+    seen.append(sorted(m.content for m in queue.peek_messages(max_messages=10)))
+    return seen
+
+
 def test_indexed_lookups_change_nothing_but_speed(storage, tmp_path):
     with Azurite(location=tmp_path, in_memory=True, indexed_lookups=True) as indexed:
         environ = open(f"/proc/{indexed.process.pid}/environ", "rb").read().decode(errors="replace")
-        assert f"--require {ROW_KEY_LOOKUP}" in environ  # node really loads the lookup
+        assert f"--require {INDEXED_LOOKUPS}" in environ  # node really loads the lookup
         assert table_story(indexed.connection_string) == table_story(storage.connection_string)
+        assert blob_and_queue_story(indexed.connection_string) == blob_and_queue_story(storage.connection_string)
