@@ -21,9 +21,8 @@ function selectiveFirst(query) {
   return reordered;
 }
 
-for (const method of ["findOne", "find"]) {
-  const original = Loki.Collection.prototype[method];
-  Loki.Collection.prototype[method] = function (query) {
-    return original.call(this, selectiveFirst(query));
-  };
-}
+// Every lookup (findOne, find, findAndRemove, chain().find) goes through Resultset.find.
+const find = Loki.Resultset.prototype.find;
+Loki.Resultset.prototype.find = function (query, firstOnly) {
+  return find.call(this, selectiveFirst(query), firstOnly);
+};

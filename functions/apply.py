@@ -28,8 +28,10 @@ COPY_THREADS = 8  # concurrent downloads per connection; each holds at most ~2 b
 BLOB_THREADS = 16  # concurrent server-side moves and deletes
 FILE_CHUNK = 200  # pending files planned together
 FOLDER_CHUNK = 100
-# A chunk with this many copies lists the mirror once (5,000 names a call) instead of probing
-# each target (one call each); an initial sync then probes nothing. Past LISTING_LIMIT names the
+# In a full enumeration (first sync, or after a 410) nearly every file is copied or checked: a
+# chunk with this many copies lists the mirror once (5,000 names a call) instead of probing each
+# target (one call each), and a first sync probes nothing. Not in an incremental sync: 60 changes
+# in a 100,000-file mirror are 60 probes, not 20 listing calls. Past LISTING_LIMIT names the
 # listing would cost more memory than the probes cost calls.
 LISTING_MIN_COPIES = 50
 LISTING_LIMIT = 500_000
@@ -61,7 +63,7 @@ class Stats:
 
 class Applier:
     def __init__(self, connection_id: str, graph: GraphClient, *, stats: Stats, out_of_time: Callable[[], bool],
-                 check_lease: Callable[[], None], on_park: Callable[[float], None]) -> None:
+                 check_lease: Callable[[], None], on_park: Callable[[float], None], full: bool = False) -> None:
         self.connection_id = connection_id
         self.graph = graph
         self.mirror = Mirror(connection_id)
@@ -77,7 +79,7 @@ class Applier:
         # items' pending rows are removed (one table call per 100 items, not one per item).
         self._unwritten: dict[str, dict] = {}
         self._listed: frozenset[str] | None = None
-        self._listing_taken = False
+        self._listing_taken = not full  # a full enumeration's applier lists the mirror once
 
     # ----- driver ---------------------------------------------------------------------------------
 

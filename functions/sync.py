@@ -177,7 +177,7 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
                 _schedule_retry(lease.connection_id, delay)
 
         applier = Applier(lease.connection_id, graph, stats=stats, out_of_time=out_of_time, check_lease=lease.check,
-                          on_park=on_park)
+                          on_park=on_park, full=bool(lease.state.resync_epoch))
         applier.run()
         if lease.state.resync_epoch:
             _sweep(lease, applier)
