@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import connections, itemrows, messages, syncstate
+from . import connections, disconnect, itemrows, messages, syncstate
 from .apply import Applier, OutOfTime, Stats
 from .delta import Resolver
 from .driveitem import DELTA_SELECT, BadItem, DriveItem, Kind
@@ -63,8 +63,6 @@ def run(
     if connection is None or connection.state != connections.ConnectionState.ACTIVE:
         log.info("sync skipped: connection not active", extra=context)
         if connection is not None and connection.state == connections.ConnectionState.DISCONNECTED:
-            from . import disconnect
-
             disconnect.clean_up_after_sync(connection_id)  # in case a lost sync's own clean-up failed
         return RunResult("inactive")
     owner = owner or uuid.uuid4().hex
@@ -127,14 +125,10 @@ def run(
                                     error="Microsoft sign-in expired or was revoked: the user must connect again"):
             log.warning("sync stopped: sign-in required", extra=context)
             return RunResult("reauth", passes, stats.as_dict())
-        from . import disconnect
-
         disconnect.clean_up_after_sync(connection_id)
         return RunResult("lost", passes, stats.as_dict())
     except LeaseLost:
         log.warning("sync stopped: lease lost (another worker, or a disconnect)", extra=context)
-        from . import disconnect
-
         disconnect.clean_up_after_sync(connection_id)
         return RunResult("lost", passes, stats.as_dict())
     except Exception as error:
