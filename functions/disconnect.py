@@ -41,7 +41,7 @@ def disconnect(connection_id: str, *, delete_mirror: bool = False) -> bool:
     from . import vault
 
     vault.delete(connection_id)
-    removed = sum(_wipe_partition(name, connection_id) for name in PER_CONNECTION_TABLES)
+    removed = _wipe_sync_rows(connection_id)
     blobs = _delete_mirror(connection_id) if delete_mirror else 0
     if existed:
         # Again: a token refusal above may have marked it reauth_required meanwhile.
@@ -56,10 +56,14 @@ def clean_up_after_sync(connection_id: str) -> None:
     connection = connections.get(connection_id)
     if connection is None or connection.state != ConnectionState.DISCONNECTED:
         return  # not disconnected (or signed in again): its rows are live
-    removed = sum(_wipe_partition(name, connection_id) for name in PER_CONNECTION_TABLES)
+    removed = _wipe_sync_rows(connection_id)
     blobs = _delete_mirror(connection_id) if connection.extra.get("mirror_deleted") else 0
     if removed or blobs:
         log.info("after disconnect: %d late sync rows and %d files removed", removed, blobs, extra={"connection_id": connection_id})
+
+
+def _wipe_sync_rows(connection_id: str) -> int:
+    return sum(_wipe_partition(name, connection_id) for name in PER_CONNECTION_TABLES)
 
 
 def _wipe_partition(table_name: str, connection_id: str) -> int:
