@@ -8,7 +8,7 @@ import os
 
 import azure.functions as func
 
-from functions import http_connections, http_signin, http_status, http_webhook, queue_sync, timer_maintenance
+from functions.triggers import connect, maintenance, product_api, status, sync_worker, webhook
 
 if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):  # in Azure: logs to Application Insights, secrets masked
     from functions import telemetry
@@ -17,5 +17,5 @@ if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):  # in Azure: logs to
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for trigger_module in (http_signin, http_webhook, queue_sync, timer_maintenance, http_connections, http_status):
+for trigger_module in (connect, webhook, sync_worker, maintenance, product_api, status):
     app.register_functions(trigger_module.bp)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from devtools.azurite import Azurite
 from devtools.keys import new_key_entry

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,14 +35,14 @@ def machine() -> str:
         pass
     memory = ""
     try:
-        kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        kib = int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")).split()[1])
         memory = f"{kib / 1024 / 1024:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
     parts = [f"{os.cpu_count()} CPUs" + (f" ({model})" if model else ""), memory,
              f"Python {platform.python_version()}", f"{platform.system()} {platform.release()}",
              # Other work on the machine skews every figure: say how busy it was.
-             "load average %.1f" % os.getloadavg()[0]]
+             f"load average {os.getloadavg()[0]:.1f}"]
     return ", ".join(p for p in parts if p)
 
 
@@ -68,7 +69,7 @@ def write_markdown(sections: dict[str, Section], *, order: tuple[str, ...], comm
     import json
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     for name, section in sections.items():
         (RESULTS / f"{name}.json").write_text(json.dumps({
             "title": section.title, "lines": section.lines, "figures": section.figures,
@@ -101,10 +102,8 @@ def rss_mb() -> float:
 
 def reset_rss_peak() -> None:
     """Restart the high-water mark (Linux ≥ 4.0), so that a peak measures one phase, not imports."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def rss_high_water_mb() -> float:
@@ -116,7 +115,7 @@ def rss_high_water_mb() -> float:
 
 
 def _status_kib(field_name: str) -> int:
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field_name + ":"))
+    line = next(entry for entry in Path("/proc/self/status").read_text().splitlines() if entry.startswith(field_name + ":"))
     return int(line.split()[1])
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .report import Section
 
@@ -29,7 +29,7 @@ def _seed_rows(rows: int) -> None:
     from functions import connections, storage
 
     table = storage.table(storage.Tables.CONNECTIONS)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     batch = []
     for index in range(rows):
         account = f"{index:016x}"
@@ -83,6 +83,7 @@ def _measure_timer(rows: int) -> float | None:
     except (StopIteration, ImportError):
         return None
     import azure.functions as func  # noqa: F401  (the timer argument type)
+
     from functions import storage
 
     storage.queue(storage.Queues.MAINTENANCE).clear_messages()
@@ -167,7 +168,7 @@ def run(rows: int = 3000) -> Section:
 
 def _per_run_caps(writes_per_20s: int) -> dict[str, int]:
     """How many tasks of each kind one run may queue: its pace times the planning horizon."""
-    from functions import maintenance
+    from functions.upkeep import maintenance
 
     horizon = maintenance.HORIZON_SECONDS
     return {"renewals": writes_per_20s * horizon // 20,
@@ -176,7 +177,7 @@ def _per_run_caps(writes_per_20s: int) -> dict[str, int]:
 
 
 def _task_cap() -> int:
-    from functions import maintenance
+    from functions.upkeep import maintenance
 
     return maintenance.MAX_TASKS_PER_RUN
 

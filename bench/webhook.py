@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .load import LoadResult, post_load
 from .report import Section
-
 
 JSON = {"content-type": "application/json"}
 
@@ -42,7 +41,7 @@ def serve_bare():
 
 
 def notification_body(subscription_id: str, client_state: str) -> bytes:
-    expires = (datetime.now(timezone.utc) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+    expires = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
     return json.dumps({"value": [{
         "subscriptionId": subscription_id, "clientState": client_state, "changeType": "updated",
         "resource": "me/drive/root", "tenantId": "9188040d-6c67-4c5b-b112-36a304b66dad",

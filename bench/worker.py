@@ -4,7 +4,7 @@ emulator and the benchmark itself. Driven by JSON lines on stdin; answers one JS
 
     {"do": "warm"}                                   import and connect everything; RSS
     {"do": "upload", "name": ..., "size": n, "seed": s}   baseline: plain azure-storage-blob upload
-    {"do": "sync", "connection_id": ...}             sync.run until done (the copy path)
+    {"do": "sync", "connection_id": ...}             engine.run until done (the copy path)
     {"do": "listen"} / {"do": "stop"}                the sync_worker function fed by the queue listener
     {"do": "quit"}
 """
@@ -66,7 +66,7 @@ _listener = None
 
 
 def _warm() -> dict[str, Any]:
-    from functions import apply, graph, mirror, storage, sync, vault  # noqa: F401  (what a sync imports)
+    from functions import storage  # noqa: F401  (what a sync imports)
 
     storage.files_container()
     storage.queue(storage.Queues.SYNC)
@@ -94,7 +94,7 @@ def _upload(name: str, size: int, seed: int) -> dict[str, Any]:
 
 
 def _sync(connection_id: str) -> dict[str, Any]:
-    from functions import sync
+    from functions.sync import engine
 
     reset_rss_peak()
     before = rss_mb()
@@ -103,7 +103,7 @@ def _sync(connection_id: str) -> dict[str, Any]:
     failures = 0
     while True:
         try:
-            result = sync.run(connection_id, reason="bench")
+            result = engine.run(connection_id, reason="bench")
         except Exception as error:
             # What the host does with a failed invocation: run the message again (maxDequeueCount 5).
             failures += 1

@@ -61,7 +61,7 @@ class Azurite:
                 "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table)]
         # In memory is faster for tests; the log still goes to `location`.
         args += ["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]
-        log = open(self.location / "azurite.log", "ab")
+        log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 (the child keeps writing to it)
         # A process group of its own so that stop() ends node and anything it spawned.
         env = dict(os.environ)
         if self.indexed_lookups:

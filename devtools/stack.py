@@ -42,10 +42,7 @@ _PLACEHOLDER_PREFIX = "replace-me"
 def ensure_local_settings(path: Path, example: Path = ROOT / "local.settings.example.json") -> bool:
     """Create local.settings.json from the example with a fresh token key, or fill in a placeholder
     key; never touch a value someone set. True if the file was written."""
-    if path.exists():
-        document = json.loads(path.read_text())
-    else:
-        document = json.loads(example.read_text())
+    document = json.loads(path.read_text()) if path.exists() else json.loads(example.read_text())
     values = document.setdefault("Values", {})
     if path.exists() and not str(values.get("TOKEN_ENCRYPTION_KEYS", "")).startswith(_PLACEHOLDER_PREFIX) \
             and values.get("TOKEN_ENCRYPTION_KEYS"):
@@ -157,7 +154,7 @@ class Stack:
         port = self.emulator_port if _port_free(self.emulator_port) else free_port()
         if port != self.emulator_port:
             self.say(f"Port {self.emulator_port} is in use; the OneDrive emulator takes {port}.")
-        log = open(self.data_dir / "emulator.log", "ab")
+        log = open(self.data_dir / "emulator.log", "ab")  # noqa: SIM115 (the child keeps writing to it)
         command = [sys.executable, "-m", "devtools.emulator", "--port", str(port)] + (["--demo"] if self.demo else [])
         self.emulator = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"

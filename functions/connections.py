@@ -9,12 +9,13 @@ worker its counters), so every update is a MERGE of just the fields it names.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Iterator
+from typing import Any
 
-from . import storage
+from functions import storage
 
 PARTITION = "connection"
 _NAMESPACE = uuid.UUID("6f9b7a52-3c1e-4f0a-9a57-0d1e5b1c2a3d")
@@ -35,7 +36,7 @@ def connection_id_for(account_id: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Connection:
             values["state"] = ConnectionState(values["state"])
         for name, value in values.items():
             if isinstance(value, datetime) and value.tzinfo is None:
-                values[name] = value.replace(tzinfo=timezone.utc)
+                values[name] = value.replace(tzinfo=UTC)
         extra = {k: v for k, v in entity.items() if k not in known and k not in ("PartitionKey", "RowKey")}
         return cls(connection_id=entity["RowKey"], extra=extra, **values)
 
@@ -103,7 +104,7 @@ class Connection:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def _table():

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import storage
+from functions import storage
 
 
 class BadMessage(ValueError):

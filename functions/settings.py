@@ -2,7 +2,7 @@
 
 Nothing here runs at import time: Azure loads *zero* functions when importing the app raises,
 so a missing setting must surface as a clear error at first use instead.
-Storage credentials are not here: `storage.py` alone reads `AzureWebJobsStorage`.
+Storage credentials are not here: `functions/storage` alone reads `AzureWebJobsStorage`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ import contextvars
 import logging
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 AUTHENTICATION_STRING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
@@ -22,7 +23,7 @@ CONTEXT_FIELDS = ("connection_id", "subscription_id", "invocation_id")
 
 log = logging.getLogger(__name__)
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("telemetry_context", default={})
+_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("telemetry_context", default={})  # noqa: B039 (never mutated: set() replaces it)
 
 
 @contextlib.contextmanager

@@ -84,7 +84,7 @@ var tags = { 'azd-env-name': environmentName }
 var functionAppName = '${abbrs.functionApp}api-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 
-// What the code uses (functions/storage.py: Tables.ALL, Queues.ALL, the files container). Declared
+// What the code uses (functions/storage: Tables.ALL, Queues.ALL, the files container). Declared
 // here because in Azure the app does not create them; tests/infra checks these lists against the code.
 var filesContainerName = 'onedrive-files'
 var queueNames = [

@@ -12,10 +12,10 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from .config import ROOT, HostOptions, apply_local_settings, read_local_settings
-from .keys import ENV as KEY_ENV, function_key
+from .keys import ENV as KEY_ENV
+from .keys import function_key
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -6,8 +6,9 @@ import inspect
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import azure.functions as func
 

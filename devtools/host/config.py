@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, MutableMapping
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 

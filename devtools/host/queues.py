@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from azure.functions.queue import QueueMessage
 
@@ -201,7 +203,5 @@ class QueueListener:
 def _create_if_missing(queue: Any) -> None:
     from azure.core.exceptions import ResourceExistsError
 
-    try:
+    with contextlib.suppress(ResourceExistsError):
         queue.create_queue()
-    except ResourceExistsError:
-        pass

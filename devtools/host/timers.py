@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from azure.functions.timer import TimerRequest
 from croniter import croniter
@@ -50,7 +50,7 @@ class Schedule:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class TimerRunner:

@@ -86,7 +86,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   resource settings 'config' = {
     name: 'appsettings'
     properties: union(appSettings, {
-      // The host and functions/storage.py connect with the identity, by account name.
+      // The host and functions/storage connect with the identity, by account name.
       AzureWebJobsStorage__accountName: storage.name
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identityClientId

@@ -50,7 +50,7 @@ def wait_until_mirrored(stack: RunningStack, connection_id: str, what: str) -> d
         return eventually(equal, timeout=120, interval=0.3, message=f"mirror equals drive after {what}")
     except AssertionError:
         raise AssertionError(f"after {what}:\n drive  {sorted(drive_of(stack).items())}\n mirror "
-                             f"{sorted(mirror_of(stack, connection_id).items())}\n--- stack output ---\n{stack.text[-6000:]}")
+                             f"{sorted(mirror_of(stack, connection_id).items())}\n--- stack output ---\n{stack.text[-6000:]}") from None
 
 
 def write(stack: RunningStack, path: str, text: str) -> None:

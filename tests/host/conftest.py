@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -48,10 +49,8 @@ def raw_queue(name: str):
     from functions import storage
 
     client = storage.queue_service().get_queue_client(name)
-    try:
+    with contextlib.suppress(Exception):
         client.create_queue()
-    except Exception:
-        pass
     return client
 
 

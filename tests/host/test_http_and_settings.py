@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -57,7 +58,7 @@ def test_missing_local_settings_is_no_settings_and_encrypted_is_a_clear_error(tm
 
 def test_host_json_of_the_repository_is_read():
     options = HostOptions.from_host_json()
-    repository = json.loads(open("host.json").read())["extensions"]["queues"]
+    repository = json.loads(Path("host.json").read_text())["extensions"]["queues"]
     assert options.queues.batch_size == repository["batchSize"]
     assert options.queues.max_dequeue_count == repository["maxDequeueCount"]
     assert options.queues.visibility_timeout == parse_timespan(repository["visibilityTimeout"])

@@ -11,7 +11,7 @@ import httpx
 from devtools.host.config import HostOptions, QueueOptions
 from tests.fixtures.waiting import eventually
 from tests.host import sample_app
-from tests.host.conftest import FAST, KEY, invocations_of, raw_queue, send_base64
+from tests.host.conftest import FAST, invocations_of, raw_queue, send_base64
 
 
 def test_message_is_base64_decoded_passed_with_dequeue_count_and_deleted_after_success(start_host):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -38,7 +38,7 @@ def test_status_needs_the_function_key(app_server):
 
 
 def test_status_shows_each_connection_with_state_sync_counts_errors_and_subscription(status):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ada = add_connection("a1", "Ada Lovelace", "ada@example.com", items_copied=12, items_failed=2, bytes_copied=3 * 1024 * 1024,
                          last_sync_started_at=now - timedelta(minutes=3), last_sync_finished_at=now - timedelta(minutes=2),
                          subscription_id="sub-1", subscription_expires_at=now + timedelta(days=2),
@@ -62,11 +62,11 @@ def test_status_shows_each_connection_with_state_sync_counts_errors_and_subscrip
 
 
 def test_status_never_shows_a_token(status):
-    from functions import vault
+    from functions.tokens import vault
 
     connection_id = add_connection("c3", "Carol", "carol@example.com")
     vault.store(connection_id, vault.TokenSet("ACCESS-TOKEN-VALUE-123", "REFRESH-TOKEN-VALUE-456",
-                                              datetime.now(timezone.utc) + timedelta(hours=1), "Files.Read"))
+                                              datetime.now(UTC) + timedelta(hours=1), "Files.Read"))
     pages = [status.get("/api/status").text, status.get(f"/api/status/connections/{connection_id}").text]
     for text in pages:
         assert "Carol" in text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,13 +12,13 @@ from devtools.host.timers import Schedule, TimerRunner
 from tests.fixtures.waiting import eventually
 from tests.host.conftest import invocations_of
 
-T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def test_ncrontab_has_seconds_first():
     assert Schedule("0 */30 * * * *").next_after(T0) == T0 + timedelta(minutes=30)
     assert Schedule("*/5 * * * * *").next_after(T0) == T0 + timedelta(seconds=5)
-    assert Schedule("30 0 9 * * 1-5").next_after(T0) == datetime(2025, 3, 3, 9, 0, 30, tzinfo=timezone.utc)  # Monday
+    assert Schedule("30 0 9 * * 1-5").next_after(T0) == datetime(2025, 3, 3, 9, 0, 30, tzinfo=UTC)  # Monday
 
 
 def test_timespan_schedule_is_an_interval():

@@ -3,6 +3,8 @@ as Azurite as shipped does: same rows, blobs and messages, same misses, same con
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
@@ -78,7 +80,7 @@ def blob_and_queue_story(connection_string: str) -> list:
 
 def test_indexed_lookups_change_nothing_but_speed(storage, tmp_path):
     with Azurite(location=tmp_path, in_memory=True, indexed_lookups=True) as indexed:
-        environ = open(f"/proc/{indexed.process.pid}/environ", "rb").read().decode(errors="replace")
+        environ = Path(f"/proc/{indexed.process.pid}/environ").read_bytes().decode(errors="replace")
         assert f"--require {INDEXED_LOOKUPS}" in environ  # node really loads the lookup
         assert table_story(indexed.connection_string) == table_story(storage.connection_string)
         assert blob_and_queue_story(indexed.connection_string) == blob_and_queue_story(storage.connection_string)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
@@ -49,7 +49,7 @@ def put_connections(count: int, *, prefix: str = "c", **fields: Any) -> list[str
     """Connection rows written straight into the table (for scale), 100 per transaction."""
     table = storage.table(storage.Tables.CONNECTIONS)
     ids = [f"{prefix}{n:06d}" for n in range(count)]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     base = {"account_id": "a", "drive_id": "d", "state": "active", "connected_at": now - timedelta(hours=1),
             "last_token_refresh_at": now - timedelta(hours=1), "last_sync_finished_at": now - timedelta(hours=1),
             "subscription_id": "s", "subscription_expires_at": now + timedelta(days=20)}

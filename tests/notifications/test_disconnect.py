@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from functions import connections, disconnect, storage, subscriptions
+from functions import connections, storage
 from functions.connections import ConnectionState
+from functions.notifications import subscriptions
+from functions.upkeep import disconnect
 from tests.notifications.conftest import drain, queued_count
 
 OTHER = "someone-else"
@@ -86,7 +88,7 @@ def test_disconnect_with_revoked_tokens_still_removes_local_state(connected_driv
     [subscription] = emulator.subscriptions
     emulator.revoke_consent(connected_drive.user)
     emulator.expire_access_tokens(connected_drive.user)
-    from functions import vault
+    from functions.tokens import vault
 
     vault.forget_cached_tokens()
     assert api.delete(f"/api/connections/{connection_id}").status_code == 204

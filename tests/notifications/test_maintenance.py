@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from functions import connections, maintenance, storage, subscriptions
+from functions import connections, storage
 from functions.connections import ConnectionState
+from functions.notifications import subscriptions
 from functions.settings import reload_settings
+from functions.upkeep import maintenance
 from tests.notifications.conftest import drain, handler, put_connections, queued_count, run_maintenance_worker
 
 SYNC = storage.Queues.SYNC
@@ -31,7 +32,7 @@ def graph_subscription(emulator, subscription_id: str):
 def expiring_soon(drive, hours: float = 1) -> str:
     """Make the drive's subscription expire within the renewal window, in Graph and in our rows."""
     subscription_id = connections.require(drive.connection_id).subscription_id
-    soon = datetime.now(timezone.utc) + timedelta(hours=hours)
+    soon = datetime.now(UTC) + timedelta(hours=hours)
     graph_subscription(drive.emulator, subscription_id).expires_at = soon
     connections.update(drive.connection_id, subscription_expires_at=soon)
     return subscription_id
@@ -80,8 +81,8 @@ def test_a_missing_subscription_is_created_with_a_sync(subscribed):
 def test_a_reauth_required_connection_is_left_alone(subscribed):
     emulator = subscribed.emulator
     subscription_id = expiring_soon(subscribed)
-    connections.update(subscribed.connection_id, last_token_refresh_at=datetime.now(timezone.utc) - timedelta(days=30),
-                       last_sync_finished_at=datetime.now(timezone.utc) - timedelta(days=3))
+    connections.update(subscribed.connection_id, last_token_refresh_at=datetime.now(UTC) - timedelta(days=30),
+                       last_sync_finished_at=datetime.now(UTC) - timedelta(days=3))
     connections.set_state(subscribed.connection_id, ConnectionState.REAUTH_REQUIRED)
     requests_before = len(emulator.requests)
     run_timer()
@@ -89,7 +90,7 @@ def test_a_reauth_required_connection_is_left_alone(subscribed):
     # Even a task that was queued before the state changed does nothing.
     handler("maintenance_worker")(QueueMessage(body=json.dumps({"connection_id": subscribed.connection_id, "action": "renew_subscription"}).encode()))
     assert len(emulator.requests) == requests_before
-    assert graph_subscription(emulator, subscription_id).expires_at < datetime.now(timezone.utc) + timedelta(hours=2)
+    assert graph_subscription(emulator, subscription_id).expires_at < datetime.now(UTC) + timedelta(hours=2)
 
 
 def test_revoked_consent_during_renewal_marks_the_connection_and_stops(subscribed):
@@ -97,7 +98,7 @@ def test_revoked_consent_during_renewal_marks_the_connection_and_stops(subscribe
     expiring_soon(subscribed)
     emulator.revoke_consent(subscribed.user)
     emulator.expire_access_tokens(subscribed.user)
-    from functions import vault
+    from functions.tokens import vault
 
     vault.forget_cached_tokens()
     run_timer()
@@ -107,7 +108,7 @@ def test_revoked_consent_during_renewal_marks_the_connection_and_stops(subscribe
 
 
 def test_an_idle_token_is_refreshed(subscribed):
-    long_ago = datetime.now(timezone.utc) - timedelta(days=8)
+    long_ago = datetime.now(UTC) - timedelta(days=8)
     connections.update(subscribed.connection_id, last_token_refresh_at=long_ago, connected_at=long_ago)
     token_calls = len([r for r in subscribed.emulator.requests if r["path"].endswith("/oauth2/v2.0/token")])
     run_timer()
@@ -117,7 +118,7 @@ def test_an_idle_token_is_refreshed(subscribed):
 
 
 def test_a_drive_not_synced_for_a_day_gets_a_safety_sync_once(subscribed):
-    long_ago = datetime.now(timezone.utc) - timedelta(hours=25)
+    long_ago = datetime.now(UTC) - timedelta(hours=25)
     connections.update(subscribed.connection_id, last_sync_finished_at=long_ago, last_sync_started_at=long_ago, connected_at=long_ago)
     run_timer()
     assert drain(SYNC) == [{"connection_id": subscribed.connection_id, "reason": "safety_net"}]
@@ -149,7 +150,7 @@ def test_thousands_of_connections_fan_out_within_the_write_limit(app_settings, m
     monkeypatch.setenv("SUBSCRIPTION_WRITES_PER_20S", "200")
     reload_settings()
     count = 2000
-    soon = datetime.now(timezone.utc) + timedelta(hours=5)
+    soon = datetime.now(UTC) + timedelta(hours=5)
     ids = put_connections(count, subscription_expires_at=soon)
     put_connections(50, prefix="reauth", state="reauth_required", subscription_expires_at=soon)
     started = time.monotonic()
@@ -177,7 +178,7 @@ def test_thousands_of_connections_fan_out_within_the_write_limit(app_settings, m
 
 def test_the_timer_purges_abandoned_sign_ins(app_settings):
     table = storage.table(storage.Tables.OAUTH_STATES)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     table.upsert_entity({"PartitionKey": "old", "RowKey": "", "expires_at": now - timedelta(minutes=1)})
     table.upsert_entity({"PartitionKey": "new", "RowKey": "", "expires_at": now + timedelta(minutes=9)})
     run_timer()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from functions.connections import Connection, ConnectionState
-from functions.maintenance import (
+from functions.upkeep.maintenance import (
     HORIZON_SECONDS,
     REFRESH_TOKEN,
     RENEW,
@@ -19,7 +19,7 @@ from functions.maintenance import (
     plan,
 )
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=72)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from functions import connections, storage, subscriptions
+from functions import connections, storage
+from functions.notifications import subscriptions
 from tests.fixtures.connected import connect_drive
 
 

@@ -1,6 +1,7 @@
 """The webhook remembers subscription rows briefly; that must never weaken the clientState check."""
 
-from functions import storage as app_storage, subscriptions
+from functions import storage as app_storage
+from functions.notifications import subscriptions
 
 
 def put_row(subscription_id: str, connection_id: str, client_state: str) -> None:

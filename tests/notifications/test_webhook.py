@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from devtools.azurite import Azurite
-from functions import storage, subscriptions
+from functions import storage
+from functions.notifications import subscriptions
 from tests.fixtures.waiting import eventually
 from tests.notifications.conftest import drain, post_json, queued_count, run_maintenance_worker
 
@@ -174,6 +175,16 @@ def test_lifecycle_missed_queues_a_sync_and_unknown_events_nothing(subscribed, a
     assert post_json(app, "/api/lifecycle", {"value": batch}).status_code == 202
     assert drain(SYNC) == [{"connection_id": subscribed.connection_id, "reason": "notifications_missed"}]
     assert queued_count(storage.Queues.MAINTENANCE) == 0
+
+
+def test_a_lifecycle_outcome_names_the_connections_it_verified(subscribed):
+    from functions.notifications import batches
+
+    subscription = only_subscription(subscribed.emulator)
+    batch = batches.parse_batch(json.dumps({"value": [entry(subscription, lifecycleEvent="missed")] * 2}).encode())
+    outcome = batches.accept_lifecycle(batch)
+    assert outcome.connection_ids == (subscribed.connection_id,)
+    assert (outcome.received, outcome.dropped) == (2, 0)
 
 
 def test_lifecycle_reauthorization_required_reauthorizes_through_the_worker(subscribed):

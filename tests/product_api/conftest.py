@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 from urllib.parse import quote
 
 import httpx

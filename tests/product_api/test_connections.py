@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -40,7 +40,7 @@ def test_a_connection_cursor_only_continues_the_listing_it_came_from(api, connec
 
 
 def test_a_connection_shows_state_account_sync_counts_and_expiry_but_never_a_token(api, drive):
-    expiry = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=2)
+    expiry = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
     connections.update(drive.connection_id, subscription_expires_at=expiry, items_copied=12, bytes_copied=3456,
                        last_sync_error="Graph HTTP 503")
 
@@ -76,8 +76,8 @@ def test_a_connection_lists_its_failed_items_with_their_errors(api, connect):
 
 def test_a_parked_item_shows_where_it_lives_in_the_drive(api, drive):
     # Written by the sync engine's own functions: the id map from a delta page, then the park.
-    from functions import itemrows
-    from functions.driveitem import DriveItem
+    from functions.microsoft.driveitem import DriveItem
+    from functions.sync import itemrows
 
     page = [
         {"id": "ROOT", "name": "root", "root": {}, "folder": {}},

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import unquote
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from functions.api_support import ApiError
-from functions.downloads import UNSATISFIABLE, ByteRange, StoredFile, content_disposition, parse_range, plan
-from functions.files_api import validate_path, validate_prefix
+from functions.api.downloads import UNSATISFIABLE, ByteRange, StoredFile, content_disposition, parse_range, plan
+from functions.api.files import validate_path, validate_prefix
+from functions.api.support import ApiError
 
-MODIFIED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+MODIFIED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 FILE = StoredFile(path="Docs/report.pdf", size=1000, etag='"qx-abc="', last_modified=MODIFIED)
 
 

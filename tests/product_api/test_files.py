@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import quote, unquote, urlsplit
 
@@ -40,7 +40,7 @@ def test_listing_pages_through_every_file_in_path_order_with_its_metadata(api, d
         assert entry["size"] == len(data)
         assert entry["quickXorHash"] == quick_xor_hash(data)
         assert entry["itemId"] == f"ID!{len(entry['path'])}"  # stored URL-quoted, shown as OneDrive gave it
-        assert abs(datetime.fromisoformat(entry["lastModified"]) - datetime.now(timezone.utc)) < timedelta(minutes=5)
+        assert abs(datetime.fromisoformat(entry["lastModified"]) - datetime.now(UTC)) < timedelta(minutes=5)
 
 
 def test_listing_with_a_prefix_shows_only_that_folder(api, drive):
@@ -108,7 +108,7 @@ def test_download_answers_the_bytes_with_caching_and_naming_headers(api, drive):
     assert disposition.startswith('attachment; filename="Resume ete.pdf"')
     assert unquote(disposition.split("filename*=UTF-8''")[1]) == "Résumé été.pdf"
     modified = parsedate_to_datetime(response.headers["Last-Modified"])
-    assert abs(modified - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert abs(modified - datetime.now(UTC)) < timedelta(minutes=5)
 
 
 def test_if_none_match_with_the_current_etag_answers_304_without_a_body(api, drive):

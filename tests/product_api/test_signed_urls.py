@@ -4,13 +4,14 @@ service hands out keys; the SAS itself is built by the real SDK."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from azure.storage.blob import BlobClient, UserDelegationKey
 
-from functions import signed_urls, storage
+from functions import storage
+from functions.api import signed_urls
 
 
 class KeyService:
@@ -58,12 +59,12 @@ def test_without_an_account_key_the_url_is_signed_with_a_cached_user_delegation_
     assert query["skoid"] == ["oid-1"]  # signed by the delegation key, not an account key
     assert query["rsct"] == ["application/pdf"] and query["rscd"] == ["attachment"]
     expiry = datetime.fromisoformat(query["se"][0].replace("Z", "+00:00"))
-    assert timedelta(minutes=5) < expiry - datetime.now(timezone.utc) <= signed_urls.LIFETIME
+    assert timedelta(minutes=5) < expiry - datetime.now(UTC) <= signed_urls.LIFETIME
     assert "c2VjcmV0" not in first + second  # the key itself never travels
 
 
 def test_a_delegation_key_close_to_its_expiry_is_renewed(key_service):
     signed_urls.read_url("c1/a", content_type="text/plain", content_disposition="attachment")
-    signed_urls._delegation["expires"] = datetime.now(timezone.utc) + timedelta(minutes=30)
+    signed_urls._delegation["expires"] = datetime.now(UTC) + timedelta(minutes=30)
     signed_urls.read_url("c1/a", content_type="text/plain", content_disposition="attachment")
     assert len(key_service.issued) == 2

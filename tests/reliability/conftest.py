@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 import httpx
 import pytest
@@ -35,7 +35,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 @pytest.fixture
 def compressed_time(monkeypatch: pytest.MonkeyPatch, app_settings) -> None:
     """Every wait the app makes, shortened: the behaviour is the same, minutes become seconds."""
-    from functions import itemrows, storage, syncstate, transport
+    from functions import storage
+    from functions.microsoft import transport
+    from functions.sync import itemrows, state
 
     monkeypatch.setattr(transport, "BASE_BACKOFF_SECONDS", 0.02)
     monkeypatch.setattr(transport, "MAX_BACKOFF_SECONDS", 0.5)
@@ -45,7 +47,7 @@ def compressed_time(monkeypatch: pytest.MonkeyPatch, app_settings) -> None:
     monkeypatch.setattr(itemrows, "RETRY_BASE", timedelta(seconds=1))  # parked items retried after 1 s, not 5 min
     monkeypatch.setattr(itemrows, "RETRY_MAX", timedelta(seconds=3))
     # A dead worker's lease runs out after 2 s instead of 60.
-    monkeypatch.setattr(syncstate, "LEASE_SECONDS", 2.0)
+    monkeypatch.setattr(state, "LEASE_SECONDS", 2.0)
     # The storage SDKs' first retry after an outage: ~0.3 s instead of 15 s.
     monkeypatch.setattr(storage, "_CLIENT_OPTIONS", {**storage._CLIENT_OPTIONS, "initial_backoff": 0.3,
                                                     "increment_base": 2, "random_jitter_range": 0.2, "retry_total": 6})

@@ -129,7 +129,7 @@ class Operations:
         depth = self.rng.randint(4, 9)
         parts = [self._fresh_name(folder, FOLDERS)] + [self.rng.choice(FOLDERS) for _ in range(depth - 1)]
         base = self._join(folder, "/".join(parts))
-        for index in range(self.rng.randint(1, 4)):
+        for _index in range(self.rng.randint(1, 4)):
             self.drive.write_file(f"{base}/{self.rng.choice(NAMES)}", self._content())
         return f"deep tree {base}"
 

@@ -3,8 +3,8 @@
 import pytest
 
 from devtools.keys import new_key_entry
-from functions import signin
 from functions.settings import reload_settings
+from functions.signin import flow
 
 
 @pytest.fixture
@@ -21,19 +21,19 @@ def public_base_url(monkeypatch):
 
 def test_the_cookie_is_secure_over_https(public_base_url):
     public_base_url("https://mirror.example")
-    started = signin.Started("https://login.example/authorize", "onedrive_signin_abc", "value")
+    started = flow.Started("https://login.example/authorize", "onedrive_signin_abc", "value")
     attributes = [a.strip() for a in started.set_cookie_header().split(";")]
     assert attributes[0] == "onedrive_signin_abc=value"
     assert {"Secure", "HttpOnly", "SameSite=Lax", "Path=/api/oauth", "Max-Age=600"} <= set(attributes)
-    assert "Secure" in signin.clear_cookie_header("onedrive_signin_abc")
+    assert "Secure" in flow.clear_cookie_header("onedrive_signin_abc")
 
 
 def test_the_cookie_is_not_marked_secure_over_plain_http(public_base_url):
     public_base_url("http://localhost:7071")
-    started = signin.Started("http://login.example/authorize", "onedrive_signin_abc", "value")
+    started = flow.Started("http://login.example/authorize", "onedrive_signin_abc", "value")
     assert "Secure" not in started.set_cookie_header()
 
 
 def test_cookie_headers_are_parsed_leniently():
-    assert signin.parse_cookies('a=1; broken; b="2"; a=3;  c = 4 ') == {"a": "1", "b": "2", "c": "4"}
-    assert signin.parse_cookies(None) == {}
+    assert flow.parse_cookies('a=1; broken; b="2"; a=3;  c = 4 ') == {"a": "1", "b": "2", "c": "4"}
+    assert flow.parse_cookies(None) == {}

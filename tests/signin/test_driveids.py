@@ -1,6 +1,6 @@
 """Drive ids from Graph normalised to one form (case and the dropped leading zero)."""
 
-from functions.driveids import normalise_drive_id
+from functions.microsoft.driveids import normalise_drive_id
 
 
 def test_uppercase_and_dropped_leading_zero_give_the_same_id():

@@ -3,8 +3,8 @@
 import pytest
 
 from devtools.keys import new_key_entry
-from functions import keyring
 from functions.settings import reload_settings
+from functions.tokens import keyring
 
 
 @pytest.fixture

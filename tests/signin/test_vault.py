@@ -9,11 +9,12 @@ import threading
 import pytest
 
 from devtools.keys import new_key_entry
-from functions import connections, keyring, storage, vault
+from functions import connections, storage
 from functions.errors import ReauthRequired
-from functions.graph import GraphClient
-from functions.identity import CredentialsRejected
+from functions.microsoft.graph import GraphClient
+from functions.microsoft.identity import CredentialsRejected
 from functions.settings import reload_settings
+from functions.tokens import keyring, vault
 from tests.fixtures.connected import Browser, connect_drive, connect_url, query_of
 
 
@@ -77,7 +78,7 @@ def test_two_concurrent_refreshes_keep_one_chain_and_the_stored_token_still_work
         except BaseException as error:  # noqa: BLE001 - reported below
             failures.append(error)
 
-    with caplog.at_level(logging.INFO, logger="functions.vault"):
+    with caplog.at_level(logging.INFO, logger="functions.tokens.vault"):
         threads = [threading.Thread(target=refresh) for _ in range(2)]
         for thread in threads:
             thread.start()
@@ -184,7 +185,7 @@ def test_no_token_code_state_or_secret_reaches_the_logs(app_server, emulator, em
     assert len(secrets) >= 9
     # Lines the test's own browser logged (httpx prints the URLs it opens) are not the app's.
     app_lines = [r for r in caplog.records if not (r.name.startswith(("httpx", "httpcore")) and r.thread == main_thread)]
-    assert any(r.name == "functions.vault" for r in app_lines), "the capture missed the app's lines"
+    assert any(r.name == "functions.tokens.vault" for r in app_lines), "the capture missed the app's lines"
     for record in app_lines:
         text = record.getMessage() + " " + json.dumps(vars(record), default=str)
         leaked = [s for s in secrets if s and s in text]
@@ -208,7 +209,7 @@ def test_temporarily_unavailable_from_the_token_endpoint_is_retried(monkeypatch)
     from starlette.routing import Route
 
     from devtools.serving import ServerThread
-    from functions import identity, transport
+    from functions.microsoft import identity, transport
 
     answers = [
         JSONResponse({"error": "temporarily_unavailable", "error_codes": [90033]}, status_code=400),

@@ -1,10 +1,10 @@
-"""Sync tests: a drive connected through the real sign-in flow, synced in-process by `sync.run`."""
+"""Sync tests: a drive connected through the real sign-in flow, synced in-process by `engine.run`."""
 
 from __future__ import annotations
 
 import pytest
 
-from functions import sync
+from functions.sync import engine
 
 
 def content_requests(emulator) -> list[dict]:
@@ -24,7 +24,7 @@ def sync_until_done(connected_drive):
 
     def run(max_runs: int = 10, **kwargs):
         for _ in range(max_runs):
-            result = sync.run(connected_drive.connection_id, **kwargs)
+            result = engine.run(connected_drive.connection_id, **kwargs)
             if result.outcome != "continued":
                 return result
         raise AssertionError(f"sync did not finish in {max_runs} runs")

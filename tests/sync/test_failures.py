@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from functions import connections, storage, sync, syncstate
-from functions.transport import Deadline
+from functions import connections, storage
+from functions.microsoft.transport import Deadline
+from functions.sync import engine
+from functions.sync import state as syncstate
 from tests.fixtures.mirror import assert_mirror_equals_drive
 from tests.fixtures.waiting import eventually
 from tests.sync.conftest import content_requests
@@ -59,7 +61,7 @@ def test_a_worker_killed_mid_sync_is_resumed_by_the_next_one(connected_drive, em
     assert state.delta_link == ""  # nothing advanced past unapplied changes
     emulator.faults.clear()
     downloads_before = len(content_requests(emulator))
-    result = eventually(lambda: (r := sync.run(connected_drive.connection_id)).outcome == "done" and r, timeout=30,
+    result = eventually(lambda: (r := engine.run(connected_drive.connection_id)).outcome == "done" and r, timeout=30,
                         message="the killed worker's lease runs out and the next run finishes")
     assert result.outcome == "done"
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
@@ -74,11 +76,11 @@ def test_two_workers_never_run_together_and_a_busy_request_gets_its_pass(connect
     emulator.faults.inject(method="GET", path=r"/content$", latency=0.25)
     results: dict[str, object] = {}
 
-    first = threading.Thread(target=lambda: results.setdefault("first", sync.run(connected_drive.connection_id)))
+    first = threading.Thread(target=lambda: results.setdefault("first", engine.run(connected_drive.connection_id)))
     first.start()
     eventually(lambda: content_requests(emulator), timeout=20, message="the first worker is copying")
-    drive.write_file("arrived-during-sync.txt", b"notification while syncing")
-    second = sync.run(connected_drive.connection_id)  # the notification's worker
+    drive.write_file("arrived-during-engine.txt", b"notification while syncing")
+    second = engine.run(connected_drive.connection_id)  # the notification's worker
     assert second.outcome == "busy"
     assert first.is_alive(), "the busy answer came while the first worker was still running"
     first.join(60)
@@ -91,16 +93,16 @@ def test_two_workers_never_run_together_and_a_busy_request_gets_its_pass(connect
 
 def test_a_worker_that_reaches_its_pass_limit_lets_go_and_queues_the_next_pass(connected_drive, emulator, drive,
                                                                                  monkeypatch):
-    monkeypatch.setattr(sync, "MAX_PASSES", 1)
+    monkeypatch.setattr(engine, "MAX_PASSES", 1)
     emulator.notifications_paused = True  # only the worker may add to the queue here
     drive.write_file("slow.bin", size=20_000, seed=1)
     emulator.faults.inject(method="GET", path=r"/content$", latency=0.5)
     results: dict[str, object] = {}
-    first = threading.Thread(target=lambda: results.setdefault("first", sync.run(connected_drive.connection_id)))
+    first = threading.Thread(target=lambda: results.setdefault("first", engine.run(connected_drive.connection_id)))
     first.start()
     eventually(lambda: content_requests(emulator), timeout=20, message="the first worker is copying")
-    drive.write_file("arrived-during-sync.txt", b"notification while syncing")
-    assert sync.run(connected_drive.connection_id).outcome == "busy"
+    drive.write_file("arrived-during-engine.txt", b"notification while syncing")
+    assert engine.run(connected_drive.connection_id).outcome == "busy"
     before = sync_queue_length()
     first.join(60)
     assert results["first"].outcome == "done" and results["first"].passes == 1
@@ -108,7 +110,7 @@ def test_a_worker_that_reaches_its_pass_limit_lets_go_and_queues_the_next_pass(c
     assert not state.lease_owner, "the lock is free as soon as the worker stops"
     assert sync_queue_length() > before, "the requested pass was handed to a new message"
     emulator.faults.clear()
-    assert sync.run(connected_drive.connection_id).outcome == "done"
+    assert engine.run(connected_drive.connection_id).outcome == "done"
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
 
 
@@ -156,7 +158,7 @@ def test_a_long_retry_after_becomes_a_delayed_message_not_a_sleep(connected_driv
     emulator.faults.inject(method="GET", path=r"/delta", status=429, retry_after="3600", times=1)
     visible_before = len(queued_sync_requests())  # the sign-in's initial sync request
     started = time.monotonic()
-    result = sync.run(connected_drive.connection_id)
+    result = engine.run(connected_drive.connection_id)
     assert result.outcome == "throttled" and result.retry_after >= 3600
     assert time.monotonic() - started < 10
     assert sync_queue_length() == visible_before + 1  # queued...
@@ -205,13 +207,13 @@ def test_revoked_consent_marks_the_connection_and_stops_quietly(connected_drive,
     drive.write_file("a.txt", b"a")
     emulator.revoke_consent(connected_drive.user)
     emulator.expire_access_tokens(connected_drive.user)
-    result = sync.run(connected_drive.connection_id)
+    result = engine.run(connected_drive.connection_id)
     assert result.outcome == "reauth"
     assert connections.require(connected_drive.connection_id).state == connections.ConnectionState.REAUTH_REQUIRED
     state = syncstate.read(connected_drive.connection_id)
     assert not state.lease_owner and state.delta_link == ""
     assert [m["reason"] for m in queued_sync_requests()] == ["initial"] or sync_queue_length() <= 1  # nothing re-queued
-    assert sync.run(connected_drive.connection_id).outcome == "inactive"
+    assert engine.run(connected_drive.connection_id).outcome == "inactive"
 
 
 @pytest.mark.parametrize("how", ["410", "400"])
@@ -236,14 +238,14 @@ def test_a_dead_delta_link_means_full_enumeration_then_mark_and_sweep(connected_
 
 
 def test_time_budget_checkpoints_and_continues_in_a_new_message(connected_drive, emulator, drive, monkeypatch):
-    monkeypatch.setattr(sync, "BUDGET_MARGIN_SECONDS", 0.0)
+    monkeypatch.setattr(engine, "BUDGET_MARGIN_SECONDS", 0.0)
     drive.seed(n_files=30, n_folders=3, seed=31)
     emulator.delta_page_size = 4
     emulator.faults.inject(method="GET", path=r"/delta", latency=0.15)
     emulator.faults.inject(method="GET", path=r"/content$", latency=0.4)  # copies span messages too
     outcomes = []
     for _ in range(40):
-        result = sync.run(connected_drive.connection_id, deadline=Deadline(0.5))
+        result = engine.run(connected_drive.connection_id, deadline=Deadline(0.5))
         outcomes.append(result.outcome)
         if result.outcome == "done":
             break
@@ -259,7 +261,7 @@ def test_the_queue_trigger_runs_a_sync_and_refuses_bad_messages(connected_drive,
     from azure.functions.queue import QueueMessage
 
     from functions import messages
-    from functions.queue_sync import sync_worker
+    from functions.triggers.sync_worker import sync_worker
 
     drive.write_file("via-trigger.txt", b"queued")
     body = json.dumps({"connection_id": connected_drive.connection_id, "reason": "notification"}).encode()
@@ -270,14 +272,14 @@ def test_the_queue_trigger_runs_a_sync_and_refuses_bad_messages(connected_drive,
 
 
 def test_a_sync_running_during_a_disconnect_leaves_no_rows_or_files_behind(connected_drive, emulator, drive):
-    from functions import disconnect
+    from functions.upkeep import disconnect
     from tests.notifications.test_disconnect import mirrored, rows
 
     connection_id = connected_drive.connection_id
     drive.seed(n_files=80, n_folders=4, seed=23)
     emulator.faults.inject(method="GET", path=r"/content$", latency=0.3)
     outcome = {}
-    worker = threading.Thread(target=lambda: outcome.update(result=sync.run(connection_id, lease_seconds=2)))
+    worker = threading.Thread(target=lambda: outcome.update(result=engine.run(connection_id, lease_seconds=2)))
     worker.start()
     eventually(lambda: len(content_requests(emulator)) >= 8, timeout=30, message="the sync is copying")
     disconnect.disconnect(connection_id, delete_mirror=True)

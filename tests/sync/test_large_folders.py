@@ -4,15 +4,15 @@ runs out in the middle. The 100,000-item figure is `scripts/bench --only delta` 
 
 from __future__ import annotations
 
-
 import pytest
 
-from functions import itemrows, sync, vault
-from functions.delta import Copy
-from functions.driveitem import DriveItem
-from functions.graph import GraphClient
-from functions.mirror import Mirror, metadata
-from functions.transport import Deadline
+from functions.microsoft.driveitem import DriveItem
+from functions.microsoft.graph import GraphClient
+from functions.microsoft.transport import Deadline
+from functions.sync import engine, itemrows
+from functions.sync.mirror import Mirror, metadata
+from functions.sync.plan import Copy
+from functions.tokens import vault
 from tests.fixtures.mirror import assert_mirror_equals_drive
 from tests.sync.conftest import content_requests
 
@@ -23,7 +23,7 @@ def run_in_short_budgets(connection_id: str) -> list[str]:
     """Syncs of about half a second each, as the queue would chain them, until one is done."""
     outcomes = []
     for _ in range(200):
-        outcomes.append(sync.run(connection_id, deadline=Deadline(0.5)).outcome)
+        outcomes.append(engine.run(connection_id, deadline=Deadline(0.5)).outcome)
         if outcomes[-1] != "continued":
             return outcomes
     raise AssertionError(f"no end after {len(outcomes)} runs")
@@ -40,7 +40,7 @@ def test_a_folder_with_many_children_is_mirrored_renamed_and_deleted_across_budg
     downloads = len(content_requests(emulator))
     assert downloads == CHILDREN  # each child once: nothing was probed into a second download
 
-    monkeypatch.setattr(sync, "BUDGET_MARGIN_SECONDS", 0.0)
+    monkeypatch.setattr(engine, "BUDGET_MARGIN_SECONDS", 0.0)
     drive.rename(folder_path, "renamed")
     outcomes = run_in_short_budgets(connection_id)
     assert outcomes[0] == "continued" and outcomes[-1] == "done"  # the move outlasted one budget, then resumed

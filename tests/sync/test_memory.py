@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from functions import mirror
+from functions.sync import mirror
 from tests.fixtures.mirror import assert_mirror_equals_drive
 
 

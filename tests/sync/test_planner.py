@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from functions.delta import (Copy, Delete, ItemState, Move, Resolver, blob_name, move_waves, order_moves, path_problem,
-                             plan_blobs, plan_files, plan_folder, segment_problem)
-from functions.driveitem import ZERO_HASH, DriveItem, Kind
+from functions.microsoft.driveitem import ZERO_HASH, DriveItem, Kind
+from functions.sync.plan import (
+    Delete,
+    ItemState,
+    Move,
+    Resolver,
+    blob_name,
+    move_waves,
+    order_moves,
+    path_problem,
+    plan_blobs,
+    plan_files,
+    plan_folder,
+    segment_problem,
+)
 
 ROOT = ItemState("R", Kind.ROOT)
 

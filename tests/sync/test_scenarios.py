@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from functions import connections, itemrows, storage, syncstate
+from functions import connections, storage
+from functions.sync import itemrows
+from functions.sync import state as syncstate
 from tests.fixtures.mirror import assert_mirror_equals_drive, mirror_contents
 from tests.fixtures.waiting import eventually
 from tests.sync.conftest import content_requests

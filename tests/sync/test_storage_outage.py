@@ -9,7 +9,9 @@ import time
 import pytest
 
 from devtools.azurite import Azurite
-from functions import connections, storage, sync, syncstate
+from functions import connections, storage
+from functions.sync import engine
+from functions.sync import state as syncstate
 from tests.fixtures.mirror import assert_mirror_equals_drive
 from tests.fixtures.waiting import eventually
 from tests.sync.conftest import content_requests
@@ -19,7 +21,7 @@ from tests.sync.conftest import content_requests
 # retry policy (15 s initial backoff) before the run gives up. Recovery itself takes seconds.
 @pytest.mark.slow
 def test_storage_outage_mid_sync_loses_nothing(connected_drive, emulator, drive, tmp_path, monkeypatch):
-    from functions import vault
+    from functions.tokens import vault
 
     # This test's own Azurite, on disk, so it can be stopped and started with its data kept.
     access_token = vault.access_token(connected_drive.connection_id)
@@ -38,8 +40,8 @@ def test_storage_outage_mid_sync_loses_nothing(connected_drive, emulator, drive,
         stopper = threading.Thread(target=outage)
         stopper.start()
         started = time.monotonic()
-        with pytest.raises(Exception):
-            sync.run(connected_drive.connection_id, token_source=tokens, lease_seconds=2)
+        with pytest.raises(Exception):  # noqa: B017 (whatever the SDK raises once its retries give up)
+            engine.run(connected_drive.connection_id, token_source=tokens, lease_seconds=2)
         failed_after = time.monotonic() - started
         stopper.join()
         private.start()
@@ -47,7 +49,7 @@ def test_storage_outage_mid_sync_loses_nothing(connected_drive, emulator, drive,
         state = syncstate.read(connected_drive.connection_id)
         assert state.phase == syncstate.Phase.APPLY and state.delta_link == ""  # not advanced
         emulator.faults.clear()
-        eventually(lambda: sync.run(connected_drive.connection_id, token_source=tokens, lease_seconds=2).outcome == "done",
+        eventually(lambda: engine.run(connected_drive.connection_id, token_source=tokens, lease_seconds=2).outcome == "done",
                    timeout=30, interval=0.5)
         assert_mirror_equals_drive(connected_drive.connection_id, drive)
         print(f"failed after {failed_after:.1f} s, recovered after {time.monotonic() - started - failed_after:.1f} s")

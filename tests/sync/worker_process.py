@@ -6,8 +6,8 @@ Settings come from the environment, as for the function app.
 
 import sys
 
-from functions import sync
+from functions.sync import engine
 
 if __name__ == "__main__":
-    result = sync.run(sys.argv[1], reason="test", lease_seconds=float(sys.argv[2]))
+    result = engine.run(sys.argv[1], reason="test", lease_seconds=float(sys.argv[2]))
     print(result.outcome)

@@ -147,7 +147,7 @@ def test_configured_app_exports_masked_logs_with_ids_to_application_insights():
         import logging, time
         import function_app
         from functions import telemetry
-        log = logging.getLogger("functions.vault")
+        log = logging.getLogger("functions.tokens.vault")
         log.setLevel(logging.INFO)
         with telemetry.context(invocation_id="inv-42", subscription_id="sub-7"):
             log.warning("refresh failed: %s", {SECRETS['refresh token in JSON']!r}, extra={{"connection_id": "conn-9"}})

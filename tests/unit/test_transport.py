@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -13,13 +13,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from devtools.serving import ServerThread
-from functions import transport
 from functions.errors import Throttled, Unavailable
-from functions.transport import Deadline, parse_retry_after
+from functions.microsoft import transport
+from functions.microsoft.transport import Deadline, parse_retry_after
 
 
 def test_retry_after_accepts_integer_decimal_and_http_date():
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_retry_after("41") == 41
     assert parse_retry_after("2.128") == pytest.approx(2.128)
     assert parse_retry_after(format_datetime(now + timedelta(seconds=315), usegmt=True), now=now) == pytest.approx(315)

@@ -1,0 +1,1 @@
+"""The product API: connections, listings, downloads, signed URLs, its OpenAPI document and the status page."""

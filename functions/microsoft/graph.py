@@ -1,0 +1,151 @@
+"""Microsoft Graph for one connection: auth header, 401 → refresh once, retries, typed errors.
+
+Callers never loop on status codes: they get JSON, a streaming download, or one of the typed
+errors of `errors.py`. Links handed back by Graph (nextLink, deltaLink, Location) are followed
+only on Graph's own origin, so a bearer token can never be sent elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from functions.errors import Forbidden, GraphError, ItemNotFound, ReauthRequired, ResyncRequired
+from functions.microsoft import transport
+from functions.microsoft.transport import Deadline, Pause
+from functions.settings import settings
+
+log = logging.getLogger(__name__)
+
+# Returns an access token; `force_refresh=True` after a 401 asks for a new one.
+TokenSource = Callable[[bool], str]
+
+
+def item_path(item_id: str) -> str:
+    # Item ids contain `!` (and could contain anything a broken server sends): always encode.
+    return f"/me/drive/items/{quote(item_id, safe='')}"
+
+
+def error_of(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) from Graph's `{"error": {"code", "message"}}`, tolerant of any body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return (f"http{response.status_code}", "")
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return (str(error.get("code") or f"http{response.status_code}"), str(error.get("message") or ""))
+    if isinstance(error, str):  # the identity platform's shape
+        return (error, "")
+    return (f"http{response.status_code}", "")
+
+
+class GraphClient:
+    """Graph calls on behalf of one connection. Thread-safe; share one per sync run."""
+
+    def __init__(self, connection_id: str, tokens: TokenSource, *, deadline: Deadline | None = None) -> None:
+        self.connection_id = connection_id
+        self._tokens = tokens
+        self._deadline = deadline or Deadline()
+        self._pause = Pause()  # one 429 pauses every request of this connection
+        self._base = settings().graph_base_url
+        self._origin = _origin(self._base)
+
+    def url(self, path_or_link: str) -> str:
+        if path_or_link.startswith(("http://", "https://")):
+            if _origin(path_or_link) != self._origin:
+                raise GraphError(0, "untrustedLink", "a link from Graph points outside Graph's origin")
+            return path_or_link
+        return self._base + path_or_link
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None) -> httpx.Response:
+        """Send with auth; on 401 get a fresh token once and try again. Raises on 4xx/5xx."""
+        url = self.url(path)
+        response = self._send(method, url, json=json, params=params, force_refresh=False)
+        if response.status_code == 401:
+            response.close()
+            response = self._send(method, url, json=json, params=params, force_refresh=True)
+            if response.status_code == 401:
+                code, _ = error_of(response)
+                raise ReauthRequired(f"Graph refused a fresh access token ({code})")
+        if response.status_code >= 400:
+            raise _typed_error(response)
+        return response
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.request("GET", path, params=params).json()
+
+    def me(self) -> dict[str, Any]:
+        return self.get("/me")
+
+    def drive(self) -> dict[str, Any]:
+        return self.get("/me/drive")
+
+    def delta_page(self, link: str) -> dict[str, Any]:
+        """One page of a delta query. A link that Graph no longer accepts raises ResyncRequired."""
+        try:
+            return self.get(link)
+        except ResyncRequired:
+            raise
+        except GraphError as error:
+            if error.status == 400:  # stored links were once served malformed: start over
+                raise ResyncRequired(error.status, error.code, str(error)) from None
+            raise
+
+    @contextmanager
+    def download(self, item_id: str, *, start: int = 0) -> Iterator[httpx.Response]:
+        """Stream an item's content from `start`. The caller must check 206 vs 200 when start > 0.
+
+        `/content` answers 302 to a pre-authenticated URL on another host: it gets no Authorization.
+        """
+        response = self.request("GET", item_path(item_id) + "/content")
+        location = response.headers.get("Location")
+        if response.status_code not in (301, 302, 303, 307, 308) or not location:
+            raise GraphError(response.status_code, "noRedirect", "content did not redirect to a download URL")
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        download = transport.send(
+            lambda: transport.client().build_request("GET", location, headers=headers),
+            deadline=self._deadline,
+            pause=self._pause,
+            stream=True,
+            what="download",
+        )
+        try:
+            if download.status_code >= 400:
+                download.read()
+                raise _typed_error(download)
+            yield download
+        finally:
+            download.close()
+
+    def _send(self, method: str, url: str, *, json: Any, params: dict[str, str] | None, force_refresh: bool) -> httpx.Response:
+        token = self._tokens(force_refresh)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        return transport.send(
+            lambda: transport.client().build_request(method, url, json=json, params=params, headers=headers),
+            deadline=self._deadline,
+            pause=self._pause,
+            what=f"{method} {urlsplit(url).path}",
+        )
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return (parts.scheme.lower(), parts.netloc.lower())
+
+
+def _typed_error(response: httpx.Response) -> GraphError:
+    code, message = error_of(response)
+    status = response.status_code
+    if status == 410:
+        return ResyncRequired(status, code, message, location=response.headers.get("Location"))
+    if status == 404:
+        return ItemNotFound(status, code, message)
+    if status == 403:
+        return Forbidden(status, code, message)
+    return GraphError(status, code, message)

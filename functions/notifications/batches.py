@@ -1,0 +1,149 @@
+"""Graph's change and lifecycle notifications: parse a batch, verify each, queue the work.
+
+For a drive a notification is only a shoulder tap ("something changed"), so a batch comes down to
+"which connections need a sync": one message per connection per POST, however many duplicates.
+Nothing here calls Graph: Graph wants an answer within 3 s, and anything slow goes to a queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from functions import messages
+from functions.notifications import subscriptions
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_NOTIFICATIONS = 1000  # per POST; Graph batches far fewer, and each costs a point read
+
+
+class MalformedBatch(ValueError):
+    """The body is not a notification batch; the message is safe to show the sender."""
+
+
+class StorageUnavailable(RuntimeError):
+    """Storage failed while handling a batch: answer 5xx so Graph delivers it again."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    subscription_id: str
+    client_state: str
+    lifecycle_event: str = ""  # lifecycle notifications only
+
+
+@dataclass(frozen=True)
+class Outcome:
+    received: int
+    dropped: int  # unknown subscription or wrong clientState: never acted on
+    connection_ids: tuple[str, ...]
+
+
+def parse_batch(body: bytes) -> list[Notification]:
+    """`{"value": [{"subscriptionId", "clientState", "lifecycleEvent"?, ...}, ...]}` into Notifications."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedBatch("the body is not JSON") from None
+    entries = payload.get("value") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        raise MalformedBatch("expected an object with a 'value' array")
+    if len(entries) > MAX_NOTIFICATIONS:
+        raise MalformedBatch(f"at most {MAX_NOTIFICATIONS} notifications per request")
+    batch = []
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise MalformedBatch(f"value[{position}] is not an object")
+        subscription_id = entry.get("subscriptionId")
+        client_state = entry.get("clientState")
+        event = entry.get("lifecycleEvent")
+        if not isinstance(subscription_id, str) or not subscription_id:
+            raise MalformedBatch(f"value[{position}].subscriptionId must be a non-empty string")
+        if client_state is not None and not isinstance(client_state, str):
+            raise MalformedBatch(f"value[{position}].clientState must be a string")
+        if event is not None and not isinstance(event, str):
+            raise MalformedBatch(f"value[{position}].lifecycleEvent must be a string")
+        batch.append(Notification(subscription_id, client_state or "", event or ""))
+    return batch
+
+
+def accept_changes(batch: list[Notification]) -> Outcome:
+    """Queue one sync per connection that a verified notification names."""
+    checked = _verify_each(batch)
+    connection_ids = tuple(dict.fromkeys(connection_id for _, connection_id in checked if connection_id))
+
+    def enqueue() -> None:
+        for connection_id in connection_ids:
+            messages.enqueue_sync(connection_id, "notification", patient=False)
+
+    _guarded(enqueue)
+    outcome = Outcome(len(batch), sum(1 for _, connection_id in checked if not connection_id), connection_ids)
+    _log(outcome, kind="change", queued=len(connection_ids))
+    return outcome
+
+
+# Lifecycle events we act on, and the maintenance action each becomes. Graph sends only
+# `reauthorizationRequired` for drives; the others cost nothing to handle.
+LIFECYCLE_ACTIONS = {
+    "reauthorizationRequired": "reauthorize_subscription",
+    "subscriptionRemoved": "recreate_subscription",
+}
+
+
+def accept_lifecycle(batch: list[Notification]) -> Outcome:
+    """Queue the work a lifecycle event asks for: maintenance tasks, or a sync for `missed`."""
+    verified = [(notification, connection_id) for notification, connection_id in _verify_each(batch) if connection_id]
+    work: dict[tuple[str, str], None] = {}
+    for notification, connection_id in verified:
+        if notification.lifecycle_event == "missed":
+            work[(connection_id, "missed")] = None
+        elif notification.lifecycle_event in LIFECYCLE_ACTIONS:
+            work[(connection_id, LIFECYCLE_ACTIONS[notification.lifecycle_event])] = None
+        else:
+            log.info("lifecycle event ignored: %.40r", notification.lifecycle_event, extra={"connection_id": connection_id})
+
+    def enqueue() -> None:
+        for connection_id, action in work:
+            if action == "missed":
+                messages.enqueue_sync(connection_id, "notifications_missed", patient=False)
+            else:
+                messages.enqueue_maintenance(messages.MaintenanceTask(connection_id, action), patient=False)
+
+    _guarded(enqueue)
+    connection_ids = tuple(dict.fromkeys(connection_id for _, connection_id in verified))
+    outcome = Outcome(len(batch), len(batch) - len(verified), connection_ids)
+    _log(outcome, kind="lifecycle", queued=len(work))
+    return outcome
+
+
+def _verify_each(batch: list[Notification]) -> list[tuple[Notification, str | None]]:
+    # Duplicates are the norm (Graph retries, bursts): one point read per distinct pair.
+    cache: dict[tuple[str, str], str | None] = {}
+
+    def check(notification: Notification) -> str | None:
+        key = (notification.subscription_id, notification.client_state)
+        if key not in cache:
+            cache[key] = _guarded(lambda: subscriptions.verify(*key))
+        return cache[key]
+
+    return [(notification, check(notification)) for notification in batch]
+
+
+def _log(outcome: Outcome, *, kind: str, queued: int) -> None:
+    # Counts only: clientStates are secrets and subscription ids of forged posts are noise.
+    level = logging.WARNING if outcome.dropped else logging.INFO
+    log.log(level, "%s notifications: %d received, %d dropped, %d queued", kind, outcome.received, outcome.dropped, queued,
+            extra={"received": outcome.received, "dropped": outcome.dropped, "queued": queued})
+
+
+def _guarded(call: Callable):
+    from azure.core.exceptions import AzureError
+
+    try:
+        return call()
+    except AzureError as error:
+        raise StorageUnavailable(type(error).__name__) from None

@@ -1,0 +1,275 @@
+"""One sync of one connection: lock, collect delta pages, apply them, advance the deltaLink.
+
+A pass is COLLECT (follow pages from the stored deltaLink, recording each item's latest state and
+marking it pending, checkpointing the nextLink after every page) then APPLY (see sync/apply.py). The
+new deltaLink is stored only when nothing is pending any more (applied, or parked in the retry
+list): the stored link never skips an unapplied change. A 410/400 on a link starts a full
+enumeration that stamps every item it sees; after it is applied, the unstamped items are deleted
+and any blob that isn't exactly where a live item belongs is swept (mark and sweep).
+
+Time budget: when it runs out, what is done is checkpointed and a "continue" message is queued.
+Throttling longer than the budget becomes a delayed message. A revoked sign-in stops quietly.
+Storage errors propagate: the queue retries the message, and nothing was advanced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from functions import connections, messages
+from functions.errors import GraphError, ReauthRequired, ResyncRequired, Throttled
+from functions.microsoft.driveitem import DELTA_SELECT, BadItem, DriveItem, Kind
+from functions.microsoft.graph import GraphClient, TokenSource
+from functions.microsoft.transport import Deadline
+from functions.settings import settings
+from functions.sync import itemrows
+from functions.sync import state as syncstate
+from functions.sync.apply import Applier, OutOfTime, Stats
+from functions.sync.mirror import Mirror
+from functions.sync.plan import Resolver
+from functions.sync.state import Busy, Lease, LeaseLost, Phase
+from functions.upkeep import disconnect
+
+log = logging.getLogger(__name__)
+
+FULL_DELTA = f"/me/drive/root/delta?$select={DELTA_SELECT}"
+# Stop starting new work when less than this is left of the budget: in-flight work must finish.
+BUDGET_MARGIN_SECONDS = 10.0
+MAX_PASSES = 10  # rerun requests are coalesced; this only bounds a pathological stream of them
+
+
+@dataclass
+class RunResult:
+    outcome: str  # "done" | "busy" | "continued" | "throttled" | "reauth" | "inactive" | "lost"
+    passes: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+    retry_after: float = 0.0
+
+
+def run(
+    connection_id: str,
+    *,
+    reason: str = "notification",
+    token_source: TokenSource | None = None,
+    deadline: Deadline | None = None,
+    owner: str | None = None,
+    lease_seconds: float | None = None,
+) -> RunResult:
+    """Bring the connection's mirror up to date (or as far as the time budget allows)."""
+    context = {"connection_id": connection_id, "reason": reason}
+    connection = connections.get(connection_id)
+    if connection is None or connection.state != connections.ConnectionState.ACTIVE:
+        log.info("sync skipped: connection not active", extra=context)
+        if connection is not None and connection.state == connections.ConnectionState.DISCONNECTED:
+            disconnect.clean_up_after_sync(connection_id)  # in case a lost sync's own clean-up failed
+        return RunResult("inactive")
+    owner = owner or uuid.uuid4().hex
+    lease = syncstate.acquire(connection_id, owner, lease_seconds=lease_seconds or syncstate.LEASE_SECONDS)
+    if isinstance(lease, Busy):
+        if lease.watch_after:
+            # If the holder died, nobody would make the pass we just asked for: check back when
+            # its lease has run out (a live holder will have made the pass by then: cheap no-op).
+            messages.enqueue_sync(connection_id, "lease-check", delay_seconds=math.ceil(lease.watch_after))
+        log.info("sync busy: another pass requested", extra=context)
+        return RunResult("busy")
+
+    if deadline is None:
+        deadline = Deadline(settings().sync_time_budget_seconds)
+    if token_source is None:
+        from functions.tokens import vault
+
+        token_source = vault.token_source(connection_id)
+    graph = GraphClient(connection_id, token_source, deadline=deadline)
+    stats = Stats()
+    passes = 0
+    lease.start_heartbeat()
+    try:
+        if lease.state.phase == Phase.IDLE:
+            connections.update(connection_id, last_sync_started_at=connections.utcnow())
+        else:
+            # Continuing a sync an earlier message began: the status counts the whole sync. Read
+            # now that we hold the lease: the previous holder reported before letting go.
+            stats = _counted_so_far(connections.get(connection_id) or connection)
+        while True:
+            passes += 1
+            _one_pass(lease, graph, deadline, stats)
+            if not lease.finish_pass():
+                break
+            if passes >= MAX_PASSES:
+                # The rerun requests keep coming: let go (never keep the lock past our run) and
+                # leave the next pass to a new message.
+                lease.release()
+                messages.enqueue_sync(connection_id, "continue")
+                break
+        _report(connection_id, stats, finished=True, error="")
+        log.info("sync done", extra={**context, "passes": passes, **stats.as_dict()})
+        return RunResult("done", passes, stats.as_dict())
+    except OutOfTime:
+        _report(connection_id, stats, finished=False, error="")
+        lease.release()
+        messages.enqueue_sync(connection_id, "continue")
+        log.info("sync continues in a new message (time budget)", extra={**context, **stats.as_dict()})
+        return RunResult("continued", passes, stats.as_dict())
+    except Throttled as throttled:
+        _report(connection_id, stats, finished=False, error=f"throttled by Microsoft; retrying in {throttled.retry_after:.0f} s")
+        lease.release()
+        messages.enqueue_sync(connection_id, "throttled", delay_seconds=math.ceil(throttled.retry_after))
+        log.warning("sync throttled, re-queued", extra={**context, "retry_after": throttled.retry_after})
+        return RunResult("throttled", passes, stats.as_dict(), retry_after=throttled.retry_after)
+    except ReauthRequired:
+        lease.release()
+        # A disconnect also removes the tokens: then the user's verdict stands, not ours.
+        if connections.leave_active(connection_id, connections.ConnectionState.REAUTH_REQUIRED,
+                                    error="Microsoft sign-in expired or was revoked: the user must connect again"):
+            log.warning("sync stopped: sign-in required", extra=context)
+            return RunResult("reauth", passes, stats.as_dict())
+        disconnect.clean_up_after_sync(connection_id)
+        return RunResult("lost", passes, stats.as_dict())
+    except LeaseLost:
+        log.warning("sync stopped: lease lost (another worker, or a disconnect)", extra=context)
+        disconnect.clean_up_after_sync(connection_id)
+        return RunResult("lost", passes, stats.as_dict())
+    except Exception as error:
+        # Storage or Graph failing for good: the message is retried (and finally kept in the poison
+        # queue). Everything done so far is recorded; nothing was advanced past it.
+        from azure.core.exceptions import ServiceRequestError
+
+        if not isinstance(error, ServiceRequestError):  # storage unreachable: these would only wait too
+            with contextlib.suppress(Exception):
+                _report(connection_id, stats, finished=False, error=_describe(error))
+            with contextlib.suppress(Exception):
+                lease.release()
+        raise
+    finally:
+        lease.stop_heartbeat()
+
+
+def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats) -> None:
+    state = lease.state
+    out_of_time = lambda: deadline.remaining() < BUDGET_MARGIN_SECONDS  # noqa: E731
+    if state.phase == Phase.IDLE:
+        full = not state.delta_link  # first sync (or after a reconnect): sweep what isn't in the drive
+        lease.update(phase=Phase.COLLECT, next_link=state.delta_link or FULL_DELTA,
+                     resync_epoch=_new_epoch() if full else "")
+    elif state.phase == Phase.COLLECT and lease.took_over:
+        # The previous worker died between fetching a page and checkpointing it. Replaying its
+        # nextLink is only safe if Graph serves the same page again, which nothing promises:
+        # collect again from the last deltaLink (re-recording pages is idempotent; the apply
+        # phase's progress is kept).
+        lease.took_over = False
+        lease.update(next_link=state.delta_link or FULL_DELTA)
+    if lease.state.phase == Phase.COLLECT:
+        _collect(lease, graph, out_of_time)
+    if lease.state.phase == Phase.APPLY:
+        scheduled: list[float] = []
+
+        def on_park(delay: float) -> None:
+            if not scheduled:  # one retry message per pass is enough: it retries every due item
+                scheduled.append(delay)
+                _schedule_retry(lease.connection_id, delay)
+
+        applier = Applier(lease.connection_id, graph, stats=stats, out_of_time=out_of_time, check_lease=lease.check,
+                          on_park=on_park, full=bool(lease.state.resync_epoch))
+        applier.run()
+        if lease.state.resync_epoch:
+            _sweep(lease, applier)
+        lease.update(phase=Phase.IDLE, delta_link=lease.state.pending_delta_link, pending_delta_link="", resync_epoch="")
+
+
+def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool]) -> None:
+    connection_id = lease.connection_id
+    link = lease.state.next_link or FULL_DELTA
+    while True:
+        lease.check()
+        if out_of_time():
+            raise OutOfTime()
+        try:
+            page = graph.delta_page(link)
+        except ResyncRequired as resync:
+            # The link is dead (410, or a 400 on a stored one): enumerate everything again, stamping
+            # what we see; what isn't stamped is deleted only after the enumeration is applied.
+            log.warning("delta resync required (%s)", resync.code, extra={"connection_id": connection_id})
+            lease.update(next_link=FULL_DELTA, resync_epoch=_new_epoch())
+            link = FULL_DELTA
+            continue
+        items = []
+        for value in page.get("value") or []:
+            try:
+                items.append(DriveItem.from_graph(value))
+            except BadItem:
+                log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
+        itemrows.record_delta_page(connection_id, items, epoch=lease.state.resync_epoch or None)
+        next_link = page.get("@odata.nextLink")
+        delta_link = page.get("@odata.deltaLink")
+        if isinstance(next_link, str) and next_link:
+            lease.update(next_link=next_link)  # the checkpoint: a killed worker resumes here
+            link = next_link
+        elif isinstance(delta_link, str) and delta_link:
+            lease.update(phase=Phase.APPLY, pending_delta_link=delta_link, next_link="")
+            return
+        else:
+            raise GraphError(200, "noDeltaLink", "a delta page carried neither a nextLink nor a deltaLink")
+
+
+def _sweep(lease: Lease, applier: Applier) -> None:
+    """After a full enumeration is applied: delete what it didn't contain, then any blob that is
+    not exactly where a live item belongs (strays, leftovers of a lost mirror, hostile writes)."""
+    connection_id = lease.connection_id
+    epoch = lease.state.resync_epoch
+    gone = list(itemrows.unseen(connection_id, epoch))
+    if gone:
+        itemrows.mark_deleted(connection_id, gone)
+        itemrows.mark_pending(connection_id, gone)
+        applier.rows = itemrows.RowCache(connection_id)
+        applier.run()
+    rows = {row.id: row for row in itemrows.all_rows(connection_id)}
+    resolver = Resolver(rows)
+    mirror = Mirror(connection_id)
+    for blob in mirror.list(""):
+        lease.check()
+        row = rows.get(blob.item_id or "")
+        if row is not None and row.kind is Kind.FILE and resolver.desired(row.id).path == blob.path:
+            continue
+        log.info("sweeping a blob that belongs to no live item", extra={"connection_id": connection_id})
+        mirror.delete_raw(blob.path, blob.etag)
+        applier.stats.add(deleted=1)
+
+
+def _schedule_retry(connection_id: str, delay_seconds: float) -> None:
+    messages.enqueue_sync(connection_id, "retry-failed", delay_seconds=math.ceil(delay_seconds) + 1)
+
+
+def _new_epoch() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _counted_so_far(connection: connections.Connection) -> Stats:
+    return Stats(copied=connection.items_copied, bytes=connection.bytes_copied, moved=connection.items_moved,
+                 deleted=connection.items_deleted, skipped=connection.items_skipped)
+
+
+def _report(connection_id: str, stats: Stats, *, finished: bool, error: str) -> None:
+    counts = stats.as_dict()
+    values = {
+        "last_sync_error": error,
+        "items_copied": counts["copied"],
+        "bytes_copied": counts["bytes"],
+        "items_moved": counts["moved"],
+        "items_deleted": counts["deleted"],
+        "items_skipped": counts["skipped"],
+        "items_failed": len(itemrows.failed(connection_id)),
+    }
+    if finished:
+        values["last_sync_finished_at"] = connections.utcnow()
+    connections.update(connection_id, **values)
+
+
+def _describe(error: Exception) -> str:
+    # Type and message only: our typed errors never carry tokens or signed URLs.
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"[:300]

@@ -1,0 +1,380 @@
+"""The sync engine's tables: the id map (DRIVE_ITEMS), the work list (PENDING_ITEMS) and the retry
+list (FAILED_ITEMS). PartitionKey = connection id everywhere, so disconnect can wipe a connection.
+
+Delta collect writes only *desired* fields (MERGE), apply writes only *mirrored* fields (MERGE):
+neither clobbers the other, and a resumed collect or apply is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, unquote
+
+from functions import storage
+from functions.microsoft.driveitem import DriveItem, Kind
+from functions.sync.plan import ItemState
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # Table batch transactions: at most 100 entities of one partition
+READ_THREADS = 16
+# Many ids are read as RowKey ranges of RANGE_READ_IDS ids, one query each: in a full enumeration
+# (or a big folder's listing) they are nearly consecutive keys. A page holds at most SLACK rows
+# per id, so a sparse range costs one bounded page, then point reads for what it didn't settle.
+RANGE_READ_MIN = 20
+RANGE_READ_IDS = 300
+RANGE_READ_SLACK = 3
+
+
+def row_key(item_id: str) -> str:
+    # RowKey forbids / \ # ? and control characters; item ids come from a server we don't control.
+    return quote(item_id, safe="!-_.~")
+
+
+def _items():
+    return storage.table(storage.Tables.DRIVE_ITEMS)
+
+
+def _pending():
+    return storage.table(storage.Tables.PENDING_ITEMS)
+
+
+def _failed():
+    return storage.table(storage.Tables.FAILED_ITEMS)
+
+
+def _batches(operations: list[tuple], size: int = BATCH) -> Iterator[list[tuple]]:
+    for start in range(0, len(operations), size):
+        yield operations[start : start + size]
+
+
+def _submit(table, operations: list[tuple]) -> None:
+    for chunk in _batches(operations):
+        table.submit_transaction(chunk)
+
+
+# ----- collect ---------------------------------------------------------------------------------
+
+
+def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: str | None) -> int:
+    """Upsert each item's latest state and mark it pending. Repeats on a page: the last one wins."""
+    latest: dict[str, DriveItem] = {}
+    for item in items:
+        latest.pop(item.id, None)
+        latest[item.id] = item
+    if not latest:
+        return 0
+    desired_ops = []
+    pending_ops = []
+    for item in latest.values():
+        entity: dict[str, Any] = {
+            "PartitionKey": connection_id,
+            "RowKey": row_key(item.id),
+            "item_id": item.id,
+            "deleted": item.deleted,
+            "etag": item.etag,
+        }
+        if epoch is not None:
+            entity["seen_epoch"] = epoch
+        if not item.deleted:
+            # A tombstone's name, size and parent are unreliable: keep what we knew (microsoft.md §3).
+            entity.update(
+                kind=str(item.kind),
+                name=item.name or "",
+                parent_id=item.parent_id or "",
+                size=storage.int64(item.size if item.size is not None else -1),
+                quickxorhash=item.quickxorhash or "",
+                ctag=item.ctag,
+                malware=item.malware,
+            )
+        else:
+            entity["tomb_kind"] = str(item.kind)  # used only when we never saw the item alive
+        desired_ops.append(("upsert", entity, {"mode": "merge"}))
+        pending_ops.append(("upsert", {
+            "PartitionKey": connection_id,
+            "RowKey": row_key(item.id),
+            "item_id": item.id,
+            "folder": item.kind.holds_children or (item.deleted and item.kind is Kind.FOLDER),
+        }, {"mode": "merge"}))
+    # The id map first: a pending row must never point at a row that doesn't exist.
+    _submit(_items(), desired_ops)
+    _submit(_pending(), pending_ops)
+    return len(latest)
+
+
+# ----- reading rows ----------------------------------------------------------------------------
+
+
+def _state(entity: dict[str, Any]) -> ItemState:
+    kind_text = entity.get("kind") or entity.get("tomb_kind") or "file"
+    try:
+        kind = Kind(kind_text)
+    except ValueError:
+        kind = Kind.FILE
+    size = storage.plain(entity.get("size"))
+    return ItemState(
+        id=entity.get("item_id") or unquote(entity["RowKey"]),
+        kind=kind,
+        name=entity.get("name") or None,
+        parent_id=entity.get("parent_id") or None,
+        size=size if isinstance(size, int) and size >= 0 else None,
+        quickxorhash=entity.get("quickxorhash") or None,
+        ctag=entity.get("ctag") or "",
+        etag=entity.get("etag") or "",
+        deleted=bool(entity.get("deleted")),
+        malware=bool(entity.get("malware")),
+        m_name=entity.get("m_name") if entity.get("m_present") else None,
+        m_parent_id=entity.get("m_parent_id") if entity.get("m_present") else None,
+        m_content=entity.get("m_content") or "",
+    )
+
+
+class RowCache(dict):
+    """Rows read during one run, by item id. One worker owns a connection at a time (the lease),
+    so what it wrote itself is what the table holds."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__()
+        self.connection_id = connection_id
+        self._lock = threading.Lock()
+        self._missing: set[str] = set()
+
+    def load(self, item_ids: Iterable[str]) -> None:
+        """Read the rows not cached yet: a dense run of keys (an initial sync's chunk) in one
+        range query, the rest by point reads, concurrently."""
+        wanted = [i for i in dict.fromkeys(item_ids) if i and i not in self and i not in self._missing]
+        if len(wanted) >= RANGE_READ_MIN:
+            ordered = sorted(wanted, key=row_key)
+            slices = [ordered[start:start + RANGE_READ_IDS] for start in range(0, len(ordered), RANGE_READ_IDS)]
+            with ThreadPoolExecutor(min(READ_THREADS, len(slices))) as pool:
+                wanted = [item_id for unsettled in pool.map(self._load_range, slices) for item_id in unsettled]
+        if not wanted:
+            return
+        if len(wanted) == 1:
+            found = [_read(self.connection_id, wanted[0])]
+        else:
+            with ThreadPoolExecutor(min(READ_THREADS, len(wanted))) as pool:
+                found = list(pool.map(lambda item_id: _read(self.connection_id, item_id), wanted))
+        with self._lock:
+            for item_id, state in zip(wanted, found, strict=True):
+                if state is None:
+                    self._missing.add(item_id)
+                else:
+                    self[item_id] = state
+
+    def _load_range(self, wanted: list[str]) -> list[str]:
+        """One page of the RowKey range the ids span; returns the ids it could not settle."""
+        keys = {row_key(i): i for i in wanted}
+        low, high = min(keys), max(keys)
+        page_size = min(1000, RANGE_READ_SLACK * len(keys))
+        pages = _items().query_entities("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+                                        parameters={"pk": self.connection_id, "low": low, "high": high},
+                                        results_per_page=page_size).by_page()
+        page = list(next(pages, []))
+        # A page with a continuation may stop short of `high` (or be empty): ids past its last key
+        # are still unknown.
+        covered = high if pages.continuation_token is None else (page[-1]["RowKey"] if page else "")
+        with self._lock:
+            for entity in page:
+                item_id = keys.get(entity["RowKey"])
+                if item_id is not None:
+                    self[item_id] = _state(entity)
+            unsettled = []
+            for key, item_id in keys.items():
+                if item_id in self:
+                    continue
+                if key <= covered:
+                    self._missing.add(item_id)
+                else:
+                    unsettled.append(item_id)
+        return unsettled
+
+    def load_chains(self, item_ids: Iterable[str]) -> None:
+        """The rows of these items and of all their ancestors, desired and mirrored."""
+        frontier = list(item_ids)
+        for _ in range(1000):
+            self.load(frontier)
+            nxt = []
+            for item_id in frontier:
+                row = self.get(item_id)
+                if row is None:
+                    continue
+                for parent in (row.parent_id, row.m_parent_id):
+                    if parent and parent not in self and parent not in self._missing:
+                        nxt.append(parent)
+            if not nxt:
+                return
+            frontier = nxt
+
+    def put(self, state: ItemState) -> None:
+        with self._lock:
+            self[state.id] = state
+            self._missing.discard(state.id)
+
+    def forget(self, item_id: str) -> None:
+        with self._lock:
+            self.pop(item_id, None)
+            self._missing.add(item_id)
+
+
+def _read(connection_id: str, item_id: str) -> ItemState | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return _state(_items().get_entity(connection_id, row_key(item_id)))
+    except ResourceNotFoundError:
+        return None
+
+
+# ----- apply: mirrored values, pending list ----------------------------------------------------
+
+
+def mirrored_entity(connection_id: str, item_id: str, *, name: str | None, parent_id: str | None, content: str = "",
+                    skipped: str = "") -> dict[str, Any]:
+    """Where the mirror now holds an item (name None: nowhere; `skipped`: why not)."""
+    return {
+        "PartitionKey": connection_id,
+        "RowKey": row_key(item_id),
+        "m_present": name is not None,
+        "m_name": name or "",
+        "m_parent_id": parent_id or "",
+        "m_content": content,
+        "skipped": skipped,
+    }
+
+
+def set_mirrored(connection_id: str, item_id: str, *, name: str | None, parent_id: str | None, content: str = "",
+                 skipped: str = "") -> None:
+    """Record where the mirror now holds an item (name None: nowhere; `skipped`: why not)."""
+    from azure.data.tables import UpdateMode
+
+    entity = mirrored_entity(connection_id, item_id, name=name, parent_id=parent_id, content=content, skipped=skipped)
+    _items().upsert_entity(entity, mode=UpdateMode.MERGE)
+
+
+def write_mirrored(entities: list[dict[str, Any]]) -> None:
+    """Many `mirrored_entity` values of one partition, in batch transactions (one RowKey each)."""
+    _submit(_items(), [("upsert", entity, {"mode": "merge"}) for entity in entities])
+
+
+def forget(connection_id: str, item_ids: list[str]) -> None:
+    """Remove dead items from the id map."""
+    _delete_rows(_items(), connection_id, item_ids)
+
+
+def pending_ids(connection_id: str, *, folders: bool, limit: int) -> list[str]:
+    query = "PartitionKey eq @pk and folder eq @folder"
+    found = []
+    for entity in _pending().query_entities(query, parameters={"pk": connection_id, "folder": folders},
+                                           select=["item_id", "RowKey"], results_per_page=min(limit, 1000)):
+        found.append(entity.get("item_id") or unquote(entity["RowKey"]))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def has_pending(connection_id: str) -> bool:
+    for _ in _pending().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}, select=["RowKey"], results_per_page=1):
+        return True
+    return False
+
+
+def mark_pending(connection_id: str, states: list[ItemState]) -> None:
+    ops = [("upsert", {"PartitionKey": connection_id, "RowKey": row_key(s.id), "item_id": s.id,
+                       "folder": s.kind.holds_children}, {"mode": "merge"}) for s in states]
+    _submit(_pending(), ops)
+
+
+def done(connection_id: str, item_ids: list[str]) -> None:
+    _delete_rows(_pending(), connection_id, item_ids)
+
+
+def _delete_rows(table, connection_id: str, item_ids: list[str]) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables import TableTransactionError
+
+    ops = [("delete", {"PartitionKey": connection_id, "RowKey": row_key(i)}) for i in dict.fromkeys(item_ids)]
+    for chunk in _batches(ops):
+        try:
+            table.submit_transaction(chunk)
+        except (TableTransactionError, ResourceNotFoundError):
+            # One row of the batch is already gone (a resumed apply): delete the rest one by one.
+            for _, entity in chunk:
+                with contextlib.suppress(ResourceNotFoundError):
+                    table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+
+# ----- resync: mark and sweep ------------------------------------------------------------------
+
+
+def unseen(connection_id: str, epoch: str) -> Iterator[ItemState]:
+    """Rows the last full enumeration did not contain (not stamped with its epoch)."""
+    for entity in _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}):
+        if entity.get("seen_epoch") != epoch and not entity.get("deleted"):
+            yield _state(entity)
+
+
+def mark_deleted(connection_id: str, states: list[ItemState]) -> None:
+    ops = [("upsert", {"PartitionKey": connection_id, "RowKey": row_key(s.id), "deleted": True}, {"mode": "merge"})
+           for s in states]
+    _submit(_items(), ops)
+
+
+def all_rows(connection_id: str) -> Iterator[ItemState]:
+    for entity in _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}):
+        yield _state(entity)
+
+
+# ----- failed items ----------------------------------------------------------------------------
+
+RETRY_BASE = timedelta(minutes=5)
+RETRY_MAX = timedelta(hours=24)
+
+
+def park(connection_id: str, item_id: str, error: str, *, now: datetime | None = None) -> timedelta:
+    """Put an item on the retry list (its pending row is removed by the caller). Returns the delay."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables import UpdateMode
+
+    now = now or datetime.now(UTC)
+    try:
+        attempts = int(_failed().get_entity(connection_id, row_key(item_id)).get("attempts") or 0)
+    except ResourceNotFoundError:
+        attempts = 0
+    delay = min(RETRY_MAX, RETRY_BASE * (2**min(attempts, 10)))
+    _failed().upsert_entity({
+        "PartitionKey": connection_id,
+        "RowKey": row_key(item_id),
+        "item_id": item_id,
+        "error": error[:500],
+        "attempts": attempts + 1,
+        "failed_at": now,
+        "retry_at": now + delay,
+    }, mode=UpdateMode.REPLACE)
+    return delay
+
+
+def failed(connection_id: str) -> list[dict[str, Any]]:
+    return [dict(e) for e in _failed().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id})]
+
+
+def due_failed(connection_id: str, *, now: datetime | None = None) -> list[str]:
+    now = now or datetime.now(UTC)
+    due = []
+    for entity in failed(connection_id):
+        retry_at = entity.get("retry_at")
+        if isinstance(retry_at, datetime) and retry_at.tzinfo is None:
+            retry_at = retry_at.replace(tzinfo=UTC)
+        if retry_at is None or retry_at <= now:
+            due.append(entity.get("item_id") or unquote(entity["RowKey"]))
+    return due
+
+
+def unpark(connection_id: str, item_ids: list[str]) -> None:
+    _delete_rows(_failed(), connection_id, item_ids)

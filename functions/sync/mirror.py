@@ -1,0 +1,310 @@
+"""Does what the delta engine planned, to blobs `{FILES_CONTAINER}/{connection_id}/{path}`.
+
+Every blob carries its item's id in its metadata, and every destructive step checks it: a delete
+or a move only touches a blob that still holds the item it is meant for (paths get reused).
+Copies stream into staged blocks of a fixed size while computing the quickXorHash, and commit
+(a file of one block: upload, in one call) only when size and hash match the listing: the mirror
+never shows a half-written or unverified file, and a 10 GB file costs the memory of two blocks
+(one downloading while the one before it stages).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import string
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
+
+import httpx
+import quickxorhash
+
+from functions import storage
+from functions.errors import Forbidden, GraphError, ItemNotFound, Unavailable
+from functions.microsoft.driveitem import ZERO_HASH
+from functions.microsoft.transport import backoff_delay
+from functions.sync.plan import Copy, blob_name
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient
+
+    from functions.microsoft.graph import GraphClient
+
+log = logging.getLogger(__name__)
+
+BLOCK_SIZE = 4 * 1024 * 1024  # staged block size: the memory a copy costs
+READ_CHUNK = 256 * 1024
+STREAM_ATTEMPTS = 5  # broken streams resumed (with Range) before the copy counts as failed
+VERIFY_ATTEMPTS = 2  # whole downloads whose bytes don't match the listing before we give up
+COPY_POLL_SECONDS = 120.0
+
+_META_SAFE = "".join(ch for ch in string.printable if ch not in "%\t\n\r\x0b\x0c")
+
+
+def meta(value: str) -> str:
+    """Blob metadata values must be ASCII: percent-encode anything else (and `%` itself)."""
+    return quote(value, safe=_META_SAFE)
+
+
+def metadata(item_id: str, etag: str, quickxorhash_value: str | None, ctag: str = "") -> dict[str, str]:
+    values = {"item_id": item_id, "etag": etag, "quickxorhash": quickxorhash_value or "", "ctag": ctag}
+    return {name: meta(value) for name, value in values.items() if value}
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    path: str  # relative to the connection's prefix
+    item_id: str | None
+    quickxorhash: str | None
+    size: int
+    etag: str  # the blob's own ETag, for conditional deletes
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    outcome: str  # "copied" | "unchanged" | "gone" | "malware" | "failed" | "unavailable"
+    size: int = 0
+    error: str = ""
+
+
+class Mismatch(Exception):
+    pass
+
+
+class Mirror:
+    """One connection's blobs."""
+
+    def __init__(self, connection_id: str) -> None:
+        self.connection_id = connection_id
+        self.container = storage.files_container()
+        self.prefix = connection_id + "/"
+
+    def _blob(self, path: str) -> BlobClient:
+        return self.container.get_blob_client(blob_name(self.connection_id, path))
+
+    # ----- reading ------------------------------------------------------------------------------
+
+    def list(self, under: str = "") -> Iterator[BlobInfo]:
+        """Blobs under a folder path ("" = the whole mirror), with their metadata."""
+        prefix = self.prefix + (under + "/" if under else "")
+        for blob in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            yield _info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag)
+
+    def paths(self, limit: int) -> frozenset[str] | None:
+        """Every blob path in the mirror now (names only: 5,000 a call), or None past `limit`."""
+        found: set[str] = set()
+        for name in self.container.list_blob_names(name_starts_with=self.prefix):
+            if len(found) >= limit:
+                return None
+            found.add(name[len(self.prefix):])
+        return frozenset(found)
+
+    def probe(self, path: str) -> BlobInfo | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            props = self._blob(path).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return _info(path, props.metadata, props.size, props.etag)
+
+    # ----- moving and deleting ------------------------------------------------------------------
+
+    def delete(self, path: str, item_id: str) -> bool:
+        """Delete the blob at `path` if it still holds `item_id`. True if deleted."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        found = self.probe(path)
+        if found is None or found.item_id != item_id:
+            return False
+        try:
+            self._blob(path).delete_blob(etag=found.etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        return True
+
+    def delete_raw(self, path: str, etag: str) -> None:
+        """Delete a blob found by listing (its name may not pass our path rules: a stray)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
+            self.container.delete_blob(self.prefix + path, etag=etag, match_condition=MatchConditions.IfNotModified)
+
+    def move(self, item_id: str, source: str, target: str, new_metadata: dict[str, str] | None = None) -> bool:
+        """Server-side copy of the blob at `source` (if it holds `item_id`) to `target`, then
+        delete the source. False if the source no longer holds the item (the caller copies it)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        found = self.probe(source)
+        if found is None or found.item_id != item_id:
+            return False
+        source_client = self._blob(source)
+        target_client = self._blob(target)
+        copy = target_client.start_copy_from_url(source_client.url, metadata=new_metadata, requires_sync=None)
+        status = copy.get("copy_status")
+        deadline = time.monotonic() + COPY_POLL_SECONDS
+        while status == "pending":
+            if time.monotonic() > deadline:
+                raise Unavailable(f"server-side copy did not finish in {COPY_POLL_SECONDS:.0f} s")
+            time.sleep(0.2)
+            status = target_client.get_blob_properties().copy.status
+        if status != "success":
+            raise Unavailable(f"server-side copy ended {status}")
+        with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
+            source_client.delete_blob(etag=found.etag, match_condition=MatchConditions.IfNotModified)
+        return True
+
+    # ----- copying from OneDrive ----------------------------------------------------------------
+
+    def write_empty(self, path: str, blob_metadata: dict[str, str]) -> None:
+        self._blob(path).upload_blob(b"", overwrite=True, metadata=blob_metadata)
+
+    def copy(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str],
+             listed: frozenset[str] | None = None) -> CopyResult:
+        """Download the item into `plan.path`, verified. Typed errors other than "gone" and
+        "malware" propagate (Throttled, ReauthRequired, storage errors).
+
+        `listed`: the mirror's paths at some earlier moment (`paths`). A path not in it is not
+        probed: if the blob appeared since, the copy merely overwrites it with the same bytes."""
+        if plan.empty:
+            # Zero bytes: nothing to download; `hashes: {}` on the wire still means the empty hash.
+            self.write_empty(plan.path, {**blob_metadata, "quickxorhash": meta(ZERO_HASH)})
+            return CopyResult("copied", 0)
+        existing = None if listed is not None and plan.path not in listed else self.probe(plan.path)
+        if (existing is not None and plan.quickxorhash and existing.item_id == plan.item_id
+                and existing.quickxorhash == plan.quickxorhash and existing.size == plan.size):
+            return CopyResult("unchanged", 0)  # e.g. written before a crash, or a reconnect
+        error = ""
+        for _ in range(VERIFY_ATTEMPTS):
+            try:
+                size = self._stream(graph, plan, blob_metadata)
+                return CopyResult("copied", size)
+            except ItemNotFound:
+                return CopyResult("gone")  # deleted since the delta: its tombstone follows
+            except Forbidden as forbidden:
+                if forbidden.code == "malwareDetected":
+                    return CopyResult("malware")
+                error = f"download refused ({forbidden.code})"
+                break
+            except Mismatch as mismatch:
+                error = str(mismatch)
+            except Unavailable as unavailable:
+                return CopyResult("unavailable", error=str(unavailable))
+        return CopyResult("failed", error=error)
+
+    def _stream(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str]) -> int:
+        blob = self._blob(plan.path)
+        nonce = uuid.uuid4().hex[:12]  # block ids of this attempt only; uncommitted ones expire
+        blocks: list[str] = []
+        hasher = quickxorhash.quickxorhash()
+        offset = 0
+        buffer = bytearray()
+        failures = 0
+        single: bytes | None = None
+        # Block N stages on another thread while block N+1 downloads: one block in flight at most.
+        stager: ThreadPoolExecutor | None = None
+        in_flight: Future | None = None
+
+        def settle() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                staging, in_flight = in_flight, None
+                staging.result()  # a block that failed to stage ends the copy here
+
+        def stage(data: bytes) -> None:
+            nonlocal offset, stager, in_flight
+            settle()
+            block_id = base64.b64encode(f"{nonce}-{len(blocks):08d}".encode()).decode()
+            if stager is None:
+                stager = ThreadPoolExecutor(1, thread_name_prefix="stage-block")
+            in_flight = stager.submit(blob.stage_block, block_id, data)
+            # Counted once handed over: a resumed download continues after it, and a block that
+            # fails to stage raises (in settle) before anything is committed.
+            hasher.update(data)
+            blocks.append(block_id)
+            offset += len(data)
+
+        try:
+            while True:
+                buffer.clear()
+                try:
+                    with graph.download(plan.item_id, start=offset) as response:
+                        if offset and not _resumes_at(response, offset):
+                            # Range ignored (200) or answered from elsewhere: start over from byte 0.
+                            settle()
+                            blocks.clear()
+                            hasher = quickxorhash.quickxorhash()
+                            offset = 0
+                        for chunk in response.iter_bytes(READ_CHUNK):
+                            buffer += chunk
+                            if offset + len(buffer) > plan.size:
+                                raise Mismatch(f"more bytes than the listed {plan.size}")
+                            while len(buffer) >= BLOCK_SIZE:
+                                stage(bytes(memoryview(buffer)[:BLOCK_SIZE]))
+                                del buffer[:BLOCK_SIZE]
+                        if buffer and (blocks or offset):
+                            stage(bytes(buffer))
+                            buffer.clear()
+                    if buffer:
+                        # The whole file fits in one block: hash it now, upload it in one call
+                        # below (with its metadata) only once it is verified.
+                        single = bytes(buffer)
+                        hasher.update(single)
+                        offset = len(single)
+                    break
+                except (httpx.TransportError, Unavailable) as error:
+                    reason = type(error).__name__
+                except GraphError as error:
+                    # The download host refusing a URL it issued: it expired mid-transfer. /content
+                    # gives a fresh one on the next attempt.
+                    if isinstance(error, (ItemNotFound,)) or error.code == "malwareDetected" or error.status not in (401, 403, 410, 416):
+                        raise
+                    reason = f"HTTP {error.status}"
+                failures += 1
+                if failures >= STREAM_ATTEMPTS:
+                    raise Unavailable(f"download kept failing ({reason}) after {failures} attempts")
+                log.info("download interrupted at byte %d (%s), resuming", offset, reason,
+                         extra={"connection_id": self.connection_id, "item_id": plan.item_id})
+                time.sleep(backoff_delay(failures) / 4)
+            settle()
+        finally:
+            if stager is not None:
+                stager.shutdown(wait=True)
+        if offset != plan.size:
+            raise Mismatch(f"got {offset} bytes, listed {plan.size}")
+        digest = base64.b64encode(hasher.digest()).decode()
+        if plan.quickxorhash and digest != plan.quickxorhash:
+            raise Mismatch("quickXorHash of the bytes differs from the listing")
+        if not plan.quickxorhash:
+            blob_metadata = {**blob_metadata, "quickxorhash": meta(digest)}
+        if single is not None:
+            blob.upload_blob(single, overwrite=True, metadata=blob_metadata)
+        else:
+            blob.commit_block_list(blocks, metadata=blob_metadata)
+        return offset
+
+
+def _resumes_at(response: httpx.Response, offset: int) -> bool:
+    if response.status_code != 206:
+        return False
+    content_range = response.headers.get("Content-Range", "")
+    try:
+        unit, _, rest = content_range.partition(" ")
+        start = int(rest.split("-", 1)[0])
+    except ValueError:
+        return False
+    return unit == "bytes" and start == offset
+
+
+def _info(path: str, blob_metadata: dict[str, str] | None, size: int | None, etag: str) -> BlobInfo:
+    values = {k.lower(): unquote(v or "") for k, v in (blob_metadata or {}).items()}
+    return BlobInfo(path, values.get("item_id") or None, values.get("quickxorhash") or None, int(size or 0), etag)

@@ -1,0 +1,345 @@
+"""The delta engine: decides WHAT to do to the mirror, as plain data, from item rows. No I/O here.
+
+Every item row holds two states: *desired* (the drive's latest state, written by delta collect)
+and *mirrored* (the name and parent under which the mirror holds it, written after each applied
+change). Paths are never stored: both are derived by walking parent chains, so a folder rename
+changes one row, and a path can never be trusted from the wire (`parentReference.path`).
+
+- Folders: when a folder's mirrored path differs from its desired one (renamed, moved, deleted,
+  became unmirrorable), the blobs under its old prefix are listed and each blob goes where *its own
+  item* must be (`plan_blobs`): moved server-side, or deleted. Nothing is clobbered by prefix alone.
+- Files: unchanged (same place, same content), moved (same content, new place), copied (new
+  content), written empty (zero bytes), deleted or skipped (`plan_file`).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from functions.microsoft.driveitem import Kind
+
+MAX_BLOB_NAME = 1024  # characters, Azure's limit on a blob name
+MAX_SEGMENTS = 254  # Azure: at most 254 path segments in a blob name
+MAX_DEPTH = 1000  # a parent chain longer than this is a cycle from a broken server
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """One row of the id map (Tables.DRIVE_ITEMS), as the planner sees it."""
+
+    id: str
+    kind: Kind
+    name: str | None = None
+    parent_id: str | None = None
+    size: int | None = None
+    quickxorhash: str | None = None
+    ctag: str = ""
+    etag: str = ""
+    deleted: bool = False
+    malware: bool = False
+    # What the mirror holds for this item: (m_name, m_parent_id) place it; m_content says which bytes.
+    m_name: str | None = None
+    m_parent_id: str | None = None
+    m_content: str = ""
+
+    @property
+    def content_key(self) -> str:
+        """Identifies the bytes: the hash when listed, else the cTag (changes only with content)."""
+        if self.quickxorhash:
+            return f"h:{self.quickxorhash}:{self.size}"
+        if self.ctag:
+            return f"c:{self.ctag}:{self.size}"
+        return f"e:{self.etag}:{self.size}"
+
+    @property
+    def mirrored(self) -> bool:
+        return self.m_name is not None
+
+
+# ----- path rules ------------------------------------------------------------------------------
+
+
+def segment_problem(name: str | None) -> str | None:
+    """Why an item name can't be a blob path segment, or None if it can.
+
+    Names come from a server we don't control: a `..` segment could be normalised by an HTTP
+    client into another connection's prefix, `\\` is a separator to some tools, control characters
+    and lone surrogates break headers and encodings.
+    """
+    if not name:
+        return "empty name"
+    if name in (".", ".."):
+        return "dot segment"
+    if "/" in name or "\\" in name:
+        return "separator in name"
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            return "control character in name"
+        if category == "Cs":
+            return "lone surrogate in name"
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """Why a relative mirror path (`a/b/c.txt`) is unusable as a blob name, or None."""
+    segments = path.split("/")
+    for segment in segments:
+        problem = segment_problem(segment)
+        if problem:
+            return problem
+    if len(segments) >= MAX_SEGMENTS:
+        return "too deep"
+    if path.endswith("."):
+        return "name ends with a dot"  # Azure: clients may strip a trailing dot from a blob name
+    return None
+
+
+def blob_name(connection_id: str, path: str) -> str:
+    """The blob holding `path` of a connection's drive. Raises ValueError on an unusable path."""
+    problem = path_problem(path) or segment_problem(connection_id)
+    full = f"{connection_id}/{path}"
+    if problem is None and len(full) > MAX_BLOB_NAME:
+        problem = "path too long"
+    if problem:
+        raise ValueError(problem)
+    return full
+
+
+# ----- resolving paths -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolved:
+    path: str | None  # relative to the connection's prefix; None: the item has no place in the mirror
+    reason: str = ""  # why not: "deleted", "package", "remote", "malware", "hostile name: ...", "orphan"
+
+    @property
+    def dead(self) -> bool:
+        return self.reason in ("deleted", "orphan")
+
+
+class Resolver:
+    """Desired and mirrored paths through parent chains, memoised per planning round."""
+
+    def __init__(self, rows: Mapping[str, ItemState]) -> None:
+        self.rows = rows
+        self._desired: dict[str, Resolved] = {}
+
+    def desired(self, item_id: str) -> Resolved:
+        known = self._desired.get(item_id)
+        if known is not None:
+            return known
+        chain: list[ItemState] = []
+        current = self.rows.get(item_id)
+        result: Resolved | None = None
+        while result is None:
+            if current is None:
+                result = Resolved(None, "orphan")  # a parent we never saw (or already forgot): dead
+                break
+            cached = self._desired.get(current.id)
+            if cached is not None:
+                result = cached
+                break
+            if current.kind is Kind.ROOT and not current.deleted:
+                result = Resolved("")
+                break
+            chain.append(current)
+            if len(chain) > MAX_DEPTH:
+                result = Resolved(None, "orphan")
+                break
+            current = self.rows.get(current.parent_id) if current.parent_id else None
+        # Unwind: each link gets its own answer, nearest the root first.
+        for link in reversed(chain):
+            result = _step(result, link)
+            self._desired[link.id] = result
+        return self._desired.get(item_id, result)
+
+    def mirrored(self, item_id: str) -> str | None:
+        """Where the mirror holds the item now (a file's blob, a folder's prefix), or None."""
+        parts: list[str] = []
+        current = self.rows.get(item_id)
+        for _ in range(MAX_DEPTH):
+            if current is None:
+                return None
+            if current.kind is Kind.ROOT:
+                return "/".join(reversed(parts))
+            if current.m_name is None or current.m_parent_id is None:
+                return None
+            parts.append(current.m_name)
+            current = self.rows.get(current.m_parent_id)
+        return None
+
+
+def _step(parent: Resolved, item: ItemState) -> Resolved:
+    if item.deleted:
+        return Resolved(None, "deleted")
+    if parent.path is None:
+        # Under a dead folder the item is dead too; under a skipped one it is skipped the same way.
+        return Resolved(None, parent.reason)
+    if item.kind is Kind.PACKAGE:
+        return Resolved(None, "package")
+    if item.kind is Kind.REMOTE:
+        return Resolved(None, "remote")
+    if item.malware:
+        return Resolved(None, "malware")
+    problem = segment_problem(item.name)
+    if problem:
+        return Resolved(None, f"hostile name: {problem}")
+    path = f"{parent.path}/{item.name}" if parent.path else str(item.name)
+    problem = path_problem(path)
+    if problem:
+        return Resolved(None, f"hostile name: {problem}")
+    return Resolved(path)
+
+
+# ----- the plan --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Move:
+    item_id: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    item_id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Copy:
+    item_id: str
+    path: str
+    old_path: str | None  # where the previous version is, deleted once the new one is committed
+    size: int
+    quickxorhash: str | None
+    empty: bool = False  # zero bytes: written without a download
+
+
+@dataclass(frozen=True)
+class Record:
+    """Nothing to do to blobs, but the row changes: mirrored values, skip reason, or forget it."""
+
+    item_id: str
+    path: str | None  # the new mirrored place (None: not in the mirror)
+    skipped: str = ""  # reason when the item can't be mirrored (package, remote, malware, name)
+    forget: bool = False  # the item is dead: remove its row
+
+
+@dataclass(frozen=True)
+class FolderChange:
+    folder_id: str
+    old_prefix: str | None  # where the subtree's blobs are now (None: nothing mirrored there)
+    new_path: str | None  # where they go (None: dead or unmirrorable)
+    resolved: Resolved
+
+
+@dataclass
+class FilePlan:
+    """What one planning round does to files, in the order it must be done."""
+
+    deletes: list[Delete] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+    copies: list[Copy] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+
+def plan_folder(folder: ItemState, resolver: Resolver) -> FolderChange:
+    resolved = resolver.desired(folder.id)
+    return FolderChange(folder.id, resolver.mirrored(folder.id), resolved.path, resolved)
+
+
+def plan_blobs(blobs: list[tuple[str, str | None]], resolver: Resolver) -> tuple[list[Move], list[Delete]]:
+    """Blobs under a changed folder's old prefix, as (path, item id): each goes where its item must
+    be, or is deleted when its item is dead or unmirrorable. Blobs of unknown items are left for
+    the resync sweep (they are not ours to judge here)."""
+    moves: list[Move] = []
+    deletes: list[Delete] = []
+    for path, item_id in blobs:
+        if not item_id or item_id not in resolver.rows:
+            continue
+        row = resolver.rows[item_id]
+        resolved = resolver.desired(item_id)
+        if row.kind is not Kind.FILE or resolved.path is None:
+            deletes.append(Delete(item_id, path))
+        elif resolved.path != path:
+            moves.append(Move(item_id, path, resolved.path))
+    return order_moves(moves), deletes
+
+
+def plan_files(items: list[ItemState], resolver: Resolver) -> FilePlan:
+    plan = FilePlan()
+    for item in items:
+        if item.kind.holds_children:
+            continue
+        mirrored = resolver.mirrored(item.id)
+        resolved = resolver.desired(item.id)
+        if resolved.path is None:
+            if mirrored is not None:
+                plan.deletes.append(Delete(item.id, mirrored))
+            plan.records.append(Record(item.id, None, skipped="" if resolved.dead else resolved.reason, forget=resolved.dead))
+            continue
+        same_content = item.mirrored and item.m_content == item.content_key
+        if mirrored == resolved.path and same_content:
+            plan.records.append(Record(item.id, resolved.path))
+        elif mirrored is not None and same_content:
+            plan.moves.append(Move(item.id, mirrored, resolved.path))
+        else:
+            size = item.size or 0
+            plan.copies.append(Copy(item.id, resolved.path, mirrored, size, item.quickxorhash, empty=size == 0))
+    plan.moves = order_moves(plan.moves)
+    return plan
+
+
+def order_moves(moves: list[Move]) -> list[Move]:
+    """A move whose target is another move's source goes after it (so it doesn't overwrite a blob
+    that still has to move). Cycles (swaps) keep their order: one of them overwrites the other's
+    source, and that item, no longer found where the mirror had it, is copied again."""
+    by_source = {m.source: m for m in moves}
+    done: set[str] = set()
+    ordered: list[Move] = []
+    visiting: set[str] = set()
+
+    def visit(move: Move) -> None:
+        if move.source in done or move.source in visiting:
+            return
+        visiting.add(move.source)
+        blocker = by_source.get(move.target)
+        if blocker is not None and blocker is not move:
+            visit(blocker)
+        visiting.discard(move.source)
+        done.add(move.source)
+        ordered.append(move)
+
+    for move in moves:
+        visit(move)
+    return ordered
+
+
+def move_waves(moves: list[Move]) -> list[list[Move]]:
+    """`order_moves`' order in groups that may run at once: a move joins a wave only when no move
+    still to run reads its target and no other move of the wave writes it. A cycle (nothing can
+    go) runs one move at a time, in order, as `order_moves` describes."""
+    waves: list[list[Move]] = []
+    remaining = moves
+    while remaining:
+        sources = {m.source for m in remaining}
+        wave: list[Move] = []
+        later: list[Move] = []
+        targets: set[str] = set()
+        for move in remaining:
+            if move.target in sources or move.target in targets:
+                later.append(move)
+            else:
+                wave.append(move)
+                targets.add(move.target)
+        if not wave:
+            wave, later = later[:1], later[1:]
+        waves.append(wave)
+        remaining = later
+    return waves

@@ -1,0 +1,267 @@
+"""Per-connection sync state (Tables.SYNC_STATE): delta links, checkpoint, phase, and the lock.
+
+The lock is a lease in the row, guarded by the row's ETag: one owner at a time, with an expiry
+renewed by a heartbeat, so a killed worker's lease runs out and the retried message resumes from
+the checkpoint. A message for a busy connection sets `rerun` (ETag-guarded, so it can't be lost
+between the holder's check and its release); the holder makes one more pass before letting go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from functions import storage
+
+log = logging.getLogger(__name__)
+
+ROW = "state"
+LEASE_SECONDS = 60.0
+HEARTBEAT_SECONDS = 15.0
+
+
+class Phase:
+    IDLE = "idle"  # up to date as of delta_link
+    COLLECT = "collect"  # following pages; next_link is the checkpoint
+    APPLY = "apply"  # all pages recorded; pending_delta_link waits until pending items are applied
+
+
+class LeaseLost(RuntimeError):
+    """Another worker took the connection over (ours expired): stop without writing anything."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class SyncState:
+    connection_id: str
+    delta_link: str = ""
+    next_link: str = ""
+    pending_delta_link: str = ""
+    phase: str = Phase.IDLE
+    resync_epoch: str = ""  # set: a full enumeration is running; sweep what it doesn't stamp
+    rerun: bool = False
+    lease_owner: str = ""
+    lease_expires: datetime | None = None
+    watch_until: datetime | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+    etag: str = ""
+
+    FIELDS = ("delta_link", "next_link", "pending_delta_link", "phase", "resync_epoch", "rerun",
+              "lease_owner", "lease_expires", "watch_until")
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any]) -> SyncState:
+        stats = {k[6:]: int(v) for k, v in entity.items() if k.startswith("stats_") and isinstance(v, int)}
+        return cls(
+            connection_id=entity["PartitionKey"],
+            delta_link=entity.get("delta_link") or "",
+            next_link=entity.get("next_link") or "",
+            pending_delta_link=entity.get("pending_delta_link") or "",
+            phase=entity.get("phase") or Phase.IDLE,
+            resync_epoch=str(entity.get("resync_epoch") or ""),
+            rerun=bool(entity.get("rerun")),
+            lease_owner=entity.get("lease_owner") or "",
+            lease_expires=_utc(entity.get("lease_expires")),
+            watch_until=_utc(entity.get("watch_until")),
+            stats=stats,
+            etag=entity.metadata.get("etag", "") if hasattr(entity, "metadata") else "",
+        )
+
+    def held_by_other(self, owner: str, now: datetime) -> bool:
+        return bool(self.lease_owner) and self.lease_owner != owner and self.lease_expires is not None and self.lease_expires > now
+
+
+def _table():
+    return storage.table(storage.Tables.SYNC_STATE)
+
+
+def read(connection_id: str) -> SyncState | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return SyncState.from_entity(_table().get_entity(connection_id, ROW))
+    except ResourceNotFoundError:
+        return None
+
+
+def _read_or_create(connection_id: str) -> SyncState:
+    from azure.core.exceptions import ResourceExistsError
+
+    state = read(connection_id)
+    if state is not None:
+        return state
+    with contextlib.suppress(ResourceExistsError):
+        _table().create_entity({"PartitionKey": connection_id, "RowKey": ROW, "phase": Phase.IDLE})
+    return read(connection_id)  # type: ignore[return-value]
+
+
+def _write(connection_id: str, etag: str, values: dict[str, Any]) -> str | None:
+    """MERGE `values` if the row is unchanged since `etag`; the new etag, or None on a conflict."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+    from azure.data.tables import UpdateMode
+
+    entity = {"PartitionKey": connection_id, "RowKey": ROW, **values}
+    try:
+        written = _table().update_entity(entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return None
+    return written.get("etag", "")
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another worker holds the connection; `watch_after` > 0: enqueue a check for when its lease
+    runs out, in case it died (at most one such check is pending at a time)."""
+
+    watch_after: float
+
+
+class Lease:
+    """The connection's lock, held by `owner`; every write to the state row goes through it."""
+
+    def __init__(self, state: SyncState, owner: str, lease_seconds: float, *, took_over: bool = False) -> None:
+        self.state = state
+        self.owner = owner
+        self.took_over = took_over  # the previous holder died holding the lease
+        self.lease_seconds = lease_seconds
+        self._lock = threading.Lock()
+        self._lost = False
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    @property
+    def connection_id(self) -> str:
+        return self.state.connection_id
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    def update(self, **values: Any) -> None:
+        """Write fields of the state row, as long as we still hold the lease."""
+        with self._lock:
+            if self._lost:
+                raise LeaseLost(self.connection_id)
+            for _ in range(20):
+                etag = _write(self.connection_id, self.state.etag, values)
+                if etag is not None:
+                    self.state.etag = etag
+                    for name, value in values.items():
+                        if name.startswith("stats_"):
+                            self.state.stats[name[6:]] = value
+                        elif hasattr(self.state, name):
+                            setattr(self.state, name, value)
+                    return
+                # Someone wrote the row (a busy message setting `rerun`): still ours?
+                fresh = read(self.connection_id)
+                if fresh is None or fresh.lease_owner != self.owner:
+                    self._lost = True
+                    raise LeaseLost(self.connection_id)
+                fresh.stats = {**fresh.stats}
+                self.state = fresh
+            raise LeaseLost(self.connection_id)
+
+    def renew(self) -> None:
+        self.update(lease_expires=utcnow() + timedelta(seconds=self.lease_seconds))
+
+    def start_heartbeat(self, interval: float | None = None) -> None:
+        interval = interval or min(HEARTBEAT_SECONDS, self.lease_seconds / 4)
+
+        def beat() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.renew()
+                except LeaseLost:
+                    log.warning("sync lease lost", extra={"connection_id": self.connection_id})
+                    return
+                except Exception:  # storage hiccup: the next beat tries again before the lease runs out
+                    log.warning("sync lease renewal failed", extra={"connection_id": self.connection_id}, exc_info=True)
+
+        self._heartbeat = threading.Thread(target=beat, name=f"lease:{self.connection_id}", daemon=True)
+        self._heartbeat.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=30)
+
+    def check(self) -> None:
+        if self._lost:
+            raise LeaseLost(self.connection_id)
+
+    def finish_pass(self) -> bool:
+        """Called when a pass is complete: True if a rerun was requested meanwhile (the flag is
+        consumed and the lease kept: make one more pass), else the lease is released."""
+        with self._lock:
+            for _ in range(20):
+                fresh = read(self.connection_id)
+                if fresh is None or fresh.lease_owner != self.owner:
+                    self._lost = True
+                    raise LeaseLost(self.connection_id)
+                rerun = fresh.rerun
+                if rerun:
+                    values: dict[str, Any] = {"rerun": False, "lease_expires": utcnow() + timedelta(seconds=self.lease_seconds)}
+                else:
+                    values = {"lease_owner": "", "lease_expires": None}
+                etag = _write(self.connection_id, fresh.etag, values)
+                if etag is not None:
+                    fresh.etag = etag
+                    self.state = fresh
+                    for name, value in values.items():
+                        setattr(self.state, name, value)
+                    return rerun
+            raise LeaseLost(self.connection_id)
+
+    def release(self) -> None:
+        """Let go without consuming `rerun` (a continuation message will see it). Best effort."""
+        with self._lock:
+            if self._lost:
+                return
+            for _ in range(20):
+                fresh = read(self.connection_id)
+                if fresh is None or fresh.lease_owner != self.owner:
+                    return
+                if _write(self.connection_id, fresh.etag, {"lease_owner": "", "lease_expires": None}) is not None:
+                    self._lost = True  # no longer ours: any further write must fail
+                    return
+
+
+def acquire(connection_id: str, owner: str, *, lease_seconds: float = LEASE_SECONDS) -> Lease | Busy:
+    """Take the connection's lock, or record that another pass is needed and report it busy."""
+    for _ in range(50):
+        state = _read_or_create(connection_id)
+        now = utcnow()
+        if state.held_by_other(owner, now):
+            values: dict[str, Any] = {"rerun": True}
+            watch_after = 0.0
+            if state.watch_until is None or state.watch_until <= now:
+                expires = state.lease_expires or now
+                watch_after = max(1.0, (expires - now).total_seconds() + 1.0)
+                values["watch_until"] = now + timedelta(seconds=watch_after)
+            elif state.rerun:
+                return Busy(0.0)  # already recorded, and a check is already on its way
+            if _write(connection_id, state.etag, values) is not None:
+                return Busy(watch_after)
+            continue
+        took_over = bool(state.lease_owner) and state.lease_owner != owner
+        values = {"lease_owner": owner, "lease_expires": now + timedelta(seconds=lease_seconds), "rerun": False}
+        etag = _write(connection_id, state.etag, values)
+        if etag is not None:
+            state.etag = etag
+            state.lease_owner, state.lease_expires, state.rerun = owner, values["lease_expires"], False
+            return Lease(state, owner, lease_seconds, took_over=took_over)
+    raise RuntimeError(f"could not lock the sync state of {connection_id}: too much contention")

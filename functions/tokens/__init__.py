@@ -1,0 +1,1 @@
+"""Tokens: the vault that keeps each connection's tokens encrypted at rest, refreshed and rotated."""

@@ -1,0 +1,66 @@
+"""Sign-in triggers: GET /api/connect starts it, GET /api/oauth/callback completes it.
+
+Both are ANONYMOUS: a function key travels in `code`, which the OAuth callback needs for itself;
+`state` and the browser-binding cookie protect them instead (see flow.py).
+"""
+
+import logging
+
+import azure.functions as func
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def _page(body: str, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    from functions.signin.pages import HEADERS
+
+    return func.HttpResponse(body, status_code=status, headers={**HEADERS, **(headers or {})}, mimetype="text/html", charset="utf-8")
+
+
+def _redirect(location: str, cookie: str) -> func.HttpResponse:
+    from functions.signin.pages import HEADERS
+
+    return func.HttpResponse(status_code=302, headers={**HEADERS, "Location": location, "Set-Cookie": cookie})
+
+
+@bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def connect(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.settings import SettingsError
+    from functions.signin import flow, pages
+
+    try:
+        started = flow.start(dict(req.params))
+    except flow.BadRequest as error:
+        return _page(pages.bad_request(str(error)), 400)
+    except SettingsError as error:
+        log.error("sign-in is misconfigured: %s", error)
+        return _page(pages.misconfigured(), 500)
+    return _redirect(started.authorize_url, started.set_cookie_header())
+
+
+@bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.errors import GraphError, ReauthRequired, Throttled, Unavailable
+    from functions.microsoft.identity import IdentityError
+    from functions.settings import SettingsError
+    from functions.signin import flow, pages
+
+    try:
+        completed = flow.complete(dict(req.params), flow.parse_cookies(req.headers.get("cookie")))
+    except flow.BadRequest as error:
+        return _page(pages.bad_request(str(error)), 400)
+    except flow.Denied as denied:
+        return _page(pages.denied(denied.error, denied.return_to), 200)
+    except SettingsError as error:  # includes a client secret Microsoft refused
+        log.error("sign-in is misconfigured: %s", error)
+        return _page(pages.misconfigured(), 500)
+    except (Unavailable, Throttled) as error:
+        log.warning("sign-in could not reach Microsoft: %s", error)
+        return _page(pages.unavailable(), 503)
+    except (IdentityError, GraphError, ReauthRequired) as error:
+        log.warning("sign-in refused by Microsoft: %s", error)
+        return _page(pages.denied("sign_in_failed", ""), 502)
+    if completed.redirect_to:
+        return _redirect(completed.redirect_to, completed.clear_cookie_header())
+    return _page(pages.connected(completed.display_name), 200, {"Set-Cookie": completed.clear_cookie_header()})
