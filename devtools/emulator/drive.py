@@ -13,18 +13,11 @@ import mimetypes
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Iterable, Iterator
 
 from .content import BytesContent, Content, GeneratedContent, quick_xor_hash
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def graph_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+from .times import utcnow
 
 
 class DriveError(Exception):
