@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -27,6 +28,7 @@ from .services import Services
 from .services.faults import Faults, RequestLog
 from .services.identity import Identity
 from .services.notifications import Notifier
+from .services.persistence import Persistence
 from .state import State, User
 
 logger = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ class Emulator:
     """Microsoft sign-in + OneDrive Personal Graph, in memory. See the package docstring."""
 
     # Slots: a misspelt switch (emu.delta_pagesize = 3) fails instead of silently doing nothing.
-    __slots__ = ("state", "services", "_thread", "_loop", "_servers", "_startup_error")
+    __slots__ = ("state", "services", "persistence", "_thread", "_loop", "_servers", "_startup_error")
 
     def __init__(
         self,
@@ -111,9 +113,15 @@ class Emulator:
         client_secret: str = "emulator-client-secret",
         redirect_uris: list[str] | None = None,
         host: str = "127.0.0.1",
+        data_dir: str | Path | None = None,
     ) -> None:
+        """``data_dir``: keep users, drives, tokens and subscriptions there, and start from what
+        a previous run kept (see services/persistence.py). None: in memory only."""
         self.state = State(client_id, client_secret, redirect_uris, host)
         self.services = Services.build(self.state)
+        self.persistence = Persistence(self.state, self.services.drives, data_dir) if data_dir else None
+        if self.persistence is not None:
+            self.persistence.load()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[_Server] = []
@@ -198,6 +206,8 @@ class Emulator:
 
         self._thread = threading.Thread(target=run, name="onedrive-emulator", daemon=True)
         self._thread.start()
+        if self.persistence is not None:
+            self.persistence.start()
         deadline = time.monotonic() + 10
         while not all(s.started for s in self._servers):
             if self._startup_error is not None or not self._thread.is_alive():
@@ -226,6 +236,8 @@ class Emulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._thread = None
+        if self.persistence is not None:
+            self.persistence.stop()  # the last changes, written before the process goes
 
     def __enter__(self) -> Emulator:
         return self.start() if not self._servers else self

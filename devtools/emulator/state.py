@@ -145,10 +145,16 @@ class State:
         self.deliveries: list[dict] = []
         self.delta_sessions: dict[str, DeltaSession] = {}
         self.download_epoch = 0  # bumped by expire_download_urls(): every URL issued before dies
+        self.version = 0  # bumped by changed(): what persistence looks at to know it must save
+
+    def changed(self) -> None:
+        """Something worth keeping changed (a drive, a token, a subscription)."""
+        self.version += 1
 
     def reset(self) -> None:
         """Back to no users, no tokens, no subscriptions and the default switches."""
         self.options = Options()
+        self.changed()
         for store in (self.users, self.codes, self.access_tokens, self.refresh_tokens, self.pending,
                       self.subscriptions, self.deliveries, self.delta_sessions):
             store.clear()

@@ -158,7 +158,7 @@ def signin_error(code: str, message: str, hint: str) -> HTMLResponse:
     body = f"""
 <div class='card'>{LOGO}
   <h1 style='margin-top:24px'>Sorry, but we're having trouble signing you in.</h1>
-  <div class='error-code'>{escape(code)}: {escape(message)}</div>
+  <div class='error-code'>{escape(f"{code}: {message}" if code else message)}</div>
   <p class='fine'>This is the OneDrive emulator's sign-in service. {escape(hint)}</p>
 </div>"""
     return HTMLResponse(_document("Sign in error", CONSENT_CSS, body), status_code=400)

@@ -47,6 +47,7 @@ class Downloads:
 
     def expire_urls(self) -> None:
         self.state.download_epoch += 1
+        self.state.changed()
 
     def resolve(self, token: str, authorization: str | None) -> Item:
         """The item a download URL names, or ``DownloadError`` / ``GraphError`` as the host answers."""

@@ -11,7 +11,11 @@ from ..state import State, User
 class Drives:
     def __init__(self, state: State, on_change: ChangeListener) -> None:
         self.state = state
-        self.on_change = on_change
+        self._listener = on_change
+
+    def on_change(self, drive: Drive, touched: set[str]) -> None:
+        self.state.changed()
+        self._listener(drive, touched)
 
     def new_drive(self, drive_id: str, owner_name: str) -> Drive:
         state = self.state
@@ -34,12 +38,14 @@ class Drives:
                     break
             user = User(id=cid, email=email, display_name=display_name, drive=self.new_drive(cid, display_name))
             self.state.users.append(user)
+            self.state.changed()
             return user
 
     def expire_delta_tokens(self, user: User) -> None:
         """Every deltaLink and nextLink of the user's drive answers 410 from now on."""
         with self.state.lock:
             user.drive.delta_epoch += 1
+            self.state.changed()
             sessions = self.state.delta_sessions
             for key in [k for k, s in sessions.items() if s.drive_id == user.drive.id]:
                 del sessions[key]

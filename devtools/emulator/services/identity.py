@@ -22,6 +22,7 @@ from ..state import AuthCode, Grant, State, User
 
 PERSONAL_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
 GRAPH_RESOURCE = "https://graph.microsoft.com/"
+ANSWERED_KEPT_SECONDS = 3600  # how long a used consent request is remembered as used
 
 # Scopes the emulated Graph knows, with what the consent page says about them.
 GRAPH_SCOPES = {
@@ -159,6 +160,7 @@ class Identity:
         if client_info:
             info = {"uid": user.id.rjust(32, "0"), "utid": PERSONAL_TENANT_ID}
             body["client_info"] = _b64url(json.dumps(info).encode())
+        self.state.changed()
         return body
 
     def _id_token(self, user: User, client_id: str, nonce: str | None) -> str:
@@ -192,11 +194,13 @@ class Identity:
         with self.state.lock:
             user.consent_epoch += 1
             user.consents.clear()
+            self.state.changed()
 
     def expire_refresh_tokens(self, user: User) -> None:
         """Refresh tokens give invalid_grant AADSTS700082 (expired by inactivity)."""
         with self.state.lock:
             user.refresh_epoch += 1
+            self.state.changed()
 
     def expire_access_tokens(self, user: User | None = None) -> None:
         """Every access token (of the user, or of everyone) answers 401 from now on."""
@@ -204,6 +208,7 @@ class Identity:
             for grant in self.state.access_tokens.values():
                 if user is None or grant.user_id == user.id:
                     grant.expires_at = 0
+            self.state.changed()
 
     # ----- authorize and the consent page ------------------------------------------------------
 
@@ -262,7 +267,8 @@ class Identity:
                 },
             )
         request_id = secrets.token_urlsafe(16)
-        self.state.pending[request_id] = {**params, "scopes": scopes, "tenant": tenant}
+        self.state.pending[request_id] = {**params, "scopes": scopes, "tenant": tenant, "created_at": _now()}
+        self.state.changed()
         hint = params.get("login_hint", "").lower()
         users = self.state.users
         hinted = next((u for u in users if u.email.lower() == hint), None)
@@ -297,8 +303,18 @@ class Identity:
         pending = self.state.pending.get(request_id)
         if pending is None:
             return ErrorPage("AADSTS90015", "The sign-in request has expired. Start again.")
+        if "answered" in pending:
+            # The browser went back to the consent page and sent it again: the request was used.
+            answered = datetime.fromtimestamp(pending["answered_at"], timezone.utc).strftime("%H:%M:%S UTC")
+            verb = "accepted" if pending["answered"] == "accept" else "declined"
+            return ErrorPage(
+                "",
+                f"This sign-in request was already answered: you {verb} it at {answered}, and the app was "
+                "sent its answer then. A sign-in request can be answered only once.",
+                hint="To sign in again, go back to the app and start from there.",
+            )
         if form.get("action") != "accept":
-            self.state.pending.pop(request_id, None)
+            self._answered(pending, "deny")
             return redirect_with(
                 pending["redirect_uri"],
                 {
@@ -312,8 +328,18 @@ class Identity:
             return ErrorPage("AADSTS50034", "The selected account does not exist.")
         return self._approve(request_id, user)
 
+    def _answered(self, pending: dict, answer: str) -> None:
+        """Keep an answered request for a while, so that sending the page again is told so."""
+        pending["answered"] = answer
+        pending["answered_at"] = _now()
+        horizon = _now() - ANSWERED_KEPT_SECONDS
+        for key in [k for k, p in self.state.pending.items() if p.get("answered_at", p.get("created_at", 0)) < horizon]:
+            del self.state.pending[key]
+        self.state.changed()
+
     def _approve(self, request_id: str, user: User) -> Redirect:
-        pending = self.state.pending.pop(request_id)
+        pending = self.state.pending[request_id]
+        self._answered(pending, "accept")
         scopes = pending["scopes"]
         user.consents.setdefault(pending["client_id"], set()).update(scopes)
         code = "M." + secrets.token_urlsafe(48)
@@ -418,6 +444,7 @@ class Identity:
                     "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.",
                 )
         code.used = True
+        self.state.changed()
         user = self.state.user_by_id(code.user_id)
         if user is None:
             raise TokenError("invalid_grant", 50034, "The user account does not exist.")

@@ -245,6 +245,7 @@ class Notifier:
 
     def delete(self, user: User, subscription_id: str) -> None:
         self.state.subscriptions.pop(self.find(user, subscription_id).id, None)
+        self.state.changed()
 
     async def reauthorize(self, user: User, subscription_id: str) -> None:
         subscription = self.find(user, subscription_id)
@@ -257,11 +258,13 @@ class Notifier:
         if self.state.options.validate_on_renewal:
             await self.validate(subscription.notification_url, subscription.id)
         subscription.expires_at = expires
+        self.state.changed()
         return subscription
 
     def expire(self, subscription_id: str) -> None:
         with self.state.lock:
             self.state.subscriptions[subscription_id].expires_at = datetime.fromtimestamp(0, timezone.utc)
+            self.state.changed()
 
     def _expiration(self, value) -> datetime:
         expires = parse_iso(value) if isinstance(value, str) else None
@@ -310,6 +313,7 @@ class Notifier:
             tls_version=body.get("latestSupportedTlsVersion") or "v1_2",
         )
         self.state.subscriptions[subscription.id] = subscription
+        self.state.changed()
         return subscription
 
     def _resource(self, user: User, resource) -> str:
