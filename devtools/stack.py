@@ -1,7 +1,11 @@
 """Everything, with one command: Azurite, the OneDrive emulator (with a demo drive) and the local
 host, then where to click. `scripts/run` is this after `scripts/bootstrap`.
 
-    python -m devtools.stack [--port 7071] [--emulator-port 8090] [--data .azurite]
+    python -m devtools.stack [--port 7071] [--emulator-port 8090] [--data .azurite] [--reset]
+
+The data folder keeps Azurite's storage and the emulator's users, drives, tokens and subscriptions
+(in its `emulator/` subfolder), so a restart continues where the last run stopped; `--reset` (or
+deleting the folder) starts from nothing.
 
 With a real app registration in local.settings.json (MICROSOFT_CLIENT_ID other than the
 emulator's) the emulator is skipped and the host talks to Microsoft. Ctrl-C stops everything.
@@ -155,7 +159,10 @@ class Stack:
         if port != self.emulator_port:
             self.say(f"Port {self.emulator_port} is in use; the OneDrive emulator takes {port}.")
         log = open(self.data_dir / "emulator.log", "ab")  # noqa: SIM115 (the child keeps writing to it)
-        command = [sys.executable, "-m", "devtools.emulator", "--port", str(port)] + (["--demo"] if self.demo else [])
+        # The emulator keeps its state beside Azurite's: the demo user, its connection and its
+        # subscription survive a restart together.
+        command = [sys.executable, "-m", "devtools.emulator", "--port", str(port),
+                   "--data", str(self.data_dir / "emulator")] + (["--demo"] if self.demo else [])
         self.emulator = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/_emulator", self.emulator, "the OneDrive emulator")
@@ -212,9 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=str(ROOT / "local.settings.json"), help="local settings file")
     parser.add_argument("--data", default=str(ROOT / ".azurite"), help="Azurite's data folder (and logs)")
     parser.add_argument("--no-demo", action="store_true", help="don't seed the emulator with a demo user")
+    parser.add_argument("--reset", action="store_true",
+                        help="start from nothing: delete the data folder (Azurite's storage, the emulator's drives and tokens)")
     args = parser.parse_args(argv)
 
     data_dir = Path(args.data)
+    if args.reset and data_dir.exists():
+        shutil.rmtree(data_dir)
+        print(f"Deleted {data_dir}: starting from nothing.", flush=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(port=args.port, emulator_port=args.emulator_port, settings_path=Path(args.settings),
                   data_dir=data_dir, demo=not args.no_demo)

@@ -13,18 +13,11 @@ import mimetypes
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Iterable, Iterator
 
 from .content import BytesContent, Content, GeneratedContent, quick_xor_hash
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def graph_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+from .times import utcnow
 
 
 class DriveError(Exception):
@@ -422,6 +415,31 @@ class Drive:
                 ids.append(item.id)
         self._notify(touched)
         return ids
+
+    # ----- saving and restoring (services/persistence.py) ----------------------------------
+
+    @property
+    def next_number(self) -> int:
+        return self._next_number
+
+    def restore(self, items: list[Item], root_id: str, seq: int, next_number: int, delta_epoch: int) -> None:
+        """Replace everything with saved items: children and the change log are rebuilt from them."""
+        with self.lock:
+            self.items = {item.id: item for item in items}
+            self.root_id = root_id
+            self._seq = seq
+            self._next_number = next_number
+            self.delta_epoch = delta_epoch
+            for item in items:
+                item.children = {}
+            for item in items:
+                parent = self.items.get(item.parent_id) if item.parent_id is not None else None
+                if parent is not None and not item.deleted and not parent.deleted:
+                    parent.children[item.name.lower()] = item.id
+            self._changes = {item.id: item.seq for item in sorted(items, key=lambda i: i.seq) if item.seq}
+            # A new random stream: the saved one's position is not kept, and reusing it from the
+            # start would repeat earlier choices (which descendants of a deleted folder keep a tombstone).
+            self._rng = random.Random(f"{self.id}:{seq}")
 
     # ----- internals -----------------------------------------------------------------------
 

@@ -1,48 +1,43 @@
-"""Graph's error body and headers (microsoft.md §5)."""
+"""What services raise when the real service would refuse; the routes turn them into answers."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timezone
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+class GraphError(Exception):
+    """A Graph error answer: ``{"error": {"code", "message", "innerError"}}`` with this status."""
 
-WWW_AUTHENTICATE = (
-    'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
-    'client_id="00000003-0000-0000-c000-000000000000"'
-)
-
-
-def request_ids(request: Request | None) -> dict[str, str]:
-    client_request_id = (request.headers.get("client-request-id") if request else None) or str(uuid.uuid4())
-    return {"request-id": str(uuid.uuid4()), "client-request-id": client_request_id}
-
-
-def graph_error(
-    request: Request | None,
-    status: int,
-    code: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-    inner_code: str | None = None,
-) -> JSONResponse:
-    ids = request_ids(request)
-    inner: dict[str, str] = {}
-    if inner_code:
-        inner["code"] = inner_code
-    inner.update(
-        {
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
-            "request-id": ids["request-id"],
-            "client-request-id": ids["client-request-id"],
-        }
-    )
-    body = {"error": {"code": code, "message": message, "innerError": inner}}
-    return JSONResponse(body, status_code=status, headers={**ids, **(headers or {})})
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        inner_code: str | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.inner_code = inner_code
 
 
-def unauthenticated(request: Request, message: str) -> JSONResponse:
-    return graph_error(
-        request, 401, "InvalidAuthenticationToken", message, headers={"WWW-Authenticate": WWW_AUTHENTICATE}
-    )
+class TokenError(Exception):
+    """A token endpoint error: ``{"error", "error_description": "AADSTS<code>: ...", ...}``."""
+
+    def __init__(self, error: str, code: int, message: str, status: int = 400) -> None:
+        super().__init__(f"{error} AADSTS{code}: {message}")
+        self.error = error
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class DownloadError(Exception):
+    """The download host's refusals (it answers in its own, shorter shape)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message

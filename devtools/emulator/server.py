@@ -1,4 +1,5 @@
-"""The Emulator: state, the Python control API, and the two uvicorn servers on a background thread.
+"""The Emulator: builds the state, the services and the two apps, serves them with uvicorn on a
+background thread, and offers the Python control API that tests use.
 
 Two origins: ``base_url`` (sign-in, Graph, control API, pages) and ``download_base_url`` (the
 pre-authenticated content host), so that following a /content redirect crosses origins as it does
@@ -13,19 +14,22 @@ import secrets
 import socket
 import threading
 import time
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .delta import Delta
-from .download import Downloads
 from .drive import Drive, Item
-from .faults import Faults, RequestLog
-from .graph import Graph
-from .identity import Identity, User
-from .notifications import Notifier
 from .options import Options
+from .routes import build_api_app, build_download_app
+from .services import Services
+from .services.faults import Faults, RequestLog
+from .services.identity import Identity
+from .services.notifications import Notifier
+from .services.persistence import Persistence
+from .state import State, User
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +85,27 @@ class _Server(uvicorn.Server):
             task.cancel()
 
 
+class _Option:
+    """``emu.<switch>`` reads and sets ``emu.state.options.<switch>``: tests flip switches on the
+    emulator itself (``emu.delta_page_size = 3``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, emu: Emulator | None, owner: type | None = None) -> Any:
+        if emu is None:
+            return self
+        return getattr(emu.state.options, self.name)
+
+    def __set__(self, emu: Emulator, value: Any) -> None:
+        emu.state.options.update({self.name: value})
+
+
 class Emulator:
     """Microsoft sign-in + OneDrive Personal Graph, in memory. See the package docstring."""
+
+    # Slots: a misspelt switch (emu.delta_pagesize = 3) fails instead of silently doing nothing.
+    __slots__ = ("state", "services", "persistence", "_thread", "_loop", "_servers", "_startup_error")
 
     def __init__(
         self,
@@ -90,67 +113,67 @@ class Emulator:
         client_secret: str = "emulator-client-secret",
         redirect_uris: list[str] | None = None,
         host: str = "127.0.0.1",
+        data_dir: str | Path | None = None,
     ) -> None:
-        object.__setattr__(self, "options", Options())
-        self.client_id = client_id
-        self.client_secret = client_secret
-        # Empty: any redirect URI is accepted at authorize (the token request must still repeat
-        # it exactly). Register URIs to get the real service's exact matching.
-        self.redirect_uris: list[str] = list(redirect_uris or [])
-        self.host = host
-        self.signing_key = secrets.token_bytes(32)
-        self.lock = threading.RLock()
-        self.users: list[User] = []
-        self.identity = Identity(self)
-        self.graph = Graph(self)
-        self.delta = Delta(self)
-        self.downloads = Downloads(self)
-        self.notifier = Notifier(self)
-        self.faults = Faults()
-        self.request_log = RequestLog()
-        self.base_url = ""
-        self.download_base_url = ""
+        """``data_dir``: keep users, drives, tokens and subscriptions there, and start from what
+        a previous run kept (see services/persistence.py). None: in memory only."""
+        self.state = State(client_id, client_secret, redirect_uris, host)
+        self.services = Services.build(self.state)
+        self.persistence = Persistence(self.state, self.services.drives, data_dir) if data_dir else None
+        if self.persistence is not None:
+            self.persistence.load()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[_Server] = []
         self._startup_error: BaseException | None = None
 
-    # Options are settable on the emulator itself: emu.delta_page_size = 3.
-    def __getattr__(self, name: str) -> Any:
-        options = self.__dict__.get("options")
-        if options is not None and name in Options.names():
-            return getattr(options, name)
-        raise AttributeError(name)
+    # ----- what the state and services hold, under the names tests use ---------------------------
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in Options.names():
-            setattr(self.options, name, value)
-        else:
-            object.__setattr__(self, name, value)
-
-    # ----- URLs ----------------------------------------------------------------------------------
-
-    @property
-    def authority(self) -> str:
-        return f"{self.base_url}/consumers"
+    options = property(lambda self: self.state.options)
+    users = property(lambda self: self.state.users)
+    lock = property(lambda self: self.state.lock)
+    identity: Identity = property(lambda self: self.services.identity)  # type: ignore[assignment]
+    notifier: Notifier = property(lambda self: self.services.notifier)  # type: ignore[assignment]
+    faults: Faults = property(lambda self: self.services.faults)  # type: ignore[assignment]
+    request_log: RequestLog = property(lambda self: self.services.request_log)  # type: ignore[assignment]
+    host = property(lambda self: self.state.host)
+    base_url = property(lambda self: self.state.base_url)
+    download_base_url = property(lambda self: self.state.download_base_url)
+    authority = property(lambda self: self.state.authority)
+    graph_base_url = property(lambda self: self.state.graph_base_url)
+    control_url = property(lambda self: self.state.control_url)
 
     @property
-    def graph_base_url(self) -> str:
-        return f"{self.base_url}/v1.0"
+    def client_id(self) -> str:
+        return self.state.client_id
+
+    @client_id.setter
+    def client_id(self, value: str) -> None:
+        self.state.client_id = value
 
     @property
-    def control_url(self) -> str:
-        return f"{self.base_url}/_emulator"
+    def client_secret(self) -> str:
+        return self.state.client_secret
+
+    @client_secret.setter
+    def client_secret(self, value: str) -> None:
+        self.state.client_secret = value
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        return self.state.redirect_uris
+
+    @redirect_uris.setter
+    def redirect_uris(self, value: list[str]) -> None:
+        self.state.redirect_uris = list(value)
 
     # ----- servers -------------------------------------------------------------------------------
 
-    def start(self, port: int = 0, download_port: int = 0) -> "Emulator":
-        from .app import build_api_app, build_download_app
-
+    def start(self, port: int = 0, download_port: int = 0) -> Emulator:
         api_socket = self._listen(port)
         download_socket = self._listen(download_port)
-        self.base_url = f"http://{self.host}:{api_socket.getsockname()[1]}"
-        self.download_base_url = f"http://{self.host}:{download_socket.getsockname()[1]}"
+        self.state.base_url = f"http://{self.host}:{api_socket.getsockname()[1]}"
+        self.state.download_base_url = f"http://{self.host}:{download_socket.getsockname()[1]}"
         configs = [
             uvicorn.Config(
                 app,
@@ -161,18 +184,19 @@ class Emulator:
                 timeout_graceful_shutdown=1,
                 ws="none",
             )
-            for app in (build_api_app(self), build_download_app(self))
+            for app in (build_api_app(self.services), build_download_app(self.services))
         ]
         self._servers = [_Server(config) for config in configs]
         sockets = [api_socket, download_socket]
+        notifier = self.services.notifier
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
-            await self.notifier.start()
+            await notifier.start()
             try:
                 await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(self._servers, sockets)))
             finally:
-                await self.notifier.stop()
+                await notifier.stop()
 
         def run() -> None:
             try:
@@ -182,6 +206,8 @@ class Emulator:
 
         self._thread = threading.Thread(target=run, name="onedrive-emulator", daemon=True)
         self._thread.start()
+        if self.persistence is not None:
+            self.persistence.start()
         deadline = time.monotonic() + 10
         while not all(s.started for s in self._servers):
             if self._startup_error is not None or not self._thread.is_alive():
@@ -210,8 +236,10 @@ class Emulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._thread = None
+        if self.persistence is not None:
+            self.persistence.stop()  # the last changes, written before the process goes
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start() if not self._servers else self
 
     def __exit__(self, *exc: Any) -> None:
@@ -219,105 +247,72 @@ class Emulator:
 
     def reset(self) -> None:
         """Forget users, subscriptions, faults, logs and options (for a shared emulator)."""
-        with self.lock:
-            self.users.clear()
-            object.__setattr__(self, "options", Options())
-            self.faults.clear()
-            self.request_log.clear()
-            self.notifier.subscriptions.clear()
-            self.notifier.deliveries.clear()
-            self.delta.sessions.clear()
-            self.identity.codes.clear()
-            self.identity.access_tokens.clear()
-            self.identity.refresh_tokens.clear()
+        self.services.reset()
 
     # ----- users and drives ------------------------------------------------------------------------
 
     def add_user(self, email: str = "ada@example.com", display_name: str = "Ada Lovelace") -> User:
-        with self.lock:
-            # Personal CIDs are 16 hex digits; starting with 0 lets the "dropped leading zero"
-            # quirk show (sync-scenarios #14).
-            while True:
-                cid = "0" + secrets.token_hex(8)[:15]
-                if self.user_by_id(cid) is None:
-                    break
-            drive = Drive(
-                cid,
-                cid,
-                display_name,
-                self.lock,
-                on_change=self.notifier.on_change,
-                tombstones=lambda: self.options.tombstones,
-            )
-            user = User(id=cid, email=email, display_name=display_name, drive=drive)
-            self.users.append(user)
-            return user
+        return self.services.drives.add_user(email, display_name)
 
     def user_by_id(self, user_id: str) -> User | None:
-        return next((u for u in self.users if u.id == user_id), None)
+        return self.state.user_by_id(user_id)
 
     def user_by_email(self, email: str) -> User | None:
-        return next((u for u in self.users if u.email.lower() == email.lower()), None)
+        return self.state.user_by_email(email)
 
     def drive_by_id(self, drive_id: str) -> Drive | None:
-        user = next((u for u in self.users if u.drive.id == drive_id), None)
-        return user.drive if user else None
+        return self.state.drive_by_id(drive_id)
 
     def download_url(self, drive: Drive, item: Item) -> str:
-        return self.downloads.url_for(drive, item)
+        return self.services.downloads.url_for(drive, item)
 
     # ----- what tests break on purpose ---------------------------------------------------------------
 
     def expire_delta_tokens(self, user: User) -> None:
         """Every deltaLink and nextLink of the user's drive answers 410 from now on."""
-        with self.lock:
-            user.drive.delta_epoch += 1
-            self.delta.forget_drive(user.drive.id)
+        self.services.drives.expire_delta_tokens(user)
 
     def revoke_consent(self, user: User) -> None:
         """Refresh tokens give invalid_grant (AADSTS70000); access tokens give 401."""
-        with self.lock:
-            user.consent_epoch += 1
-            user.consents.clear()
+        self.services.identity.revoke_consent(user)
 
     def expire_refresh_tokens(self, user: User) -> None:
         """Refresh tokens give invalid_grant AADSTS700082 (expired by inactivity)."""
-        with self.lock:
-            user.refresh_epoch += 1
+        self.services.identity.expire_refresh_tokens(user)
 
     def expire_access_tokens(self, user: User | None = None) -> None:
         """Every access token (of the user, or of everyone) answers 401 from now on."""
-        with self.lock:
-            for grant in self.identity.access_tokens.values():
-                if user is None or grant.user_id == user.id:
-                    grant.expires_at = 0
+        self.services.identity.expire_access_tokens(user)
 
     def expire_subscription(self, subscription_id: str) -> None:
-        with self.lock:
-            from datetime import datetime, timezone
-
-            self.notifier.subscriptions[subscription_id].expires_at = datetime.fromtimestamp(0, timezone.utc)
+        self.services.notifier.expire(subscription_id)
 
     def expire_download_urls(self) -> None:
-        self.downloads.epoch += 1
+        self.services.downloads.expire_urls()
 
     def send_lifecycle_notification(self, subscription_id: str, event: str = "reauthorizationRequired") -> None:
-        self.notifier.lifecycle(subscription_id, event)
+        self.services.notifier.lifecycle(subscription_id, event)
+
+    # ----- what happened -----------------------------------------------------------------------------
 
     @property
     def subscriptions(self) -> list[dict]:
-        return [s.public() for s in list(self.notifier.subscriptions.values()) if not s.expired]
+        return self.services.notifier.live()
 
     @property
     def deliveries(self) -> list[dict]:
-        return list(self.notifier.deliveries)
+        return list(self.state.deliveries)
 
     @property
     def requests(self) -> list[dict]:
-        return self.request_log.snapshot()
+        return self.services.request_log.snapshot()
 
     def flush_notifications(self, timeout: float = 60) -> None:
         """Deliver pending notifications now; returns when every delivery (and retry) is done."""
         if self._loop is None:
             return
-        asyncio.run_coroutine_threadsafe(self.notifier.flush(), self._loop).result(timeout)
+        asyncio.run_coroutine_threadsafe(self.services.notifier.flush(), self._loop).result(timeout)
+
+
+for _field in fields(Options):
+    setattr(Emulator, _field.name, _Option(_field.name))

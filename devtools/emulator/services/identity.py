@@ -1,7 +1,8 @@
-"""Microsoft identity platform v2 for personal accounts: authorize (consent page), token, discovery.
+"""Microsoft identity platform v2 for personal accounts: authorize, consent, token, token checks.
 
-Reference: shared/reference/microsoft.md §1. Access and refresh tokens are opaque random strings
-kept in memory; nothing here ever logs a token, a code or a secret.
+Reference: shared/reference/microsoft.md §1. Access and refresh tokens are opaque random strings;
+nothing here ever logs a token, a code or a secret. The answers are plain values (a redirect, a
+page to show, a token body) or a raised ``TokenError``; ``routes/signin.py`` speaks HTTP.
 """
 
 from __future__ import annotations
@@ -12,24 +13,16 @@ import hmac
 import json
 import secrets
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
-
-from . import pages
-from .drive import Drive
-
-if TYPE_CHECKING:
-    from .server import Emulator
+from ..errors import TokenError
+from ..state import AuthCode, Grant, State, User
 
 PERSONAL_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
 GRAPH_RESOURCE = "https://graph.microsoft.com/"
+ANSWERED_KEPT_SECONDS = 3600  # how long a used consent request is remembered as used
 
 # Scopes the emulated Graph knows, with what the consent page says about them.
 GRAPH_SCOPES = {
@@ -48,44 +41,32 @@ OIDC_SCOPES = {
 }
 
 
-@dataclass
-class User:
-    id: str
-    email: str
-    display_name: str
-    drive: Drive
-    consent_epoch: int = 0  # bumped by revoke_consent: every token of the user dies
-    refresh_epoch: int = 0  # bumped by expire_refresh_tokens
-    consents: dict[str, set[str]] = field(default_factory=dict)  # client_id -> granted scopes
-
-    @property
-    def drive_id(self) -> str:
-        return self.drive.id
+# ----- what authorize and consent answer -----------------------------------------------------------
 
 
 @dataclass
-class AuthCode:
-    client_id: str
-    redirect_uri: str
-    user_id: str
+class Redirect:
+    """Back to the app: ``{redirect_uri}?code=...&state=...`` or ``?error=...``."""
+
+    url: str
+
+
+@dataclass
+class ErrorPage:
+    """Microsoft's "we're having trouble signing you in" page; no redirect (the URI is not trusted)."""
+
+    code: str
+    message: str
+    hint: str = "Check the app registration values (client id, redirect URI) the app is using."
+
+
+@dataclass
+class ConsentPage:
+    request_id: str
     scopes: list[str]
-    code_challenge: str | None
-    code_challenge_method: str | None
-    expires_at: float
-    nonce: str | None
-    used: bool = False
-
-
-@dataclass
-class Grant:
-    """An access or refresh token."""
-
-    user_id: str
-    client_id: str
-    scopes: list[str]
-    expires_at: float
-    consent_epoch: int
-    refresh_epoch: int = 0
+    users: list[User]
+    hinted: User | None
+    params: dict
 
 
 def _now() -> float:
@@ -110,33 +91,10 @@ def granted_scope_string(scopes: list[str]) -> str:
     return " ".join(s for s in scopes if s.lower() in GRAPH_SCOPES)
 
 
-def token_error(
-    error: str, code: int, message: str, status: int = 400, headers: dict | None = None
-) -> JSONResponse:
-    """The v2 token endpoint's error shape (microsoft.md §1)."""
-    trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
-    moment = datetime.now(timezone.utc)
-    timestamp = moment.strftime("%Y-%m-%d %H:%M:%SZ")
-    description = (
-        f"AADSTS{code}: {message} Trace ID: {trace_id} Correlation ID: {correlation_id} "
-        f"Timestamp: {timestamp}"
-    )
-    body = {
-        "error": error,
-        "error_description": description,
-        "error_codes": [code],
-        "timestamp": timestamp,
-        "trace_id": trace_id,
-        "correlation_id": correlation_id,
-        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
-    }
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _redirect_with(redirect_uri: str, params: dict) -> RedirectResponse:
+def redirect_with(redirect_uri: str, params: dict) -> Redirect:
     separator = "&" if urlsplit(redirect_uri).query else "?"
     query = urlencode({k: v for k, v in params.items() if v is not None}, quote_via=quote)
-    return RedirectResponse(f"{redirect_uri}{separator}{query}", status_code=302)
+    return Redirect(f"{redirect_uri}{separator}{query}")
 
 
 def _b64url(data: bytes) -> str:
@@ -144,23 +102,24 @@ def _b64url(data: bytes) -> str:
 
 
 class Identity:
-    """Sign-in state: registration, pending consents, codes and tokens."""
+    """Sign-in: registration checks, consent, codes and tokens, all kept in the state."""
 
-    def __init__(self, emu: "Emulator") -> None:
-        self.emu = emu
-        self.codes: dict[str, AuthCode] = {}
-        self.access_tokens: dict[str, Grant] = {}
-        self.refresh_tokens: dict[str, Grant] = {}
-        self.pending: dict[str, dict] = {}  # consent page request id -> authorize parameters
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    # Views of the state, for tests that look for secrets in logs (tests/signin/test_vault.py).
+    codes = property(lambda self: self.state.codes)
+    access_tokens = property(lambda self: self.state.access_tokens)
+    refresh_tokens = property(lambda self: self.state.refresh_tokens)
 
     # ----- tokens as Graph sees them -----------------------------------------------------------
 
     def user_for_access_token(self, token: str) -> tuple[User | None, str]:
         """-> (user, "") or (None, why) for a 401."""
-        grant = self.access_tokens.get(token)
+        grant = self.state.access_tokens.get(token)
         if grant is None:
             return None, "IDX14100: JWT is not well formed, there are no dots (.)."
-        user = self.emu.user_by_id(grant.user_id)
+        user = self.state.user_by_id(grant.user_id)
         if user is None or grant.consent_epoch != user.consent_epoch:
             return None, "Access token has expired or is not yet valid."
         if _now() >= grant.expires_at:
@@ -168,14 +127,15 @@ class Identity:
         return user, ""
 
     def scopes_for_access_token(self, token: str) -> list[str]:
-        grant = self.access_tokens.get(token)
+        grant = self.state.access_tokens.get(token)
         return grant.scopes if grant else []
 
     def issue(self, user: User, client_id: str, scopes: list[str], nonce: str | None, client_info: bool) -> dict:
-        lifetime = int(self.emu.options.access_token_lifetime)
+        options = self.state.options
+        lifetime = int(options.access_token_lifetime)
         access_token = "EwB" + secrets.token_urlsafe(48)
-        self.access_tokens[access_token] = Grant(
-            user.id, client_id, scopes, _now() + self.emu.options.access_token_lifetime, user.consent_epoch
+        self.state.access_tokens[access_token] = Grant(
+            user.id, client_id, scopes, _now() + options.access_token_lifetime, user.consent_epoch
         )
         body: dict = {
             "token_type": "Bearer",
@@ -186,11 +146,11 @@ class Identity:
         }
         if "offline_access" in scopes:
             refresh_token = "M.C" + secrets.token_urlsafe(64)
-            self.refresh_tokens[refresh_token] = Grant(
+            self.state.refresh_tokens[refresh_token] = Grant(
                 user.id,
                 client_id,
                 scopes,
-                _now() + self.emu.options.refresh_token_lifetime,
+                _now() + options.refresh_token_lifetime,
                 user.consent_epoch,
                 user.refresh_epoch,
             )
@@ -200,6 +160,7 @@ class Identity:
         if client_info:
             info = {"uid": user.id.rjust(32, "0"), "utid": PERSONAL_TENANT_ID}
             body["client_info"] = _b64url(json.dumps(info).encode())
+        self.state.changed()
         return body
 
     def _id_token(self, user: User, client_id: str, nonce: str | None) -> str:
@@ -207,7 +168,7 @@ class Identity:
         now = int(_now())
         claims = {
             "ver": "2.0",
-            "iss": f"{self.emu.base_url}/{PERSONAL_TENANT_ID}/v2.0",
+            "iss": f"{self.state.base_url}/{PERSONAL_TENANT_ID}/v2.0",
             "sub": _b64url(hashlib.sha256((user.id + client_id).encode()).digest()),
             "aud": client_id,
             "exp": now + 3600,
@@ -223,95 +184,59 @@ class Identity:
             claims["nonce"] = nonce
         header = {"typ": "JWT", "alg": "HS256", "kid": "emulator"}
         signing_input = _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
-        signature = hmac.new(self.emu.signing_key, signing_input.encode(), hashlib.sha256).digest()
+        signature = hmac.new(self.state.signing_key, signing_input.encode(), hashlib.sha256).digest()
         return signing_input + "." + _b64url(signature)
 
-    # ----- routes ------------------------------------------------------------------------------
+    # ----- breaking sign-in on purpose ---------------------------------------------------------
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/{tenant}/oauth2/v2.0/authorize", self.authorize, methods=["GET"]),
-            Route("/{tenant}/oauth2/v2.0/consent", self.consent, methods=["POST"]),
-            Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
-            Route("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration),
-            Route("/{tenant}/discovery/v2.0/keys", self.keys),
-            Route("/common/discovery/instance", self.instance_discovery),
-        ]
+    def revoke_consent(self, user: User) -> None:
+        """Refresh tokens give invalid_grant (AADSTS70000); access tokens give 401."""
+        with self.state.lock:
+            user.consent_epoch += 1
+            user.consents.clear()
+            self.state.changed()
 
-    async def openid_configuration(self, request: Request) -> JSONResponse:
-        tenant = request.path_params["tenant"]
-        base = self.emu.base_url
-        issuer_tenant = PERSONAL_TENANT_ID if tenant == "consumers" else "{tenantid}"
-        return JSONResponse(
-            {
-                "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-                "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
-                "response_modes_supported": ["query", "fragment", "form_post"],
-                "subject_types_supported": ["pairwise"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-                "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                "issuer": f"{base}/{issuer_tenant}/v2.0",
-                "request_uri_parameter_supported": False,
-                "userinfo_endpoint": f"{self.emu.graph_base_url.rsplit('/', 1)[0]}/oidc/userinfo",
-                "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
-                "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
-                "http_logout_supported": True,
-                "frontchannel_logout_supported": True,
-                "end_session_endpoint": f"{base}/{tenant}/oauth2/v2.0/logout",
-                "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "preferred_username", "name", "tid", "ver", "email"],
-                "tenant_region_scope": None,
-                "cloud_instance_name": "microsoftonline.com",
-                "cloud_graph_host_name": "graph.windows.net",
-                "msgraph_host": urlsplit(self.emu.graph_base_url).netloc,
-                "rbac_url": "https://pas.windows.net",
-            }
-        )
+    def expire_refresh_tokens(self, user: User) -> None:
+        """Refresh tokens give invalid_grant AADSTS700082 (expired by inactivity)."""
+        with self.state.lock:
+            user.refresh_epoch += 1
+            self.state.changed()
 
-    async def keys(self, request: Request) -> JSONResponse:
-        return JSONResponse({"keys": []})
+    def expire_access_tokens(self, user: User | None = None) -> None:
+        """Every access token (of the user, or of everyone) answers 401 from now on."""
+        with self.state.lock:
+            for grant in self.state.access_tokens.values():
+                if user is None or grant.user_id == user.id:
+                    grant.expires_at = 0
+            self.state.changed()
 
-    async def instance_discovery(self, request: Request) -> JSONResponse:
-        authority = request.query_params.get("authorization_endpoint", "")
-        tenant = urlsplit(authority).path.strip("/").split("/")[0] or "common"
-        return JSONResponse(
-            {
-                "tenant_discovery_endpoint": f"{self.emu.base_url}/{tenant}/v2.0/.well-known/openid-configuration",
-                "api-version": "1.1",
-                "metadata": [],
-            }
-        )
+    # ----- authorize and the consent page ------------------------------------------------------
 
     def _redirect_allowed(self, redirect_uri: str) -> bool:
-        registered = self.emu.redirect_uris
+        registered = self.state.redirect_uris
         if registered:
             return redirect_uri in registered
         # Nothing registered: any http(s) URI is accepted (a local convenience); the token
         # endpoint still demands the exact same URI as the authorize request.
         return urlsplit(redirect_uri).scheme in ("http", "https") and bool(urlsplit(redirect_uri).netloc)
 
-    async def authorize(self, request: Request) -> Response:
-        params = dict(request.query_params)
+    def authorize(self, params: dict, tenant: str, cookie_user_id: str = "") -> Redirect | ErrorPage | ConsentPage:
         client_id = params.get("client_id", "")
         redirect_uri = params.get("redirect_uri", "")
         state = params.get("state")
-        if client_id != self.emu.client_id:
-            return pages.signin_error(
-                self.emu,
+        if client_id != self.state.client_id:
+            return ErrorPage(
                 "AADSTS700016",
-                f"Application with identifier '{client_id}' was not found in the directory "
-                "'Microsoft Accounts'.",
+                f"Application with identifier '{client_id}' was not found in the directory 'Microsoft Accounts'.",
             )
         if not self._redirect_allowed(redirect_uri):
-            return pages.signin_error(
-                self.emu,
+            return ErrorPage(
                 "AADSTS50011",
                 f"The redirect URI '{redirect_uri}' specified in the request does not match the "
                 f"redirect URIs configured for the application '{client_id}'.",
             )
         if params.get("response_type") != "code":
-            return _redirect_with(
+            return redirect_with(
                 redirect_uri,
                 {
                     "error": "unsupported_response_type",
@@ -322,7 +247,7 @@ class Identity:
         scopes, unknown = normalise_scopes(params.get("scope", ""))
         if unknown or not scopes:
             bad = unknown[0] if unknown else ""
-            return _redirect_with(
+            return redirect_with(
                 redirect_uri,
                 {
                     "error": "invalid_scope",
@@ -333,7 +258,7 @@ class Identity:
             )
         method = params.get("code_challenge_method")
         if params.get("code_challenge") and (method or "plain") not in ("S256", "plain"):
-            return _redirect_with(
+            return redirect_with(
                 redirect_uri,
                 {
                     "error": "invalid_request",
@@ -342,18 +267,19 @@ class Identity:
                 },
             )
         request_id = secrets.token_urlsafe(16)
-        self.pending[request_id] = {**params, "scopes": scopes, "tenant": request.path_params["tenant"]}
+        self.state.pending[request_id] = {**params, "scopes": scopes, "tenant": tenant, "created_at": _now()}
+        self.state.changed()
         hint = params.get("login_hint", "").lower()
-        users = self.emu.users
+        users = self.state.users
         hinted = next((u for u in users if u.email.lower() == hint), None)
         # A browser can also pick the account with an "emulator_user" cookie (user id).
-        hinted = hinted or self.emu.user_by_id(request.cookies.get("emulator_user", ""))
+        hinted = hinted or self.state.user_by_id(cookie_user_id)
         prompt = params.get("prompt", "")
         if prompt == "none":
             user = hinted or (users[0] if len(users) == 1 else None)
             if user is None or not set(scopes) <= user.consents.get(client_id, set()):
-                self.pending.pop(request_id, None)
-                return _redirect_with(
+                self.state.pending.pop(request_id, None)
+                return redirect_with(
                     redirect_uri,
                     {
                         "error": "interaction_required",
@@ -362,25 +288,34 @@ class Identity:
                     },
                 )
             return self._approve(request_id, user)
-        if self.emu.options.auto_consent and prompt not in ("select_account", "login"):
+        if self.state.options.auto_consent and prompt not in ("select_account", "login"):
             user = hinted or (users[0] if users else None)
             if user is not None:
                 return self._approve(request_id, user)
         if not users:
-            return pages.signin_error(
-                self.emu, "AADSTS50020", "There are no accounts in the emulator: add a user first."
+            return ErrorPage(
+                "AADSTS50020", "There are no accounts in the emulator: add a user first.", hint="Add a user first."
             )
-        return HTMLResponse(pages.consent_page(self.emu, request_id, scopes, users, hinted, params))
+        return ConsentPage(request_id, scopes, users, hinted, self.state.pending[request_id])
 
-    async def consent(self, request: Request) -> Response:
-        form = dict(parse_qsl((await request.body()).decode()))
+    def consent(self, form: dict) -> Redirect | ErrorPage:
         request_id = form.get("request", "")
-        pending = self.pending.get(request_id)
+        pending = self.state.pending.get(request_id)
         if pending is None:
-            return pages.signin_error(self.emu, "AADSTS90015", "The sign-in request has expired. Start again.")
+            return ErrorPage("AADSTS90015", "The sign-in request has expired. Start again.")
+        if "answered" in pending:
+            # The browser went back to the consent page and sent it again: the request was used.
+            answered = datetime.fromtimestamp(pending["answered_at"], timezone.utc).strftime("%H:%M:%S UTC")
+            verb = "accepted" if pending["answered"] == "accept" else "declined"
+            return ErrorPage(
+                "",
+                f"This sign-in request was already answered: you {verb} it at {answered}, and the app was "
+                "sent its answer then. A sign-in request can be answered only once.",
+                hint="To sign in again, go back to the app and start from there.",
+            )
         if form.get("action") != "accept":
-            self.pending.pop(request_id, None)
-            return _redirect_with(
+            self._answered(pending, "deny")
+            return redirect_with(
                 pending["redirect_uri"],
                 {
                     "error": "access_denied",
@@ -388,105 +323,109 @@ class Identity:
                     "state": pending.get("state"),
                 },
             )
-        user = self.emu.user_by_id(form.get("user", ""))
+        user = self.state.user_by_id(form.get("user", ""))
         if user is None:
-            return pages.signin_error(self.emu, "AADSTS50034", "The selected account does not exist.")
+            return ErrorPage("AADSTS50034", "The selected account does not exist.")
         return self._approve(request_id, user)
 
-    def _approve(self, request_id: str, user: User) -> RedirectResponse:
-        pending = self.pending.pop(request_id)
+    def _answered(self, pending: dict, answer: str) -> None:
+        """Keep an answered request for a while, so that sending the page again is told so."""
+        pending["answered"] = answer
+        pending["answered_at"] = _now()
+        horizon = _now() - ANSWERED_KEPT_SECONDS
+        for key in [k for k, p in self.state.pending.items() if p.get("answered_at", p.get("created_at", 0)) < horizon]:
+            del self.state.pending[key]
+        self.state.changed()
+
+    def _approve(self, request_id: str, user: User) -> Redirect:
+        pending = self.state.pending[request_id]
+        self._answered(pending, "accept")
         scopes = pending["scopes"]
         user.consents.setdefault(pending["client_id"], set()).update(scopes)
         code = "M." + secrets.token_urlsafe(48)
-        self.codes[code] = AuthCode(
+        self.state.codes[code] = AuthCode(
             client_id=pending["client_id"],
             redirect_uri=pending["redirect_uri"],
             user_id=user.id,
             scopes=scopes,
             code_challenge=pending.get("code_challenge"),
             code_challenge_method=pending.get("code_challenge_method") or "plain",
-            expires_at=_now() + self.emu.options.auth_code_lifetime,
+            expires_at=_now() + self.state.options.auth_code_lifetime,
             nonce=pending.get("nonce"),
         )
-        return _redirect_with(pending["redirect_uri"], {"code": code, "state": pending.get("state")})
+        return redirect_with(pending["redirect_uri"], {"code": code, "state": pending.get("state")})
 
-    def _client_error(self, request: Request, form: dict) -> JSONResponse | None:
+    # ----- the token endpoint ------------------------------------------------------------------
+
+    def token(self, form: dict, authorization: str = "") -> dict:
+        """A token response body, or ``TokenError``."""
+        self._authenticate_client(form, authorization)
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._redeem_code(form)
+        if grant_type == "refresh_token":
+            return self._refresh(form)
+        raise TokenError("unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant_type}'.")
+
+    def _authenticate_client(self, form: dict, authorization: str) -> None:
         """Client authentication: secret in the body or HTTP Basic (microsoft.md §1)."""
         client_id, secret = form.get("client_id"), form.get("client_secret")
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
+        if authorization.lower().startswith("basic "):
             try:
-                decoded = base64.b64decode(header[6:].strip()).decode()
+                decoded = base64.b64decode(authorization[6:].strip()).decode()
                 basic_id, _, basic_secret = decoded.partition(":")
                 client_id, secret = unquote(basic_id), unquote(basic_secret)
             except ValueError:
-                return token_error("invalid_client", 7000216, "The client credentials are malformed.", 401)
+                raise TokenError("invalid_client", 7000216, "The client credentials are malformed.", 401) from None
         if not client_id:
-            return token_error(
+            raise TokenError(
                 "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."
             )
-        if client_id != self.emu.client_id:
-            return token_error(
+        if client_id != self.state.client_id:
+            raise TokenError(
                 "unauthorized_client",
                 700016,
                 f"Application with identifier '{client_id}' was not found in the directory 'Microsoft Accounts'.",
             )
         if not secret:
-            return token_error(
+            raise TokenError(
                 "invalid_client",
                 7000218,
                 "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
                 401,
             )
-        if not hmac.compare_digest(secret.encode(), self.emu.client_secret.encode()):
-            return token_error(
+        if not hmac.compare_digest(secret.encode(), self.state.client_secret.encode()):
+            raise TokenError(
                 "invalid_client",
                 7000215,
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client "
                 f"secret value, not the client secret ID, for a secret added to app '{client_id}'.",
                 401,
             )
-        return None
 
-    async def token(self, request: Request) -> Response:
-        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-        error = self._client_error(request, form)
-        if error is not None:
-            return error
-        grant_type = form.get("grant_type")
-        if grant_type == "authorization_code":
-            return self._redeem_code(form)
-        if grant_type == "refresh_token":
-            return self._refresh(form)
-        return token_error(
-            "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant_type}'."
-        )
-
-    def _redeem_code(self, form: dict) -> JSONResponse:
+    def _redeem_code(self, form: dict) -> dict:
         code_value = form.get("code", "")
         if not code_value:
-            return token_error(
-                "invalid_request", 900144, "The request body must contain the following parameter: 'code'."
-            )
-        code = self.codes.get(code_value)
-        if code is None or code.client_id != self.emu.client_id:
-            return token_error("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+            raise TokenError("invalid_request", 900144, "The request body must contain the following parameter: 'code'.")
+        code = self.state.codes.get(code_value)
+        if code is None or code.client_id != self.state.client_id:
+            raise TokenError("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
         if code.used:
-            return token_error(
+            raise TokenError(
                 "invalid_grant",
                 54005,
                 "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use "
                 "an existing refresh token.",
             )
         if _now() >= code.expires_at:
-            return token_error(
+            raise TokenError(
                 "invalid_grant",
                 70008,
                 "The provided authorization code or refresh token has expired due to inactivity. Send a new "
                 "interactive authorization request for this user and resource.",
             )
         if form.get("redirect_uri") != code.redirect_uri:
-            return token_error(
+            raise TokenError(
                 "invalid_grant",
                 500112,
                 f"The reply address '{form.get('redirect_uri', '')}' does not match the reply address "
@@ -499,34 +438,32 @@ class Identity:
             else:
                 expected = verifier
             if not verifier or not hmac.compare_digest(expected, code.code_challenge):
-                return token_error(
+                raise TokenError(
                     "invalid_grant",
                     50148,
                     "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.",
                 )
         code.used = True
-        user = self.emu.user_by_id(code.user_id)
+        self.state.changed()
+        user = self.state.user_by_id(code.user_id)
         if user is None:
-            return token_error("invalid_grant", 50034, "The user account does not exist.")
-        return JSONResponse(
-            self.issue(user, code.client_id, code.scopes, code.nonce, form.get("client_info") == "1"),
-            headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
-        )
+            raise TokenError("invalid_grant", 50034, "The user account does not exist.")
+        return self.issue(user, code.client_id, code.scopes, code.nonce, form.get("client_info") == "1")
 
-    def _refresh(self, form: dict) -> JSONResponse:
-        grant = self.refresh_tokens.get(form.get("refresh_token", ""))
+    def _refresh(self, form: dict) -> dict:
+        grant = self.state.refresh_tokens.get(form.get("refresh_token", ""))
         if grant is None:
-            return token_error("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
-        user = self.emu.user_by_id(grant.user_id)
+            raise TokenError("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+        user = self.state.user_by_id(grant.user_id)
         if user is None or grant.consent_epoch != user.consent_epoch:
-            return token_error(
+            raise TokenError(
                 "invalid_grant",
                 70000,
                 "The provided value for the 'refresh_token' is not valid. The user or administrator "
                 "has revoked the consent or the grant.",
             )
         if grant.refresh_epoch != user.refresh_epoch or _now() >= grant.expires_at:
-            return token_error(
+            raise TokenError(
                 "invalid_grant",
                 700082,
                 "The refresh token has expired due to inactivity. The token was issued on "
@@ -536,7 +473,7 @@ class Identity:
         if form.get("scope"):
             requested, unknown = normalise_scopes(form["scope"])
             if unknown or not set(requested) <= set(grant.scopes):
-                return token_error(
+                raise TokenError(
                     "invalid_grant",
                     65001,
                     "The user or administrator has not consented to use the application with ID "
@@ -544,8 +481,43 @@ class Identity:
                 )
             scopes = requested + [s for s in grant.scopes if s == "offline_access" and s not in requested]
         # Rotation: a new refresh token every time; the old one is not revoked at once.
-        grant.expires_at = _now() + self.emu.options.refresh_token_lifetime
-        return JSONResponse(
-            self.issue(user, grant.client_id, scopes, None, form.get("client_info") == "1"),
-            headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
-        )
+        grant.expires_at = _now() + self.state.options.refresh_token_lifetime
+        return self.issue(user, grant.client_id, scopes, None, form.get("client_info") == "1")
+
+    # ----- discovery ---------------------------------------------------------------------------
+
+    def openid_configuration(self, tenant: str) -> dict:
+        base = self.state.base_url
+        issuer_tenant = PERSONAL_TENANT_ID if tenant == "consumers" else "{tenantid}"
+        return {
+            "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/{issuer_tenant}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{self.state.graph_base_url.rsplit('/', 1)[0]}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/{tenant}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "preferred_username", "name", "tid", "ver", "email"],
+            "tenant_region_scope": None,
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": urlsplit(self.state.graph_base_url).netloc,
+            "rbac_url": "https://pas.windows.net",
+        }
+
+    def instance_discovery(self, authorization_endpoint: str) -> dict:
+        tenant = urlsplit(authorization_endpoint).path.strip("/").split("/")[0] or "common"
+        return {
+            "tenant_discovery_endpoint": f"{self.state.base_url}/{tenant}/v2.0/.well-known/openid-configuration",
+            "api-version": "1.1",
+            "metadata": [],
+        }

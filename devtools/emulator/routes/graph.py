@@ -1,4 +1,4 @@
-"""The OneDrive part of Microsoft Graph v1.0 (microsoft.md §2-§5).
+"""The OneDrive part of Microsoft Graph v1.0 (microsoft.md §2-§5), over HTTP.
 
 One catch-all route dispatches on the decoded path, because Graph's addressing doesn't fit route
 templates well: ``items/{id}`` with ``!`` in ids, ``root:/a/b.txt:`` and ``delta(token='...')``.
@@ -6,52 +6,29 @@ templates well: ``items/{id}`` with ``!`` in ids, ``root:/a/b.txt:`` and ``delta
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .drive import Drive, Item
-from .errors import graph_error, request_ids, unauthenticated
-from .identity import User
-from .render import drive_json, item_json
+from ..addressing import DELTA_ACTION, normalise_drive_id, parse_item_path
+from ..drive import Drive, Item
+from ..errors import GraphError
+from ..services import Services
+from ..services.render import drive_json, item_json
+from ..state import User
+from .responses import from_graph_error, graph_error, request_ids, unauthenticated
 
-if TYPE_CHECKING:
-    from .server import Emulator
-
-DELTA_ACTION = re.compile(r"^delta(?:\(\)|\(token='(?P<token>[^']*)'\))?$")
 FILES_SCOPES = {"files.read", "files.readwrite", "files.read.all", "files.readwrite.all", "files.readwrite.appfolder"}
 
 
-def parse_item_path(rest: str) -> tuple[str, str, str, str] | None:
-    """'me/drive/items/X!1/content' -> ("me/drive", "id", "X!1", "content"); kinds: root, id, path."""
-    match = re.match(r"^(me/drive|drives/[^/]+)/(.+)$", rest)
-    if match is None:
-        return None
-    drive_spec, tail = match.groups()
-    if tail.startswith("root:"):
-        # Names can't contain ':', so the first one after 'root:' ends the path.
-        path, _, after = tail[5:].partition(":")
-        return drive_spec, "path", path, after.strip("/")
-    if tail == "root" or tail.startswith("root/"):
-        return drive_spec, "root", "", tail[4:].strip("/")
-    if tail.startswith("items/"):
-        item_id, _, after = tail[6:].partition("/")
-        return drive_spec, "id", item_id, after.strip("/")
-    return None
-
-
-def normalise_drive_id(drive_id: str) -> str:
-    # Drive ids may come with a dropped leading zero or in another case (microsoft.md §3).
-    return drive_id.lower().rjust(16, "0")
-
-
 class Graph:
-    def __init__(self, emu: "Emulator") -> None:
-        self.emu = emu
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.state = services.state
 
     def routes(self) -> list[Route]:
         return [Route("/v1.0/{rest:path}", self.dispatch, methods=["GET", "POST", "PATCH", "DELETE", "PUT"])]
@@ -63,16 +40,22 @@ class Graph:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None, unauthenticated(request, "Access token is empty.")
-        user, why = self.emu.identity.user_for_access_token(token.strip())
+        user, why = self.services.identity.user_for_access_token(token.strip())
         if user is None:
             return None, unauthenticated(request, why)
         return user, None
 
     def _has_files_scope(self, request: Request) -> bool:
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
-        return any(s.lower() in FILES_SCOPES for s in self.emu.identity.scopes_for_access_token(token))
+        return any(s.lower() in FILES_SCOPES for s in self.services.identity.scopes_for_access_token(token))
 
     async def dispatch(self, request: Request) -> Response:
+        try:
+            return await self._dispatch(request)
+        except GraphError as error:
+            return from_graph_error(request, error)
+
+    async def _dispatch(self, request: Request) -> Response:
         user, failure = self.authenticate(request)
         if failure is not None:
             return failure
@@ -82,49 +65,47 @@ class Graph:
         if rest == "me" and method == "GET":
             return self.me(request, user)
         if rest == "subscriptions" or rest.startswith("subscriptions/"):
-            return await self.emu.notifier.handle(request, user, rest)
+            return await self.subscriptions(request, user, rest)
         if not self._has_files_scope(request):
             return graph_error(request, 403, "accessDenied", "Access denied. Check the scopes of the token.")
         if rest == "me/drive" or re.fullmatch(r"drives/[^/]+", rest):
-            drive, failure = self._drive(request, user, rest)
-            if failure is not None:
-                return failure
-            return JSONResponse(drive_json(self.emu, drive), headers=request_ids(request))  # type: ignore[arg-type]
+            drive = self._drive(user, rest)
+            return JSONResponse(drive_json(self.state, drive), headers=request_ids(request))
         parsed = parse_item_path(rest)
-        delta_action = DELTA_ACTION.match(parsed[3]) if parsed else None
-        if parsed is None or method != "GET" or (parsed[3] not in ("", "children", "content") and not delta_action):
+        delta_action = DELTA_ACTION.match(parsed.action) if parsed else None
+        if parsed is None or method != "GET" or (parsed.action not in ("", "children", "content") and not delta_action):
             return graph_error(request, 400, "invalidRequest", f"Invalid request: {method} /v1.0/{rest}")
-        drive_spec, kind, value, action = parsed
-        drive, failure = self._drive(request, user, drive_spec)
-        if failure is not None:
-            return failure
-        assert drive is not None
-        item = self._item(drive, kind, value)
+        drive = self._drive(user, parsed.drive)
+        item = self._item(drive, parsed.kind, parsed.value)
         if item is None:
             return graph_error(request, 404, "itemNotFound", "Item not found")
         if delta_action is not None:
             if not item.is_folder_like:
                 return graph_error(request, 400, "invalidRequest", "Delta is only supported on folders.")
-            link_base = f"{self.emu.graph_base_url}/{drive_spec}/" + (
+            link_base = f"{self.state.graph_base_url}/{parsed.drive}/" + (
                 "root" if item.id == drive.root_id else f"items/{quote(item.id)}"
             ) + "/delta"
             token = delta_action.group("token")
             token = unquote(token) if token is not None else request.query_params.get("token")
-            return self.emu.delta.respond(request, drive, item, link_base, token)
-        if action == "children":
+            params = request.query_params
+            body = self.services.delta.respond(
+                drive, item, link_base, token, params.get("$select", ""), params.get("$top")
+            )
+            return JSONResponse(body, headers=request_ids(request))
+        if parsed.action == "children":
             return self.children(request, drive, item, rest)
-        if action == "content":
+        if parsed.action == "content":
             return self.content(request, drive, item)
         with drive.lock:
-            body = item_json(self.emu, drive, item)
-        context = f"{self.emu.graph_base_url}/$metadata#items/$entity"
+            body = item_json(self.state, drive, item)
+        context = f"{self.state.graph_base_url}/$metadata#items/$entity"
         return JSONResponse({"@odata.context": context, **body}, headers=request_ids(request))
 
     def me(self, request: Request, user: User) -> JSONResponse:
         given, _, surname = user.display_name.partition(" ")
         return JSONResponse(
             {
-                "@odata.context": f"{self.emu.graph_base_url}/$metadata#users/$entity",
+                "@odata.context": f"{self.state.graph_base_url}/$metadata#users/$entity",
                 "id": user.id,
                 "displayName": user.display_name,
                 "givenName": given,
@@ -140,16 +121,16 @@ class Graph:
             headers=request_ids(request),
         )
 
-    def _drive(self, request: Request, user: User, spec: str) -> tuple[Drive | None, Response | None]:
+    def _drive(self, user: User, spec: str) -> Drive:
         if spec == "me/drive":
-            return user.drive, None
+            return user.drive
         wanted = normalise_drive_id(spec.split("/", 1)[1])
-        for other in self.emu.users:
+        for other in self.state.users:
             if other.drive.id == wanted:
                 if other is not user:
-                    return None, graph_error(request, 403, "accessDenied", "Access denied")
-                return other.drive, None
-        return None, graph_error(request, 404, "itemNotFound", "Item not found")
+                    raise GraphError(403, "accessDenied", "Access denied")
+                return other.drive
+        raise GraphError(404, "itemNotFound", "Item not found")
 
     def _item(self, drive: Drive, kind: str, value: str) -> Item | None:
         if kind == "path":
@@ -172,10 +153,10 @@ class Graph:
         top, skip = max(1, min(int(top_text), 1000)), int(skip_text)
         with drive.lock:
             children = sorted(drive.children_of(item), key=lambda c: c.name.lower())
-            page = [item_json(self.emu, drive, child) for child in children[skip : skip + top]]
-        body: dict = {"@odata.context": f"{self.emu.graph_base_url}/$metadata#Collection(driveItem)", "value": page}
+            page = [item_json(self.state, drive, child) for child in children[skip : skip + top]]
+        body: dict = {"@odata.context": f"{self.state.graph_base_url}/$metadata#Collection(driveItem)", "value": page}
         if skip + top < len(children):
-            body["@odata.nextLink"] = f"{self.emu.graph_base_url}/{rest}?$top={top}&$skiptoken={skip + top}"
+            body["@odata.nextLink"] = f"{self.state.graph_base_url}/{rest}?$top={top}&$skiptoken={skip + top}"
         return JSONResponse(body, headers=request_ids(request))
 
     def content(self, request: Request, drive: Drive, item: Item) -> Response:
@@ -187,5 +168,51 @@ class Graph:
             return graph_error(request, 400, "notSupported", "Only files can be downloaded.")
         if item.malware:
             return graph_error(request, 403, "malwareDetected", "Malware detected in this file.")
-        url = self.emu.download_url(drive, item)
+        url = self.services.downloads.url_for(drive, item)
         return Response(status_code=302, headers={"Location": url, **request_ids(request)})
+
+    # ----- /subscriptions ----------------------------------------------------------------------
+
+    async def subscriptions(self, request: Request, user: User, rest: str) -> Response:
+        notifier = self.services.notifier
+        parts = rest.split("/")
+        method = request.method
+        if len(parts) == 1:
+            if method == "POST":
+                subscription = await notifier.create(user, await self._body(request))
+                return self._subscription_json(request, subscription.public(), 201)
+            if method == "GET":
+                items = [s.public() for s in notifier.owned(user)]
+                return JSONResponse(
+                    {"@odata.context": f"{self.state.graph_base_url}/$metadata#subscriptions", "value": items},
+                    headers=request_ids(request),
+                )
+        subscription_id = parts[1] if len(parts) >= 2 else ""
+        notifier.find(user, subscription_id)  # 404 before anything else
+        if len(parts) == 3 and parts[2] == "reauthorize" and method == "POST":
+            await notifier.reauthorize(user, subscription_id)
+            return Response(status_code=204, headers=request_ids(request))
+        if len(parts) != 2:
+            return graph_error(request, 400, "BadRequest", "Unsupported request.")
+        if method == "GET":
+            return self._subscription_json(request, notifier.find(user, subscription_id).public(), 200)
+        if method == "DELETE":
+            notifier.delete(user, subscription_id)
+            return Response(status_code=204, headers=request_ids(request))
+        if method == "PATCH":
+            subscription = await notifier.renew(user, subscription_id, await self._body(request))
+            return self._subscription_json(request, subscription.public(), 200)
+        return graph_error(request, 405, "BadRequest", "Method not allowed.")
+
+    def _subscription_json(self, request: Request, public: dict, status: int) -> JSONResponse:
+        body = {"@odata.context": f"{self.state.graph_base_url}/$metadata#subscriptions/$entity", **public}
+        return JSONResponse(body, status_code=status, headers=request_ids(request))
+
+    async def _body(self, request: Request) -> dict:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from None
+        if not isinstance(body, dict):
+            raise GraphError(400, "BadRequest", "Unable to read JSON request payload.")
+        return body

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .drive import DriveError
-from .identity import User
-
-if TYPE_CHECKING:
-    from .server import Emulator
+from ..drive import DriveError
+from ..services import Services
+from ..state import User
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -28,7 +26,9 @@ def user_json(user: User) -> dict:
     return {"id": user.id, "email": user.email, "display_name": user.display_name, "drive_id": user.drive.id}
 
 
-def routes(emu: "Emulator") -> list[Route]:
+def routes(services: Services) -> list[Route]:
+    state = services.state
+
     async def body(request: Request) -> dict:
         raw = await request.body()
         if not raw:
@@ -41,7 +41,7 @@ def routes(emu: "Emulator") -> list[Route]:
     def with_user(handler: Callable[[Request, User, dict], Awaitable[Response] | Response]):
         async def endpoint(request: Request) -> Response:
             key = request.path_params["user"]
-            user = emu.user_by_id(key) or emu.user_by_email(key)
+            user = state.user_by_id(key) or state.user_by_email(key)
             if user is None:
                 return _error(404, f"no user {key!r}")
             try:
@@ -57,31 +57,31 @@ def routes(emu: "Emulator") -> list[Route]:
     async def summary(request: Request) -> JSONResponse:
         return JSONResponse(
             {
-                "base_url": emu.base_url,
-                "authority": emu.authority,
-                "graph_base_url": emu.graph_base_url,
-                "download_base_url": emu.download_base_url,
-                "client_id": emu.client_id,
-                "redirect_uris": emu.redirect_uris,
-                "users": [user_json(u) for u in emu.users],
-                "options": emu.options.as_dict(),
+                "base_url": state.base_url,
+                "authority": state.authority,
+                "graph_base_url": state.graph_base_url,
+                "download_base_url": state.download_base_url,
+                "client_id": state.client_id,
+                "redirect_uris": state.redirect_uris,
+                "users": [user_json(u) for u in state.users],
+                "options": state.options.as_dict(),
             }
         )
 
     async def options(request: Request) -> JSONResponse:
         if request.method == "PATCH":
             try:
-                emu.options.update(await body(request))
+                state.options.update(await body(request))
             except (KeyError, ValueError) as error:
                 return _error(400, str(error))
-        return JSONResponse(emu.options.as_dict())
+        return JSONResponse(state.options.as_dict())
 
     async def users(request: Request) -> JSONResponse:
         if request.method == "POST":
             values = await body(request)
-            user = emu.add_user(values.get("email", "ada@example.com"), values.get("display_name", "Ada Lovelace"))
+            user = services.drives.add_user(values.get("email", "ada@example.com"), values.get("display_name", "Ada Lovelace"))
             return JSONResponse(user_json(user), status_code=201)
-        return JSONResponse([user_json(u) for u in emu.users])
+        return JSONResponse([user_json(u) for u in state.users])
 
     def one_user(request: Request, user: User, values: dict) -> JSONResponse:
         return JSONResponse(user_json(user))
@@ -142,11 +142,11 @@ def routes(emu: "Emulator") -> list[Route]:
         return JSONResponse({"files": len(ids)}, status_code=201)
 
     async def subscriptions(request: Request) -> JSONResponse:
-        return JSONResponse(emu.subscriptions)
+        return JSONResponse(services.notifier.live())
 
     async def expire_subscription(request: Request) -> JSONResponse:
         try:
-            emu.expire_subscription(request.path_params["id"])
+            services.notifier.expire(request.path_params["id"])
         except KeyError:
             return _error(404, "no such subscription")
         return JSONResponse({"ok": True})
@@ -154,7 +154,7 @@ def routes(emu: "Emulator") -> list[Route]:
     async def lifecycle(request: Request) -> JSONResponse:
         values = await body(request)
         try:
-            emu.send_lifecycle_notification(request.path_params["id"], values.get("event", "reauthorizationRequired"))
+            services.notifier.lifecycle(request.path_params["id"], values.get("event", "reauthorizationRequired"))
         except (KeyError, ValueError) as error:
             return _error(400, str(error))
         return JSONResponse({"ok": True})
@@ -162,36 +162,36 @@ def routes(emu: "Emulator") -> list[Route]:
     async def faults(request: Request) -> JSONResponse:
         if request.method == "POST":
             try:
-                fault = emu.faults.inject(**await body(request))
+                fault = services.faults.inject(**await body(request))
             except (TypeError, ValueError) as error:
                 return _error(400, str(error))
             return JSONResponse(fault.public(), status_code=201)
         if request.method == "DELETE":
-            emu.faults.clear()
-        return JSONResponse([f.public() for f in emu.faults.rules])
+            services.faults.clear()
+        return JSONResponse([f.public() for f in services.faults.rules])
 
     async def remove_fault(request: Request) -> JSONResponse:
-        emu.faults.remove(int(request.path_params["id"]))
+        services.faults.remove(int(request.path_params["id"]))
         return JSONResponse({"ok": True})
 
     async def requests_log(request: Request) -> JSONResponse:
         if request.method == "DELETE":
-            emu.request_log.clear()
-        return JSONResponse(emu.requests)
+            services.request_log.clear()
+        return JSONResponse(services.request_log.snapshot())
 
     async def deliveries(request: Request) -> JSONResponse:
-        return JSONResponse(emu.deliveries)
+        return JSONResponse(list(state.deliveries))
 
     async def flush(request: Request) -> JSONResponse:
-        await emu.notifier.flush()
-        return JSONResponse({"ok": True, "deliveries": len(emu.deliveries)})
+        await services.notifier.flush()
+        return JSONResponse({"ok": True, "deliveries": len(state.deliveries)})
 
     async def expire_download_urls(request: Request) -> JSONResponse:
-        emu.expire_download_urls()
+        services.downloads.expire_urls()
         return JSONResponse({"ok": True})
 
     async def reset(request: Request) -> JSONResponse:
-        emu.reset()
+        services.reset()
         return JSONResponse({"ok": True})
 
     user_base = "/_emulator/users/{user}"
@@ -215,10 +215,10 @@ def routes(emu: "Emulator") -> list[Route]:
         Route(drive_base + "/remote", with_user(simple(lambda u, v: u.drive.add_remote_item(v["path"]), 201)), methods=post),
         Route(drive_base + "/malware", with_user(simple(lambda u, v: u.drive.mark_malware(v["path"]))), methods=post),
         Route(drive_base + "/seed", with_user(seed), methods=post),
-        Route(user_base + "/expire-delta-tokens", with_user(simple(lambda u, v: emu.expire_delta_tokens(u))), methods=post),
-        Route(user_base + "/revoke-consent", with_user(simple(lambda u, v: emu.revoke_consent(u))), methods=post),
-        Route(user_base + "/expire-refresh-tokens", with_user(simple(lambda u, v: emu.expire_refresh_tokens(u))), methods=post),
-        Route(user_base + "/expire-access-tokens", with_user(simple(lambda u, v: emu.expire_access_tokens(u))), methods=post),
+        Route(user_base + "/expire-delta-tokens", with_user(simple(lambda u, v: services.drives.expire_delta_tokens(u))), methods=post),
+        Route(user_base + "/revoke-consent", with_user(simple(lambda u, v: services.identity.revoke_consent(u))), methods=post),
+        Route(user_base + "/expire-refresh-tokens", with_user(simple(lambda u, v: services.identity.expire_refresh_tokens(u))), methods=post),
+        Route(user_base + "/expire-access-tokens", with_user(simple(lambda u, v: services.identity.expire_access_tokens(u))), methods=post),
         Route("/_emulator/subscriptions", subscriptions),
         Route("/_emulator/subscriptions/{id}/expire", expire_subscription, methods=post),
         Route("/_emulator/subscriptions/{id}/lifecycle", lifecycle, methods=post),

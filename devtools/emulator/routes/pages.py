@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .drive import Drive, Item
-
-if TYPE_CHECKING:
-    from .identity import User
-    from .server import Emulator
+from ..drive import Drive, Item
+from ..services.identity import GRAPH_SCOPES, OIDC_SCOPES
+from ..services import Services
+from ..state import State, User
 
 BASE_CSS = """
 *{box-sizing:border-box}
@@ -108,9 +106,7 @@ def _initials(name: str) -> str:
     return "".join(part[0] for part in name.split()[:2]).upper() or "?"
 
 
-def consent_page(emu: "Emulator", request_id: str, scopes: list[str], users: list[User], hinted: User | None, params: dict) -> str:
-    from .identity import GRAPH_SCOPES, OIDC_SCOPES
-
+def consent_page(state: State, request_id: str, scopes: list[str], users: list[User], hinted: User | None, params: dict) -> str:
     descriptions = {**{v[0]: v[1] for v in GRAPH_SCOPES.values()}, **{v[0]: v[1] for v in OIDC_SCOPES.values()}}
     details = {
         "offline_access": "Allows the app to see and update the data you gave it access to, even when you are not using the app.",
@@ -130,7 +126,7 @@ def consent_page(emu: "Emulator", request_id: str, scopes: list[str], users: lis
         f"<span><div>{escape(u.display_name)}</div><div class='muted'>{escape(u.email)}</div></span></label>"
         for u in users
     )
-    app = escape(emu.options.app_name)
+    app = escape(state.options.app_name)
     redirect_host = escape(params.get("redirect_uri", "").split("/")[2] if "//" in params.get("redirect_uri", "") else "")
     body = f"""
 <div class='card'>
@@ -140,7 +136,7 @@ def consent_page(emu: "Emulator", request_id: str, scopes: list[str], users: lis
   <div class='app'><div class='icon'>{escape(app[:1].upper())}</div>
     <div><div class='name'>{app}</div><div class='publisher'>unverified &middot; {redirect_host}</div></div></div>
   <div class='muted' style='font-size:14px'>{app} needs your permission to:</div>
-  <form method='post' action='{escape(emu.base_url)}/{escape(params.get("tenant", "consumers"))}/oauth2/v2.0/consent'>
+  <form method='post' action='{escape(state.base_url)}/{escape(params.get("tenant", "consumers"))}/oauth2/v2.0/consent'>
     <input type='hidden' name='request' value='{escape(request_id)}'>
     <ul class='scopes'>{scope_items}</ul>
     <div class='muted' style='font-size:13px;margin-bottom:6px'>Continue as</div>
@@ -155,16 +151,15 @@ def consent_page(emu: "Emulator", request_id: str, scopes: list[str], users: lis
   </form>
   <p class='fine' style='margin-top:24px'>OneDrive emulator &mdash; no real Microsoft account is involved.</p>
 </div>"""
-    return _document(f"Let this app access your info? - {emu.options.app_name}", CONSENT_CSS, body)
+    return _document(f"Let this app access your info? - {state.options.app_name}", CONSENT_CSS, body)
 
 
-def signin_error(emu: "Emulator", code: str, message: str) -> HTMLResponse:
+def signin_error(code: str, message: str, hint: str) -> HTMLResponse:
     body = f"""
 <div class='card'>{LOGO}
   <h1 style='margin-top:24px'>Sorry, but we're having trouble signing you in.</h1>
-  <div class='error-code'>{escape(code)}: {escape(message)}</div>
-  <p class='fine'>This is the OneDrive emulator's sign-in service. Check the app registration values
-  (client id, redirect URI) the app is using.</p>
+  <div class='error-code'>{escape(f"{code}: {message}" if code else message)}</div>
+  <p class='fine'>This is the OneDrive emulator's sign-in service. {escape(hint)}</p>
 </div>"""
     return HTMLResponse(_document("Sign in error", CONSENT_CSS, body), status_code=400)
 
@@ -203,7 +198,7 @@ def _count(n: int) -> str:
     return "1 item" if n == 1 else f"{n} items"
 
 
-def _drive_page(emu: "Emulator", user: User, folder: Item) -> str:
+def _drive_page(state: State, user: User, folder: Item) -> str:
     drive: Drive = user.drive
     with drive.lock:
         folder_path = drive.path_of(folder)
@@ -250,7 +245,7 @@ def _drive_page(emu: "Emulator", user: User, folder: Item) -> str:
         else "<div class='empty'>This folder is empty. Create a folder or a text file, or upload files.</div>"
     )
     user_options = "".join(
-        f"<option value='{escape(u.id)}'{' selected' if u is user else ''}>{escape(u.email)}</option>" for u in emu.users
+        f"<option value='{escape(u.id)}'{' selected' if u is user else ''}>{escape(u.email)}</option>" for u in state.users
     )
     config = json.dumps({"api": f"/_emulator/users/{user.id}/drive", "folder": folder_path})
     body = f"""
@@ -330,13 +325,13 @@ document.querySelectorAll('[data-delete]').forEach(b => b.onclick = async () => 
     return _document(f"My files - OneDrive emulator", DRIVE_CSS, body)
 
 
-def _users_page(emu: "Emulator") -> str:
+def _users_page(state: State) -> str:
     cards = "".join(
         f"<a href='/drive?user={escape(u.id)}'><div style='display:flex;gap:10px;align-items:center'>"
         f"<span class='avatar' style='width:36px;height:36px;border-radius:50%;background:#8764b8;color:#fff;"
         f"display:flex;align-items:center;justify-content:center'>{escape(_initials(u.display_name))}</span>"
         f"<div><div>{escape(u.display_name)}</div><div class='muted'>{escape(u.email)}</div></div></div></a>"
-        for u in emu.users
+        for u in state.users
     )
     body = f"""
 <header><span class='title'>OneDrive</span><span style='color:#cfe4fa'>emulator</span></header>
@@ -347,8 +342,8 @@ def _users_page(emu: "Emulator") -> str:
     <div style='flex:1'><label class='muted'>Email</label><input type='text' name='email' value='new.user@example.com'></div>
     <div style='flex:1'><label class='muted'>Name</label><input type='text' name='display_name' value='New User'></div>
     <button class='primary'>Add account</button></form>
-  <div class='meta'>Sign-in: {escape(emu.authority)} &middot; Graph: {escape(emu.graph_base_url)} &middot;
-  Control API: {escape(emu.control_url)}</div>
+  <div class='meta'>Sign-in: {escape(state.authority)} &middot; Graph: {escape(state.graph_base_url)} &middot;
+  Control API: {escape(state.control_url)}</div>
 </main>
 <script>
 document.getElementById('add').onsubmit = async (e) => {{
@@ -361,20 +356,22 @@ document.getElementById('add').onsubmit = async (e) => {{
     return _document("OneDrive emulator", DRIVE_CSS, body)
 
 
-def routes(emu: "Emulator") -> list[Route]:
+def routes(services: Services) -> list[Route]:
+    state = services.state
+
     async def home(request: Request) -> Response:
-        if len(emu.users) == 1:
-            return RedirectResponse(f"/drive?user={emu.users[0].id}", status_code=302)
-        return HTMLResponse(_users_page(emu))
+        if len(state.users) == 1:
+            return RedirectResponse(f"/drive?user={state.users[0].id}", status_code=302)
+        return HTMLResponse(_users_page(state))
 
     async def drive(request: Request) -> Response:
-        user = emu.user_by_id(request.query_params.get("user", ""))
+        user = state.user_by_id(request.query_params.get("user", ""))
         if user is None:
-            return HTMLResponse(_users_page(emu))
+            return HTMLResponse(_users_page(state))
         folder_id = request.query_params.get("folder") or user.drive.root_id
         folder = user.drive.live(folder_id)
         if folder is None or not folder.is_folder_like:
             folder = user.drive.get(user.drive.root_id)
-        return HTMLResponse(_drive_page(emu, user, folder))  # type: ignore[arg-type]
+        return HTMLResponse(_drive_page(state, user, folder))  # type: ignore[arg-type]
 
     return [Route("/", home), Route("/drive", drive)]

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .content import ZERO_HASH
-from .drive import Drive, Item, graph_time
+from ..content import ZERO_HASH
+from ..drive import Drive, Item
+from ..state import State
+from ..times import graph_time
+from .downloads import signed_url
 
-if TYPE_CHECKING:
-    from .server import Emulator
 
-
-def quirky_drive_id(emu: "Emulator", drive_id: str) -> str:
+def quirky_drive_id(state: State, drive_id: str) -> str:
     """parentReference.driveId as the real service sometimes spells it (sync-scenarios #14)."""
-    quirk = emu.options.drive_id_quirk
+    quirk = state.options.drive_id_quirk
     if quirk == "drop_leading_zero":
         # The real quirk: one leading zero dropped (a 15-character id), not every one.
         return drive_id[1:] if drive_id.startswith("0") else drive_id
@@ -23,7 +22,7 @@ def quirky_drive_id(emu: "Emulator", drive_id: str) -> str:
     return drive_id
 
 
-def drive_json(emu: "Emulator", drive: Drive) -> dict:
+def drive_json(state: State, drive: Drive) -> dict:
     used = 0
     with drive.lock:
         for item in drive.items.values():
@@ -31,13 +30,13 @@ def drive_json(emu: "Emulator", drive: Drive) -> dict:
                 used += item.content.size
     total = 5 * 1024**3 if used < 5 * 1024**3 else 1024**4
     return {
-        "@odata.context": f"{emu.graph_base_url}/$metadata#drives/$entity",
+        "@odata.context": f"{state.graph_base_url}/$metadata#drives/$entity",
         "id": drive.id,
         "driveType": "personal",
         "name": "OneDrive",
         "createdDateTime": graph_time(drive.created),
         "lastModifiedDateTime": graph_time(drive.created),
-        "webUrl": f"{emu.base_url}/drive?user={drive.owner_id}",
+        "webUrl": f"{state.base_url}/drive?user={drive.owner_id}",
         "owner": {"user": {"displayName": drive.owner_name, "id": drive.owner_id}},
         "quota": {
             "deleted": 0,
@@ -51,12 +50,12 @@ def drive_json(emu: "Emulator", drive: Drive) -> dict:
 
 
 def item_json(
-    emu: "Emulator", drive: Drive, item: Item, in_delta: bool = False, select: list[str] | None = None
+    state: State, drive: Drive, item: Item, in_delta: bool = False, select: list[str] | None = None
 ) -> dict:
     """The item as Graph shows it; with ``$select``, only those properties (and the costly ones,
     hashes and download URLs, only when selected)."""
     if item.deleted:
-        return select_fields(tombstone_json(emu, drive, item), select)
+        return select_fields(tombstone_json(state, drive, item), select)
     wanted = set(select) if select else None
     body: dict = {
         "createdDateTime": graph_time(item.created),
@@ -66,7 +65,7 @@ def item_json(
         "lastModifiedDateTime": graph_time(item.modified),
         "name": item.name,
         "size": item.size,
-        "webUrl": f"{emu.base_url}/drive?user={drive.owner_id}&item={quote(item.id)}",
+        "webUrl": f"{state.base_url}/drive?user={drive.owner_id}&item={quote(item.id)}",
         "createdBy": {"user": {"displayName": drive.owner_name, "id": drive.owner_id}},
         "lastModifiedBy": {"user": {"displayName": drive.owner_name, "id": drive.owner_id}},
         "fileSystemInfo": {
@@ -74,7 +73,7 @@ def item_json(
             "lastModifiedDateTime": graph_time(item.modified),
         },
     }
-    parent_reference: dict = {"driveId": quirky_drive_id(emu, drive.id), "driveType": "personal"}
+    parent_reference: dict = {"driveId": quirky_drive_id(state, drive.id), "driveType": "personal"}
     if item.parent_id is not None:
         parent_reference["id"] = item.parent_id
         if not in_delta:
@@ -99,16 +98,16 @@ def item_json(
         body["remoteItem"] = dict(item.remote or {})
     else:
         if wanted is None or "file" in wanted:
-            body["file"] = {"mimeType": item.mime_type, "hashes": _hashes(emu, item)}
+            body["file"] = {"mimeType": item.mime_type, "hashes": _hashes(state, item)}
         if item.malware:
             body["malware"] = {"description": "Malware was detected in this file."}
         if wanted is None or "@microsoft.graph.downloadUrl" in wanted:
-            body["@microsoft.graph.downloadUrl"] = emu.download_url(drive, item)
+            body["@microsoft.graph.downloadUrl"] = signed_url(state, drive, item)
     return select_fields(body, select)
 
 
-def _hashes(emu: "Emulator", item: Item) -> dict:
-    if item.size == 0 and emu.options.zero_byte_empty_hashes and item.listed_hash is None:
+def _hashes(state: State, item: Item) -> dict:
+    if item.size == 0 and state.options.zero_byte_empty_hashes and item.listed_hash is None:
         return {}
     value = item.quick_xor_hash()
     return {"quickXorHash": value} if value is not None else {}
@@ -130,15 +129,15 @@ def _folder_size(drive: Drive, folder: Item) -> int:
     return total
 
 
-def tombstone_json(emu: "Emulator", drive: Drive, item: Item) -> dict:
+def tombstone_json(state: State, drive: Drive, item: Item) -> dict:
     """A deleted item on a personal drive: no name, size or cTag; a zero hash; the parent
     pointing at the root (microsoft.md §3, sync-scenarios #8)."""
-    parent_id = drive.root_id if emu.options.tombstone_parent_root else item.parent_id
+    parent_id = drive.root_id if state.options.tombstone_parent_root else item.parent_id
     body: dict = {
         "createdDateTime": graph_time(item.created),
         "id": item.id,
         "lastModifiedDateTime": graph_time(item.modified),
-        "parentReference": {"driveId": quirky_drive_id(emu, drive.id), "driveType": "personal", "id": parent_id},
+        "parentReference": {"driveId": quirky_drive_id(state, drive.id), "driveType": "personal", "id": parent_id},
         "deleted": {"state": "deleted"},
     }
     if item.kind in ("folder", "remote"):

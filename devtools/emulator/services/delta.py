@@ -14,39 +14,15 @@ import binascii
 import json
 import random
 import secrets
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
-from .drive import Drive, Item
-from .errors import graph_error, request_ids
+from ..drive import Drive, Item
+from ..errors import GraphError
+from ..state import DeltaSession, State
 from .render import item_json
-
-if TYPE_CHECKING:
-    from .server import Emulator
 
 MAX_SESSIONS = 2000
 MAX_TOP = 1000
-
-
-@dataclass
-class DeltaSession:
-    drive_id: str
-    folder_id: str | None
-    upto: int
-    epoch: int
-    select: list[str] | None
-    page_size: int
-    queue: list[str]
-    key: str = ""
-    position: int = 0
-    pages: int = 0
-    served: dict[str, int] = field(default_factory=dict)  # id -> seq of the state sent
-    empty_page_done: bool = False
-    final_empty_done: bool = False
 
 
 class DeltaTokenError(Exception):
@@ -69,30 +45,31 @@ def decode_token(token: str) -> dict:
 
 
 class Delta:
-    def __init__(self, emu: "Emulator") -> None:
-        self.emu = emu
-        self.sessions: dict[str, DeltaSession] = {}
+    def __init__(self, state: State) -> None:
+        self.state = state
         self._shuffles = 0
 
-    def forget_drive(self, drive_id: str) -> None:
-        for key in [k for k, s in self.sessions.items() if s.drive_id == drive_id]:
-            del self.sessions[key]
+    @property
+    def sessions(self) -> dict[str, DeltaSession]:
+        return self.state.delta_sessions
 
-    def respond(self, request: Request, drive: Drive, folder: Item, link_base: str, token: str | None) -> Response:
-        options = self.emu.options
-        params = request.query_params
-        select = [s for s in params.get("$select", "").split(",") if s] or None
-        top = params.get("$top")
+    def respond(
+        self, drive: Drive, folder: Item, link_base: str, token: str | None, select_param: str = "",
+        top: str | None = None,
+    ) -> dict:
+        """One page of the delta feed (``GraphError`` for a bad or expired token)."""
+        options = self.state.options
+        select = [s for s in select_param.split(",") if s] or None
         page_size = options.delta_page_size
         if top is not None:
             if not top.isdigit() or int(top) < 1:
-                return graph_error(request, 400, "invalidRequest", "Invalid value for $top.")
+                raise GraphError(400, "invalidRequest", "Invalid value for $top.")
             page_size = min(int(top), MAX_TOP)
         with drive.lock:
             if token == "latest":
                 payload = {"k": "d", "drive": drive.id, "seq": drive.seq, "epoch": drive.delta_epoch,
                            "folder": folder.id, "select": select, "top": page_size}
-                return self._page(request, [], link_base, delta_token=encode_token(payload))
+                return self._page([], link_base, delta_token=encode_token(payload))
             if token is None:
                 session = self._start(drive, folder, 0, select, page_size, full=True)
             else:
@@ -122,22 +99,21 @@ class Delta:
                             payload.get("top") or page_size, full=False,
                         )
                 except DeltaTokenError as error:
-                    return self._token_error(request, error.status, link_base)
-            return self._next_page(request, drive, session, link_base)
+                    raise self._token_error(error.status, link_base) from None
+            return self._next_page(drive, session, link_base)
 
-    def _token_error(self, request: Request, status: int, link_base: str) -> Response:
+    def _token_error(self, status: int, link_base: str) -> GraphError:
         if status == 410:
             # Location: a fresh enumeration (restarting without a token is equivalent).
-            return graph_error(
-                request,
+            return GraphError(
                 410,
-                self.emu.options.delta_resync_code,
+                self.state.options.delta_resync_code,
                 "Resync required. Replace any local items with the server's version (including deletes) "
                 "if you're sure that the service was up to date with your local changes when you last "
                 "sync'd. Upload any local changes that the server doesn't know about.",
                 headers={"Location": link_base},
             )
-        return graph_error(request, 400, "invalidRequest", "Invalid delta token.")
+        return GraphError(400, "invalidRequest", "Invalid delta token.")
 
     def _start(self, drive: Drive, folder: Item, since: int, select, page_size: int, full: bool) -> DeltaSession:
         if full:
@@ -166,9 +142,9 @@ class Delta:
         return any(a.id == folder.id for a in drive.ancestors(item))
 
     def _ordered(self, drive: Drive, items: list[Item], changes: bool) -> list[str]:
-        order = self.emu.options.delta_order
+        order = self.state.options.delta_order
         if order == "shuffled":
-            rng = random.Random(self.emu.options.delta_seed * 7919 + self._shuffles)
+            rng = random.Random(self.state.options.delta_seed * 7919 + self._shuffles)
             self._shuffles += 1
             items = list(items)
             rng.shuffle(items)
@@ -177,8 +153,8 @@ class Delta:
             items = sorted(items, key=lambda i: -depth[i.id])
         return [i.id for i in items]
 
-    def _next_page(self, request: Request, drive: Drive, session: DeltaSession, link_base: str) -> Response:
-        options = self.emu.options
+    def _next_page(self, drive: Drive, session: DeltaSession, link_base: str) -> dict:
+        options = self.state.options
 
         def next_token() -> str:
             return encode_token({"k": "n", "session": session.key, "epoch": session.epoch, "pos": session.position})
@@ -188,7 +164,7 @@ class Delta:
         if options.delta_empty_pages and session.pages == 1 and not session.empty_page_done and remaining:
             session.empty_page_done = True
             session.pages += 1
-            return self._page(request, [], link_base, next_token=next_token())
+            return self._page([], link_base, next_token=next_token())
         ids = session.queue[session.position : session.position + session.page_size]
         session.position += len(ids)
         session.pages += 1
@@ -198,11 +174,11 @@ class Delta:
             session.final_empty_done = True
             done = False
         if not done:
-            return self._page(request, body, link_base, next_token=next_token())
+            return self._page(body, link_base, next_token=next_token())
         self.sessions.pop(session.key, None)
         delta_token = encode_token({"k": "d", "drive": drive.id, "seq": session.upto, "epoch": session.epoch,
                                     "folder": session.folder_id, "select": session.select, "top": session.page_size})
-        return self._page(request, body, link_base, delta_token=delta_token)
+        return self._page(body, link_base, delta_token=delta_token)
 
     def _requeue_changed(self, drive: Drive, session: DeltaSession) -> None:
         if not session.served:
@@ -215,7 +191,7 @@ class Delta:
                 pending.add(item.id)
 
     def _page_items(self, drive: Drive, session: DeltaSession, ids: list[str]) -> list[dict]:
-        options = self.emu.options
+        options = self.state.options
         bodies: list[dict] = []
         on_page: set[str] = set()
         children_first = options.delta_order == "children_first"
@@ -235,20 +211,20 @@ class Delta:
             for member in group:
                 on_page.add(member.id)
                 session.served[member.id] = member.seq
-                bodies.append(item_json(self.emu, drive, member, in_delta=True, select=session.select))
+                bodies.append(item_json(self.state, drive, member, in_delta=True, select=session.select))
         return bodies
 
-    def _page(self, request: Request, values: list[dict], link_base: str, next_token: str | None = None,
-              delta_token: str | None = None) -> JSONResponse:
-        body: dict = {"@odata.context": f"{self.emu.graph_base_url}/$metadata#Collection(driveItem)", "value": values}
+    def _page(self, values: list[dict], link_base: str, next_token: str | None = None,
+              delta_token: str | None = None) -> dict:
+        body: dict = {"@odata.context": f"{self.state.graph_base_url}/$metadata#Collection(driveItem)", "value": values}
         if next_token is not None:
             body["@odata.nextLink"] = self._link(link_base, next_token)
         if delta_token is not None:
             body["@odata.deltaLink"] = self._link(link_base, delta_token)
-        return JSONResponse(body, headers=request_ids(request))
+        return body
 
     def _link(self, link_base: str, token: str) -> str:
-        if self.emu.options.delta_link_style == "function":
+        if self.state.options.delta_link_style == "function":
             return f"{link_base[: -len('delta')]}delta(token='{quote(token)}')"
         return f"{link_base}?token={quote(token)}"
 

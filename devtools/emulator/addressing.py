@@ -1,0 +1,38 @@
+"""Graph's ways of naming a drive and an item in a URL path (microsoft.md §3)."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+DELTA_ACTION = re.compile(r"^delta(?:\(\)|\(token='(?P<token>[^']*)'\))?$")
+
+
+class Address(NamedTuple):
+    drive: str  # "me/drive" | "drives/{id}"
+    kind: str  # "root" | "id" | "path"
+    value: str  # the item id or the path ("" for the root)
+    action: str  # what follows: "", "children", "content", "delta", ...
+
+
+def parse_item_path(rest: str) -> Address | None:
+    """'me/drive/items/X!1/content' -> Address("me/drive", "id", "X!1", "content")."""
+    match = re.match(r"^(me/drive|drives/[^/]+)/(.+)$", rest)
+    if match is None:
+        return None
+    drive_spec, tail = match.groups()
+    if tail.startswith("root:"):
+        # Names can't contain ':', so the first one after 'root:' ends the path.
+        path, _, after = tail[5:].partition(":")
+        return Address(drive_spec, "path", path, after.strip("/"))
+    if tail == "root" or tail.startswith("root/"):
+        return Address(drive_spec, "root", "", tail[4:].strip("/"))
+    if tail.startswith("items/"):
+        item_id, _, after = tail[6:].partition("/")
+        return Address(drive_spec, "id", item_id, after.strip("/"))
+    return None
+
+
+def normalise_drive_id(drive_id: str) -> str:
+    # Drive ids may come with a dropped leading zero or in another case (microsoft.md §3).
+    return drive_id.lower().rjust(16, "0")
