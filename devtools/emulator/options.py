@@ -35,6 +35,7 @@ class Options:
     ignore_range: bool = False  # answer 200 with the whole file even when Range is sent
     download_url_lifetime: float = 3600
     reject_auth_on_download: bool = True  # an Authorization header on the download origin: 401
+    download_rate: float = 0  # bytes/s per download (0: as fast as it goes), e.g. a home line
 
     # --- subscriptions and notifications ---
     validation_timeout: float = 10.0

@@ -82,6 +82,8 @@ class FaultMiddleware:
             "status": None,
             "fault": None,
             "duration": None,
+            "range": dict(scope.get("headers") or []).get(b"range", b"").decode() or None,
+            "bytes": 0,  # body bytes sent
         }
         fault = self.faults.match(method, path, self.host)
         # Logged now and filled in as the answer goes out, so the entry (with its status) is there
@@ -121,6 +123,9 @@ class FaultMiddleware:
                 return  # the socket is gone; the response notices the disconnect and stops
             if message["type"] == "http.response.start":
                 entry["status"] = message["status"]
+            if message["type"] == "http.response.body":
+                length = len(message.get("body", b""))
+                entry["bytes"] += length if limit is None else min(length, max(0, limit - sent))
             if limit is not None and message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 if sent + len(body) >= limit:
