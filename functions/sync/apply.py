@@ -90,6 +90,7 @@ class Applier:
         # items' pending rows are removed (one table call per 100 items, not one per item).
         self._unwritten: dict[str, dict] = {}
         self._listed: frozenset[str] | None = None
+        self.checkpoints = itemrows.CopyCheckpoints(connection_id)
         self._listing_taken = not full  # a full enumeration's applier lists the mirror once
 
     # ----- driver ---------------------------------------------------------------------------------
@@ -275,7 +276,10 @@ class Applier:
             return False  # stays pending for the continuation
         self.check_lease()
         row = self.rows[step.item_id]
-        result = self.mirror.copy(self.graph, step, metadata(row.id, row.etag, row.quickxorhash, row.ctag), self._listed)
+        result = self.mirror.copy(self.graph, step, metadata(row.id, row.etag, row.quickxorhash, row.ctag), self._listed,
+                                  out_of_time=self.out_of_time, checkpoints=self.checkpoints)
+        if result.outcome == "paused":
+            return False  # stays pending: the next message continues after the staged blocks
         if result.outcome in ("copied", "unchanged"):
             with self._lock:
                 self._unavailable = 0

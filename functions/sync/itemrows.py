@@ -291,6 +291,32 @@ def mark_pending(connection_id: str, states: list[ItemState]) -> None:
     _submit(_pending(), ops)
 
 
+class CopyCheckpoints:
+    """A long copy's checkpoint (sync/mirror.py `Staged`), kept in the item's pending row: it
+    goes with the row when the item is done."""
+
+    def __init__(self, connection_id: str) -> None:
+        self.connection_id = connection_id
+
+    def load(self, item_id: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = _pending().get_entity(self.connection_id, row_key(item_id), select=["copy_checkpoint"])
+        except ResourceNotFoundError:
+            return None
+        value = entity.get("copy_checkpoint")
+        return value if isinstance(value, str) and value else None
+
+    def save(self, item_id: str, value: str) -> None:
+        from azure.data.tables import UpdateMode
+
+        # MERGE: collect's own MERGE of the pending row keeps it (a changed file's checkpoint names
+        # other bytes and is ignored).
+        _pending().upsert_entity({"PartitionKey": self.connection_id, "RowKey": row_key(item_id), "item_id": item_id,
+                                  "folder": False, "copy_checkpoint": value}, mode=UpdateMode.MERGE)
+
+
 def done(connection_id: str, item_ids: list[str]) -> None:
     _delete_rows(_pending(), connection_id, item_ids)
 

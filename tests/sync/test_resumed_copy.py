@@ -1,0 +1,90 @@
+"""A file whose copy outlasts the time budget: the staged blocks are checkpointed and the next
+message downloads only the rest (OneDrive allows 250 GB files; a budget is minutes)."""
+
+from __future__ import annotations
+
+from functions import storage
+from functions.microsoft.transport import Deadline
+from functions.sync import engine, mirror
+from tests.fixtures.mirror import assert_mirror_equals_drive
+
+EMULATOR_CHUNK = 64 * 1024  # the emulator streams content in chunks of this size
+
+
+def _downloads(emulator) -> list[dict]:
+    return [r for r in emulator.requests if r["host"] == "download"]
+
+
+def _sync_in_messages(connection_id: str, budget: float, max_runs: int = 60) -> list[str]:
+    outcomes = []
+    for _ in range(max_runs):
+        outcomes.append(engine.run(connection_id, deadline=Deadline(budget)).outcome)
+        if outcomes[-1] != "continued":
+            return outcomes
+    raise AssertionError(f"the copy did not finish in {max_runs} messages: {outcomes}")
+
+
+def test_a_copy_longer_than_the_budget_continues_without_downloading_a_byte_twice(connected_drive, emulator, drive,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(engine, "BUDGET_MARGIN_SECONDS", 0.0)
+    # Blocks the size of a read: a pause leaves no half-read block behind to download again.
+    monkeypatch.setattr(mirror, "BLOCK_SIZE", mirror.READ_CHUNK)
+    size = 12 * mirror.READ_CHUNK + 1234
+    drive.write_file("video.mp4", size=size, seed=41)
+    emulator.download_rate = 2**20  # ~3 s of download against a 0.8 s budget
+    outcomes = _sync_in_messages(connected_drive.connection_id, budget=0.8)
+    assert outcomes[-1] == "done" and outcomes.count("continued") >= 2, outcomes
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+
+    downloads = _downloads(emulator)
+    starts = [int(r["range"].removeprefix("bytes=").rstrip("-")) if r["range"] else 0 for r in downloads]
+    assert len(downloads) >= 2 and starts[0] == 0
+    # Each message asks for the bytes after the blocks staged before it, on block boundaries...
+    assert all(later > earlier for earlier, later in zip(starts, starts[1:], strict=False)), starts
+    assert all(start % mirror.READ_CHUNK == 0 for start in starts), starts
+    # ...and what the emulator sent adds up to the file, give or take what was in transit when
+    # a message stopped reading (at most a chunk or two, not a block).
+    sent = sum(r["bytes"] for r in downloads)
+    assert size <= sent <= size + (len(downloads) - 1) * 2 * EMULATOR_CHUNK, (sent, size, len(downloads))
+
+
+def test_a_checkpoint_whose_blocks_are_gone_starts_the_copy_over(connected_drive, emulator, drive, monkeypatch):
+    """The staged blocks of a checkpoint can vanish (a write of the blob discards them; Azure drops
+    them after 7 days): the copy must notice and download from byte 0, not commit a hole."""
+    monkeypatch.setattr(engine, "BUDGET_MARGIN_SECONDS", 0.0)
+    monkeypatch.setattr(mirror, "BLOCK_SIZE", mirror.READ_CHUNK)
+    size = 10 * mirror.READ_CHUNK + 7
+    drive.write_file("big.bin", size=size, seed=42)
+    emulator.download_rate = 1.5 * 2**20
+    assert engine.run(connected_drive.connection_id, deadline=Deadline(0.8)).outcome == "continued"
+    blob = storage.files_container().get_blob_client(f"{connected_drive.connection_id}/big.bin")
+    _, uncommitted = blob.get_block_list("uncommitted")
+    assert uncommitted, "the first message staged blocks and kept them uncommitted"
+    blob.upload_blob(b"someone else's bytes", overwrite=True)
+    blob.delete_blob()  # with the blob go its uncommitted blocks (Azure drops them on the write already)
+    assert not blob.exists()
+    emulator.download_rate = 0
+    assert engine.run(connected_drive.connection_id).outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    assert _downloads(emulator)[-1]["range"] is None  # the whole file again
+
+
+def test_quickxorhash_state_of_two_parts_combines_into_the_hash_of_the_whole():
+    import base64
+    import random
+
+    import quickxorhash
+
+    def digest(data: bytes) -> bytes:
+        hasher = quickxorhash.quickxorhash()
+        hasher.update(data)
+        return hasher.digest()
+
+    rng = random.Random(5)
+    for _ in range(200):
+        data = rng.randbytes(rng.randrange(1, 3000))
+        cut = rng.randrange(0, len(data) + 1)
+        first = mirror._state_of(digest(data[:cut]), cut)
+        second = mirror._state_of(digest(data[cut:]), len(data) - cut)
+        whole = mirror._digest_of(mirror._combine(first, cut, second), len(data))
+        assert base64.b64encode(whole) == base64.b64encode(digest(data)), (len(data), cut)
