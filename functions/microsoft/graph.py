@@ -8,6 +8,9 @@ only on Graph's own origin, so a bearer token can never be sent elsewhere.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +24,10 @@ from functions.microsoft.transport import Deadline, Pause
 from functions.settings import settings
 
 log = logging.getLogger(__name__)
+
+DOWNLOAD_URLS_KEPT = 20_000  # ~10 MB of URLs at most
+# Microsoft documents the URL's life as "a few minutes" in one place and an hour in another.
+DOWNLOAD_URL_FRESH_SECONDS = 120.0
 
 # Returns an access token; `force_refresh=True` after a 401 asks for a new one.
 TokenSource = Callable[[bool], str]
@@ -55,6 +62,22 @@ class GraphClient:
         self._pause = Pause()  # one 429 pauses every request of this connection
         self._base = settings().graph_base_url
         self._origin = _origin(self._base)
+        # Download URLs that delta listed, each used at most once while fresh: a copy then costs
+        # one request instead of `/content` and its redirect. In memory only (they are credentials).
+        self._download_urls: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._urls_lock = threading.Lock()
+
+    def remember_download_url(self, item_id: str, url: str) -> None:
+        with self._urls_lock:
+            self._download_urls.pop(item_id, None)
+            self._download_urls[item_id] = (url, time.monotonic())
+            while len(self._download_urls) > DOWNLOAD_URLS_KEPT:
+                self._download_urls.popitem(last=False)
+
+    def _listed_download_url(self, item_id: str) -> str | None:
+        with self._urls_lock:
+            url, listed_at = self._download_urls.pop(item_id, (None, 0.0))
+        return url if url and time.monotonic() - listed_at < DOWNLOAD_URL_FRESH_SECONDS else None
 
     def url(self, path_or_link: str) -> str:
         if path_or_link.startswith(("http://", "https://")):
@@ -102,19 +125,30 @@ class GraphClient:
         """Stream an item's content from `start`. The caller must check 206 vs 200 when start > 0.
 
         `/content` answers 302 to a pre-authenticated URL on another host: it gets no Authorization.
+        The URL delta listed for the item is tried first, if fresh; refused (expired), `/content`.
         """
-        response = self.request("GET", item_path(item_id) + "/content")
-        location = response.headers.get("Location")
-        if response.status_code not in (301, 302, 303, 307, 308) or not location:
-            raise GraphError(response.status_code, "noRedirect", "content did not redirect to a download URL")
         headers = {"Range": f"bytes={start}-"} if start else {}
-        download = transport.send(
-            lambda: transport.client().build_request("GET", location, headers=headers),
-            deadline=self._deadline,
-            pause=self._pause,
-            stream=True,
-            what="download",
-        )
+
+        def fetch(location: str) -> httpx.Response:
+            return transport.send(
+                lambda: transport.client().build_request("GET", location, headers=headers),
+                deadline=self._deadline,
+                pause=self._pause,
+                stream=True,
+                what="download",
+            )
+
+        listed = self._listed_download_url(item_id)
+        download = fetch(listed) if listed else None
+        if download is not None and download.status_code in (401, 403, 410):
+            download.close()  # expired, or refused for a reason /content will tell
+            download = None
+        if download is None:
+            response = self.request("GET", item_path(item_id) + "/content")
+            location = response.headers.get("Location")
+            if response.status_code not in (301, 302, 303, 307, 308) or not location:
+                raise GraphError(response.status_code, "noRedirect", "content did not redirect to a download URL")
+            download = fetch(location)
         try:
             if download.status_code >= 400:
                 download.read()

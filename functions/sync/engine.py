@@ -204,6 +204,9 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool]) 
             except BadItem:
                 log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
         itemrows.record_delta_page(connection_id, items, epoch=lease.state.resync_epoch or None)
+        for item in items:
+            if item.download_url and not item.deleted:
+                graph.remember_download_url(item.id, item.download_url)
         next_link = page.get("@odata.nextLink")
         delta_link = page.get("@odata.deltaLink")
         if isinstance(next_link, str) and next_link:
