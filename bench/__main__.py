@@ -44,7 +44,9 @@ def _webhook(quick: bool) -> report.Section:
 def _copy(quick: bool) -> report.Section:
     from . import copy
 
-    return copy.run(size_mb=64 if quick else 1024, small_files=500 if quick else 10_000)
+    if quick:
+        return copy.run(size_mb=64, small_files=500, resumed_mb=256, budget=15, rate_mb=16)
+    return copy.run(size_mb=1024, small_files=10_000, resumed_mb=4096, budget=60, rate_mb=40)
 
 
 def _delta(quick: bool) -> report.Section:

@@ -3,8 +3,9 @@
 emulator and the benchmark itself. Driven by JSON lines on stdin; answers one JSON line each.
 
     {"do": "warm"}                                   import and connect everything; RSS
-    {"do": "upload", "name": ..., "size": n, "seed": s}   baseline: plain azure-storage-blob upload
-    {"do": "sync", "connection_id": ...}             engine.run until done (the copy path)
+    {"do": "upload", "name": ..., "size": n, "seed": s, "concurrency": c}   baseline: plain SDK upload
+    {"do": "sync", "connection_id": ..., "budget": s, "origins": {...}}   engine.run until done;
+                                                     CPU seconds, and calls by service if origins
     {"do": "listen"} / {"do": "stop"}                the sync_worker function fed by the queue listener
     {"do": "quit"}
 """
@@ -73,7 +74,7 @@ def _warm() -> dict[str, Any]:
     return {"rss_mb": rss_mb()}
 
 
-def _upload(name: str, size: int, seed: int) -> dict[str, Any]:
+def _upload(name: str, size: int, seed: int, concurrency: int = 1) -> dict[str, Any]:
     from azure.storage.blob import BlobServiceClient
 
     from devtools.emulator.content import GeneratedContent
@@ -88,22 +89,30 @@ def _upload(name: str, size: int, seed: int) -> dict[str, Any]:
     reset_rss_peak()
     before = rss_mb()
     started = time.perf_counter()
-    blob.upload_blob(GeneratedContent(size=size, seed=seed).chunks(chunk_size=4 << 20), length=size, overwrite=True)
+    blob.upload_blob(GeneratedContent(size=size, seed=seed).chunks(chunk_size=4 << 20), length=size, overwrite=True,
+                     max_concurrency=concurrency)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb()}
 
 
-def _sync(connection_id: str) -> dict[str, Any]:
+def _sync(connection_id: str, budget: float | None = None, origins: dict[str, str] | None = None) -> dict[str, Any]:
+    """`budget`: seconds per message (else the setting); `origins` (graph=, download=): count calls."""
+    from devtools.calls import CallCounter
+    from functions.microsoft.transport import Deadline
     from functions.sync import engine
 
+    calls = CallCounter.for_environment(**(origins or {}))
+    if origins:
+        calls.__enter__()
     reset_rss_peak()
     before = rss_mb()
     started = time.perf_counter()
+    cpu_started = time.process_time()  # the worker's own CPU, every thread
     outcomes: list[str] = []
     failures = 0
     while True:
         try:
-            result = engine.run(connection_id, reason="bench")
+            result = engine.run(connection_id, reason="bench", deadline=Deadline(budget) if budget else None)
         except Exception as error:
             # What the host does with a failed invocation: run the message again (maxDequeueCount 5).
             failures += 1
@@ -117,8 +126,11 @@ def _sync(connection_id: str) -> dict[str, Any]:
         if result.outcome != "continued":
             time.sleep(max(0.05, result.retry_after))
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb(), "outcomes": outcomes,
-            "stats": result.stats}
+    cpu_seconds = time.process_time() - cpu_started
+    if origins:
+        calls.__exit__()
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb(),
+            "outcomes": outcomes, "stats": result.stats, "calls": dict(calls.snapshot())}
 
 
 def _listen() -> dict[str, Any]:
