@@ -78,7 +78,7 @@ class Applier:
         self.connection_id = connection_id
         self.graph = graph
         self.mirror = Mirror(connection_id)
-        self.rows = itemrows.RowCache(connection_id)
+        self.rows = itemrows.RowCache(connection_id, dense=full)
         self.stats = stats
         self.out_of_time = out_of_time
         self.check_lease = check_lease
@@ -374,7 +374,7 @@ class Applier:
 
 def _keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:
     """Files are planned once per chunk; folders are the ancestors every chunk needs again."""
-    kept = itemrows.RowCache(rows.connection_id)
+    kept = itemrows.RowCache(rows.connection_id, dense=rows.dense)
     for item_id, state in rows.items():
         if state.kind.holds_children:
             kept[item_id] = state

@@ -28,6 +28,10 @@ READ_THREADS = 16
 # (or a big folder's listing) they are nearly consecutive keys. A page holds at most SLACK rows
 # per id, so a sparse range costs one bounded page, then point reads for what it didn't settle.
 RANGE_READ_MIN = 20
+# Not dense (an incremental pass): the changed ids are scattered over the whole drive, and how many
+# a range page settles depends on the drive's size; point reads cost one call per id whatever the
+# drive holds. Ranges only for many ids at once (a big folder's listing).
+RANGE_READ_SPARSE_MIN = 1000
 RANGE_READ_IDS = 300
 RANGE_READ_SLACK = 3
 
@@ -139,9 +143,10 @@ class RowCache(dict):
     """Rows read during one run, by item id. One worker owns a connection at a time (the lease),
     so what it wrote itself is what the table holds."""
 
-    def __init__(self, connection_id: str) -> None:
+    def __init__(self, connection_id: str, *, dense: bool = True) -> None:
         super().__init__()
         self.connection_id = connection_id
+        self.dense = dense  # the ids asked for are most of the drive's (a full enumeration)
         self._lock = threading.Lock()
         self._missing: set[str] = set()
 
@@ -149,7 +154,7 @@ class RowCache(dict):
         """Read the rows not cached yet: a dense run of keys (an initial sync's chunk) in one
         range query, the rest by point reads, concurrently."""
         wanted = [i for i in dict.fromkeys(item_ids) if i and i not in self and i not in self._missing]
-        if len(wanted) >= RANGE_READ_MIN:
+        if len(wanted) >= (RANGE_READ_MIN if self.dense else RANGE_READ_SPARSE_MIN):
             ordered = sorted(wanted, key=row_key)
             slices = [ordered[start:start + RANGE_READ_IDS] for start in range(0, len(ordered), RANGE_READ_IDS)]
             with ThreadPoolExecutor(min(READ_THREADS, len(slices))) as pool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from devtools.calls import CallCounter
 from functions.sync import engine
 from tests.fixtures.mirror import assert_mirror_equals_drive
@@ -30,3 +32,43 @@ def test_an_initial_sync_costs_a_download_a_blob_write_and_an_event_per_file(con
     # the run's own rows (lease, status, retry list): no table call per file.
     assert calls["table"] <= 45 + FILES * 4 / 100, calls
     assert calls["other"] == 0
+
+
+def apply_changes(drive, rng: random.Random, count: int, among: str) -> None:
+    """`count` changes to files: modified, created, renamed, moved and deleted, in fixed shares,
+    to files and into folders whose names start with `among` (the same part of the drive)."""
+    files = sorted(path for path in drive.snapshot() if path.rsplit("/", 1)[-1].startswith(among))
+    folders = sorted(path for item in drive.walk() if item.kind == "folder"
+                     and (path := drive.path_of(item)).rsplit("/", 1)[-1].startswith(among))
+    kinds = ["modified"] * 8 + ["created"] * 4 + ["renamed"] * 3 + ["moved"] * 3 + ["deleted"] * 2
+    for index in range(count):
+        kind, path = kinds[index % len(kinds)], files.pop(rng.randrange(len(files)))
+        name = path.rsplit("/", 1)[-1]
+        if kind == "modified":
+            drive.write_file(path, rng.randbytes(rng.randrange(1, 64)))
+        elif kind == "created":
+            drive.write_file(f"{rng.choice(folders)}/new-{index}-{rng.random():.6f}.txt", rng.randbytes(32))
+        elif kind == "renamed":
+            drive.rename(path, f"renamed-{index}-{name}")
+        elif kind == "moved":
+            drive.move(path, f"{rng.choice(folders)}/moved-{index}-{name}")
+        else:
+            drive.delete(path)
+
+
+def test_the_storage_calls_of_a_change_pass_do_not_grow_with_the_drive(connected_drive, emulator, drive, sync_until_done):
+    """20 changes in a drive of 200 files and in one of 2,000 cost the same calls: no step of an
+    incremental pass reads, lists or writes the whole drive, or more of it as it grows."""
+    rng = random.Random(7)
+    passes = []
+    for seed, files in ((1, 200), (2, 1800)):  # the drive grows from 200 to 2,000 files
+        drive.seed(n_files=files, n_folders=files // 100, seed=seed, max_size=64)
+        sync_until_done()
+        # The same kind of work both times: changes among the first 200 files and their folders.
+        apply_changes(drive, rng, 20, among="seed-1-")
+        passes.append(counted_sync(connected_drive, emulator))
+        assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    small, large = passes
+    for service in ("blob", "table", "queue", "download"):
+        # A few calls of slack: which folders the random changes touch decides some point reads.
+        assert large[service] <= small[service] + 4, (service, dict(small), dict(large))
