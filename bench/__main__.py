@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale] [--delta-items N]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale] [--delta-items 5000,20000,100000]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """

@@ -105,10 +105,10 @@ def _wait_idle(timeout: float) -> float:
 
 def main() -> Section:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--items", default="5000,20000,100000", help="comma-separated drive sizes")
     parser.add_argument("--changes", type=int, default=100)
     args = parser.parse_args()
-    return run(args.items, args.changes)
+    return run(tuple(int(n) for n in args.items.split(",")), args.changes)
 
 
 if __name__ == "__main__":
