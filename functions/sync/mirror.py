@@ -29,7 +29,7 @@ import httpx
 import quickxorhash
 
 from functions import storage
-from functions.errors import Forbidden, GraphError, ItemNotFound, Unavailable
+from functions.errors import Forbidden, GraphError, ItemNotFound, Throttled, Unavailable
 from functions.microsoft.driveitem import ZERO_HASH
 from functions.microsoft.transport import backoff_delay
 from functions.sync.plan import Copy, blob_name
@@ -307,7 +307,9 @@ class Mirror:
                          extra={"connection_id": self.connection_id, "item_id": plan.item_id})
                 time.sleep(backoff_delay(failures) / 4)
             settle()
-        except Paused:
+        except (Paused, Throttled):
+            # Out of budget either way (a wait that would not fit is raised as Throttled): keep
+            # what is staged for the next message.
             checkpoint()
             raise
         finally:
