@@ -14,9 +14,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-
-class SettingsError(RuntimeError):
-    """A setting is missing or malformed; the message names it and says what is expected."""
+from functions.errors import SettingsError as SettingsError  # raised here; the tree is in errors.py
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def compressed_time(monkeypatch: pytest.MonkeyPatch, app_settings) -> None:
     # A dead worker's lease runs out after 2 s instead of 60.
     monkeypatch.setattr(state, "LEASE_SECONDS", 2.0)
     # The storage SDKs' first retry after an outage: ~0.3 s instead of 15 s.
-    monkeypatch.setattr(storage, "_CLIENT_OPTIONS", {**storage._CLIENT_OPTIONS, "initial_backoff": 0.3,
+    monkeypatch.setattr(storage.clients, "_CLIENT_OPTIONS", {**storage.clients._CLIENT_OPTIONS, "initial_backoff": 0.3,
                                                     "increment_base": 2, "random_jitter_range": 0.2, "retry_total": 6})
     storage.reset_clients()
     yield
