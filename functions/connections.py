@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from functions import storage
+from functions.errors import Conflict
 
 PARTITION = "connection"
 _NAMESPACE = uuid.UUID("6f9b7a52-3c1e-4f0a-9a57-0d1e5b1c2a3d")
@@ -69,7 +70,7 @@ class Connection:
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> Connection:
         known = {f.name for f in fields(cls)} - {"connection_id", "extra"}
-        values = {name: storage.plain(entity[name]) for name in known if entity.get(name) is not None}
+        values = {name: entity[name] for name in known if entity.get(name) is not None}
         if "state" in values:
             values["state"] = ConnectionState(values["state"])
         for name, value in values.items():
@@ -107,17 +108,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
-def _table():
-    return storage.table(storage.Tables.CONNECTIONS)
+def _table() -> storage.Table:
+    return storage.Table(storage.Tables.CONNECTIONS)
 
 
 def get(connection_id: str) -> Connection | None:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        return Connection.from_entity(_table().get_entity(PARTITION, connection_id))
-    except ResourceNotFoundError:
-        return None
+    row = _table().get(PARTITION, connection_id)
+    return None if row is None else Connection.from_entity(row)
 
 
 def require(connection_id: str) -> Connection:
@@ -129,8 +126,6 @@ def require(connection_id: str) -> Connection:
 
 def save_profile(*, account_id: str, drive_id: str, display_name: str, email: str, ref: str) -> Connection:
     """Create the connection, or bring an existing one back to `active` with a fresh profile."""
-    from azure.data.tables import UpdateMode
-
     connection_id = connection_id_for(account_id)
     now = utcnow()
     existing = get(connection_id)
@@ -149,22 +144,13 @@ def save_profile(*, account_id: str, drive_id: str, display_name: str, email: st
         entity["ref"] = ref
     if existing is None or existing.created_at is None:
         entity["created_at"] = now
-    _table().upsert_entity(entity, mode=UpdateMode.MERGE)
+    _table().upsert(entity)
     return require(connection_id)
 
 
 def update(connection_id: str, **values: Any) -> None:
-    """Merge the named fields into the connection's row (it must exist)."""
-    from azure.data.tables import UpdateMode
-
-    entity = {"PartitionKey": PARTITION, "RowKey": connection_id}
-    for name, value in values.items():
-        if isinstance(value, StrEnum):
-            value = str(value)
-        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
-            value = storage.int64(value)
-        entity[name] = value
-    _table().update_entity(entity, mode=UpdateMode.MERGE)
+    """Merge the named fields into the connection's row (it must exist: `NotFound` otherwise)."""
+    _table().merge({**values, "PartitionKey": PARTITION, "RowKey": connection_id})
 
 
 def set_state(connection_id: str, state: ConnectionState, *, error: str = "") -> None:
@@ -178,29 +164,22 @@ def leave_active(connection_id: str, state: ConnectionState, *, error: str = "")
     """Move an *active* connection to `state`. True if it is in `state` now; False (nothing
     written) if it was in another one, e.g. disconnected meanwhile: a worker's late verdict must
     not overwrite the user's."""
-    from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-    from azure.data.tables import UpdateMode
+    def decide(row: storage.Row | None) -> storage.Write[bool] | storage.Keep[bool]:
+        if row is None:
+            return storage.Keep(False)
+        if row.get("state") != str(ConnectionState.ACTIVE):
+            return storage.Keep(row.get("state") == str(state))
+        return storage.Write({"state": str(state), "last_sync_error": error}, True)
 
-    for _ in range(5):
-        try:
-            entity = _table().get_entity(PARTITION, connection_id)
-        except ResourceNotFoundError:
-            return False
-        if entity.get("state") != str(ConnectionState.ACTIVE):
-            return entity.get("state") == str(state)
-        values = {"PartitionKey": PARTITION, "RowKey": connection_id, "state": str(state), "last_sync_error": error}
-        try:
-            _table().update_entity(values, mode=UpdateMode.MERGE, etag=entity.metadata["etag"],
-                                   match_condition=MatchConditions.IfNotModified)
-            return True
-        except ResourceModifiedError:
-            continue  # written meanwhile (a sync's status): look again
-    return False
+    try:
+        # A row written meanwhile (a sync's status) is looked at again.
+        return storage.swap(_table(), PARTITION, connection_id, decide, attempts=5).result
+    except Conflict:
+        return False
 
 
 def delete(connection_id: str) -> None:
-    _table().delete_entity(PARTITION, connection_id)
+    _table().delete(PARTITION, connection_id)
 
 
 def iterate(*, ref: str | None = None, states: tuple[ConnectionState, ...] | None = None) -> Iterator[Connection]:
@@ -210,7 +189,7 @@ def iterate(*, ref: str | None = None, states: tuple[ConnectionState, ...] | Non
     if ref is not None:
         query += " and ref eq @ref"
         parameters["ref"] = ref
-    for entity in _table().query_entities(query, parameters=parameters):
+    for entity in _table().query(query, parameters):
         connection = Connection.from_entity(entity)
         if states is None or connection.state in states:
             yield connection
@@ -227,7 +206,7 @@ def page(*, ref: str | None, limit: int, after: str | None) -> tuple[list[Connec
         query += " and RowKey gt @after"
         parameters["after"] = after
     found: list[Connection] = []
-    for entity in _table().query_entities(query, parameters=parameters, results_per_page=limit):
+    for entity in _table().query(query, parameters, page_size=limit):
         found.append(Connection.from_entity(entity))
         if len(found) > limit:
             break
