@@ -10,7 +10,6 @@ must match ALLOWED_RETURN_URLS. Nothing here logs a state, code, cookie or token
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -21,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from functions import storage
+from functions.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ def _cookie_name(state_hash: str) -> str:
     return COOKIE_PREFIX + state_hash[:16]
 
 
-def _states():
-    return storage.table(storage.Tables.OAUTH_STATES)
+def _states() -> storage.Table:
+    return storage.Table(storage.Tables.OAUTH_STATES)
 
 
 def _now() -> datetime:
@@ -134,7 +134,7 @@ def start(params: Mapping[str, str]) -> Started:
     verifier = secrets.token_urlsafe(64)  # 86 characters, within PKCE's 43-128
     cookie_value = secrets.token_urlsafe(32)
     state_hash = _hash(state)
-    _states().create_entity(
+    _states().insert(
         {
             "PartitionKey": state_hash,
             "RowKey": STATE_ROW,
@@ -192,31 +192,21 @@ def complete(params: Mapping[str, str], cookies: Mapping[str, str]) -> Completed
 
 
 def _consume(state: str, cookies: Mapping[str, str]) -> _Flow:
-    from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-    from azure.data.tables import UpdateMode
-
     from functions.tokens import keyring
 
     state_hash = _hash(state)
     table = _states()
     used = BadRequest("This sign-in link is unknown or was already used. Start connecting again.")
+    entity = table.get(state_hash, STATE_ROW)
+    if entity is None or entity.get("consumed"):
+        raise used
     try:
-        entity = table.get_entity(state_hash, STATE_ROW)
-        if entity.get("consumed"):
-            raise used
         # Single use: of two callbacks racing with one state, only one can change this version.
         # (A conditional MERGE, not a conditional delete: Azurite lets two racing deletes succeed.)
-        table.update_entity(
-            {"PartitionKey": state_hash, "RowKey": STATE_ROW, "consumed": True},
-            mode=UpdateMode.MERGE,
-            etag=entity.metadata["etag"],
-            match_condition=MatchConditions.IfNotModified,
-        )
-    except (ResourceNotFoundError, ResourceModifiedError):
+        table.merge({"PartitionKey": state_hash, "RowKey": STATE_ROW, "consumed": True}, etag=entity.etag)
+    except Conflict:
         raise used from None
-    with contextlib.suppress(ResourceNotFoundError):
-        table.delete_entity(state_hash, STATE_ROW)
+    table.delete(state_hash, STATE_ROW)
     expires_at = entity["expires_at"]
     if (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)) <= _now():
         raise BadRequest("This sign-in link has expired. Start connecting again.")
@@ -296,8 +286,8 @@ def purge_expired_states(now: datetime | None = None) -> int:
     cutoff = now or _now()
     table = _states()
     purged = 0
-    for entity in table.query_entities("expires_at lt @cutoff", parameters={"cutoff": cutoff}, select=["PartitionKey", "RowKey"]):
-        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    for entity in table.query("expires_at lt @cutoff", {"cutoff": cutoff}, select=["PartitionKey", "RowKey"]):
+        table.delete(entity["PartitionKey"], entity["RowKey"])
         purged += 1
     return purged
 
