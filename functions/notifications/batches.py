@@ -11,9 +11,13 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from functions import messages
+from functions.errors import BadInput, StorageError, StorageUnavailable
 from functions.notifications import subscriptions
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +25,8 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_NOTIFICATIONS = 1000  # per POST; Graph batches far fewer, and each costs a point read
 
 
-class MalformedBatch(ValueError):
+class MalformedBatch(BadInput):
     """The body is not a notification batch; the message is safe to show the sender."""
-
-
-class StorageUnavailable(RuntimeError):
-    """Storage failed while handling a batch: answer 5xx so Graph delivers it again."""
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,12 @@ def _log(outcome: Outcome, *, kind: str, queued: int) -> None:
             extra={"received": outcome.received, "dropped": outcome.dropped, "queued": queued})
 
 
-def _guarded(call: Callable):
-    from azure.core.exceptions import AzureError
-
+def _guarded(call: Callable[[], T]) -> T:
+    """Any storage failure while handling a batch is `StorageUnavailable`: the webhook answers 5xx
+    so Graph delivers the batch again."""
     try:
         return call()
-    except AzureError as error:
-        raise StorageUnavailable(type(error).__name__) from None
+    except StorageUnavailable:
+        raise
+    except StorageError as error:
+        raise StorageUnavailable(str(error), error.status) from None

@@ -37,8 +37,6 @@ ROW = ""  # one row per subscription: PartitionKey = subscription id
 _VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # Graph's caller-side limit is "up to 128 characters"; anything longer is forged.
 MAX_CLIENT_STATE = 255
-# Point reads on the webhook path: one quick retry, then fail so Graph retries (it must hear < 3 s).
-_WEBHOOK_READ = {"retry_total": 1, "retry_backoff_factor": 0.2}
 # Bursts of notifications name the same few subscriptions: remember their rows briefly, saving a
 # storage read per notification on the webhook's hot path. A subscription row never changes its
 # clientState (a new one means a new subscription id), so a short TTL only delays noticing a
@@ -63,8 +61,8 @@ def digest(client_state: str) -> str:
     return hashlib.sha256(client_state.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _table():
-    return storage.table(storage.Tables.SUBSCRIPTIONS)
+def _table() -> storage.Table:
+    return storage.Table(storage.Tables.SUBSCRIPTIONS)
 
 
 def _graph(connection_id: str):
@@ -100,15 +98,13 @@ def verify(subscription_id: str, client_state: str) -> str | None:
 
     Storage errors propagate: the webhook must answer 5xx then, so Graph delivers again.
     """
-    from azure.core.exceptions import ResourceNotFoundError
-
     if not valid_id(subscription_id) or not isinstance(client_state, str) or not 0 < len(client_state) <= MAX_CLIENT_STATE:
         return None
     known = _verified.get(subscription_id)
     if known is None or time.monotonic() - known[2] > VERIFIED_TTL_SECONDS:
-        try:
-            row = _table().get_entity(subscription_id, ROW, **_WEBHOOK_READ)
-        except ResourceNotFoundError:
+        # One quick retry, then fail so Graph retries (it must hear < 3 s).
+        row = _table().get(subscription_id, ROW, quick=True)
+        if row is None:
             _verified.pop(subscription_id, None)
             return None
         known = (str(row.get("client_state_sha256", "")), str(row.get("connection_id") or ""), time.monotonic())
@@ -123,14 +119,10 @@ def verify(subscription_id: str, client_state: str) -> str | None:
 
 def lookup(subscription_id: str) -> str | None:
     """The connection of a subscription, without checking a clientState (for our own bookkeeping)."""
-    from azure.core.exceptions import ResourceNotFoundError
-
     if not valid_id(subscription_id):
         return None
-    try:
-        return str(_table().get_entity(subscription_id, ROW).get("connection_id") or "") or None
-    except ResourceNotFoundError:
-        return None
+    row = _table().get(subscription_id, ROW)
+    return None if row is None else str(row.get("connection_id") or "") or None
 
 
 def create(connection_id: str) -> Subscription:
@@ -160,7 +152,7 @@ def create(connection_id: str) -> Subscription:
     if not valid_id(subscription_id):
         raise GraphError(201, "invalidSubscriptionId", "Graph answered a subscription without a usable id")
     subscription = Subscription(subscription_id, connection_id, _expiry_of(answer, requested))
-    _table().upsert_entity(
+    _table().upsert(
         {
             "PartitionKey": subscription.subscription_id,
             "RowKey": ROW,
@@ -243,9 +235,7 @@ def delete(connection_id: str) -> None:
 
 
 def _extended(connection_id: str, subscription_id: str, expires_at: datetime) -> Subscription:
-    from azure.data.tables import UpdateMode
-
-    _table().upsert_entity({"PartitionKey": subscription_id, "RowKey": ROW, "expires_at": expires_at}, mode=UpdateMode.MERGE)
+    _table().upsert({"PartitionKey": subscription_id, "RowKey": ROW, "expires_at": expires_at})
     connections.update(connection_id, subscription_expires_at=expires_at)
     log.info("subscription renewed", extra={"connection_id": connection_id, "subscription_id": subscription_id})
     return Subscription(subscription_id, connection_id, expires_at)
@@ -271,14 +261,11 @@ def forget_cached() -> None:
 
 
 def _forget(subscription_id: str) -> None:
-    from azure.core.exceptions import ResourceNotFoundError
-
     _verified.pop(subscription_id, None)
-    with contextlib.suppress(ResourceNotFoundError):
-        _table().delete_entity(subscription_id, ROW)
+    _table().delete(subscription_id, ROW)
 
 
 def _rows_of(connection_id: str) -> set[str]:
     """Every subscription row of a connection (a scan: only disconnect uses it, to leave no orphan)."""
-    rows = _table().query_entities("connection_id eq @id", parameters={"id": connection_id}, select=["PartitionKey"])
+    rows = _table().query("connection_id eq @id", {"id": connection_id}, select=["PartitionKey"])
     return {row["PartitionKey"] for row in rows}
