@@ -7,7 +7,6 @@ neither clobbers the other, and a resumed collect or apply is idempotent.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -37,26 +36,20 @@ def row_key(item_id: str) -> str:
     return quote(item_id, safe="!-_.~")
 
 
-def _items():
-    return storage.table(storage.Tables.DRIVE_ITEMS)
+def _items() -> storage.Table:
+    return storage.Table(storage.Tables.DRIVE_ITEMS)
 
 
-def _pending():
-    return storage.table(storage.Tables.PENDING_ITEMS)
+def _pending() -> storage.Table:
+    return storage.Table(storage.Tables.PENDING_ITEMS)
 
 
-def _failed():
-    return storage.table(storage.Tables.FAILED_ITEMS)
+def _failed() -> storage.Table:
+    return storage.Table(storage.Tables.FAILED_ITEMS)
 
 
-def _batches(operations: list[tuple], size: int = BATCH) -> Iterator[list[tuple]]:
-    for start in range(0, len(operations), size):
-        yield operations[start : start + size]
-
-
-def _submit(table, operations: list[tuple]) -> None:
-    for chunk in _batches(operations):
-        table.submit_transaction(chunk)
+def _upserts(entities: Iterable[dict[str, Any]]) -> list[storage.Op]:
+    return [storage.Op("upsert", entity) for entity in entities]
 
 
 # ----- collect ---------------------------------------------------------------------------------
@@ -88,23 +81,23 @@ def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: 
                 kind=str(item.kind),
                 name=item.name or "",
                 parent_id=item.parent_id or "",
-                size=storage.int64(item.size if item.size is not None else -1),
+                size=storage.Int64(item.size if item.size is not None else -1),
                 quickxorhash=item.quickxorhash or "",
                 ctag=item.ctag,
                 malware=item.malware,
             )
         else:
             entity["tomb_kind"] = str(item.kind)  # used only when we never saw the item alive
-        desired_ops.append(("upsert", entity, {"mode": "merge"}))
-        pending_ops.append(("upsert", {
+        desired_ops.append(storage.Op("upsert", entity))
+        pending_ops.append(storage.Op("upsert", {
             "PartitionKey": connection_id,
             "RowKey": row_key(item.id),
             "item_id": item.id,
             "folder": item.kind.holds_children or (item.deleted and item.kind is Kind.FOLDER),
-        }, {"mode": "merge"}))
+        }))
     # The id map first: a pending row must never point at a row that doesn't exist.
-    _submit(_items(), desired_ops)
-    _submit(_pending(), pending_ops)
+    _items().batch(desired_ops)
+    _pending().batch(pending_ops)
     return len(latest)
 
 
@@ -117,7 +110,7 @@ def _state(entity: dict[str, Any]) -> ItemState:
         kind = Kind(kind_text)
     except ValueError:
         kind = Kind.FILE
-    size = storage.plain(entity.get("size"))
+    size = entity.get("size")
     return ItemState(
         id=entity.get("item_id") or unquote(entity["RowKey"]),
         kind=kind,
@@ -173,13 +166,11 @@ class RowCache(dict):
         keys = {row_key(i): i for i in wanted}
         low, high = min(keys), max(keys)
         page_size = min(1000, RANGE_READ_SLACK * len(keys))
-        pages = _items().query_entities("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
-                                        parameters={"pk": self.connection_id, "low": low, "high": high},
-                                        results_per_page=page_size).by_page()
-        page = list(next(pages, []))
+        page, more = _items().first_page("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+                                         {"pk": self.connection_id, "low": low, "high": high}, page_size=page_size)
         # A page with a continuation may stop short of `high` (or be empty): ids past its last key
         # are still unknown.
-        covered = high if pages.continuation_token is None else (page[-1]["RowKey"] if page else "")
+        covered = high if not more else (page[-1]["RowKey"] if page else "")
         with self._lock:
             for entity in page:
                 item_id = keys.get(entity["RowKey"])
@@ -224,12 +215,8 @@ class RowCache(dict):
 
 
 def _read(connection_id: str, item_id: str) -> ItemState | None:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        return _state(_items().get_entity(connection_id, row_key(item_id)))
-    except ResourceNotFoundError:
-        return None
+    row = _items().get(connection_id, row_key(item_id))
+    return None if row is None else _state(row)
 
 
 # ----- apply: mirrored values, pending list ----------------------------------------------------
@@ -252,27 +239,24 @@ def mirrored_entity(connection_id: str, item_id: str, *, name: str | None, paren
 def set_mirrored(connection_id: str, item_id: str, *, name: str | None, parent_id: str | None, content: str = "",
                  skipped: str = "") -> None:
     """Record where the mirror now holds an item (name None: nowhere; `skipped`: why not)."""
-    from azure.data.tables import UpdateMode
-
-    entity = mirrored_entity(connection_id, item_id, name=name, parent_id=parent_id, content=content, skipped=skipped)
-    _items().upsert_entity(entity, mode=UpdateMode.MERGE)
+    _items().upsert(mirrored_entity(connection_id, item_id, name=name, parent_id=parent_id, content=content, skipped=skipped))
 
 
 def write_mirrored(entities: list[dict[str, Any]]) -> None:
     """Many `mirrored_entity` values of one partition, in batch transactions (one RowKey each)."""
-    _submit(_items(), [("upsert", entity, {"mode": "merge"}) for entity in entities])
+    _items().batch(_upserts(entities))
 
 
 def forget(connection_id: str, item_ids: list[str]) -> None:
     """Remove dead items from the id map."""
-    _delete_rows(_items(), connection_id, item_ids)
+    _items().delete_rows(connection_id, [row_key(i) for i in item_ids])
 
 
 def pending_ids(connection_id: str, *, folders: bool, limit: int) -> list[str]:
     query = "PartitionKey eq @pk and folder eq @folder"
     found = []
-    for entity in _pending().query_entities(query, parameters={"pk": connection_id, "folder": folders},
-                                           select=["item_id", "RowKey"], results_per_page=min(limit, 1000)):
+    for entity in _pending().query(query, {"pk": connection_id, "folder": folders}, select=["item_id", "RowKey"],
+                                   page_size=min(limit, 1000)):
         found.append(entity.get("item_id") or unquote(entity["RowKey"]))
         if len(found) >= limit:
             break
@@ -280,34 +264,19 @@ def pending_ids(connection_id: str, *, folders: bool, limit: int) -> list[str]:
 
 
 def has_pending(connection_id: str) -> bool:
-    for _ in _pending().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}, select=["RowKey"], results_per_page=1):
+    for _ in _pending().query("PartitionKey eq @pk", {"pk": connection_id}, select=["RowKey"], page_size=1):
         return True
     return False
 
 
 def mark_pending(connection_id: str, states: list[ItemState]) -> None:
-    ops = [("upsert", {"PartitionKey": connection_id, "RowKey": row_key(s.id), "item_id": s.id,
-                       "folder": s.kind.holds_children}, {"mode": "merge"}) for s in states]
-    _submit(_pending(), ops)
+    _pending().batch(_upserts({"PartitionKey": connection_id, "RowKey": row_key(s.id), "item_id": s.id,
+                               "folder": s.kind.holds_children} for s in states))
 
 
 def done(connection_id: str, item_ids: list[str]) -> None:
-    _delete_rows(_pending(), connection_id, item_ids)
-
-
-def _delete_rows(table, connection_id: str, item_ids: list[str]) -> None:
-    from azure.core.exceptions import ResourceNotFoundError
-    from azure.data.tables import TableTransactionError
-
-    ops = [("delete", {"PartitionKey": connection_id, "RowKey": row_key(i)}) for i in dict.fromkeys(item_ids)]
-    for chunk in _batches(ops):
-        try:
-            table.submit_transaction(chunk)
-        except (TableTransactionError, ResourceNotFoundError):
-            # One row of the batch is already gone (a resumed apply): delete the rest one by one.
-            for _, entity in chunk:
-                with contextlib.suppress(ResourceNotFoundError):
-                    table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    # Rows already gone (a resumed apply) are fine.
+    _pending().delete_rows(connection_id, [row_key(i) for i in item_ids])
 
 
 # ----- resync: mark and sweep ------------------------------------------------------------------
@@ -315,19 +284,17 @@ def _delete_rows(table, connection_id: str, item_ids: list[str]) -> None:
 
 def unseen(connection_id: str, epoch: str) -> Iterator[ItemState]:
     """Rows the last full enumeration did not contain (not stamped with its epoch)."""
-    for entity in _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}):
+    for entity in _items().query("PartitionKey eq @pk", {"pk": connection_id}):
         if entity.get("seen_epoch") != epoch and not entity.get("deleted"):
             yield _state(entity)
 
 
 def mark_deleted(connection_id: str, states: list[ItemState]) -> None:
-    ops = [("upsert", {"PartitionKey": connection_id, "RowKey": row_key(s.id), "deleted": True}, {"mode": "merge"})
-           for s in states]
-    _submit(_items(), ops)
+    _items().batch(_upserts({"PartitionKey": connection_id, "RowKey": row_key(s.id), "deleted": True} for s in states))
 
 
 def all_rows(connection_id: str) -> Iterator[ItemState]:
-    for entity in _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}):
+    for entity in _items().query("PartitionKey eq @pk", {"pk": connection_id}):
         yield _state(entity)
 
 
@@ -339,16 +306,11 @@ RETRY_MAX = timedelta(hours=24)
 
 def park(connection_id: str, item_id: str, error: str, *, now: datetime | None = None) -> timedelta:
     """Put an item on the retry list (its pending row is removed by the caller). Returns the delay."""
-    from azure.core.exceptions import ResourceNotFoundError
-    from azure.data.tables import UpdateMode
-
     now = now or datetime.now(UTC)
-    try:
-        attempts = int(_failed().get_entity(connection_id, row_key(item_id)).get("attempts") or 0)
-    except ResourceNotFoundError:
-        attempts = 0
+    previous = _failed().get(connection_id, row_key(item_id))
+    attempts = int(previous.get("attempts") or 0) if previous is not None else 0
     delay = min(RETRY_MAX, RETRY_BASE * (2**min(attempts, 10)))
-    _failed().upsert_entity({
+    _failed().upsert({
         "PartitionKey": connection_id,
         "RowKey": row_key(item_id),
         "item_id": item_id,
@@ -356,12 +318,12 @@ def park(connection_id: str, item_id: str, error: str, *, now: datetime | None =
         "attempts": attempts + 1,
         "failed_at": now,
         "retry_at": now + delay,
-    }, mode=UpdateMode.REPLACE)
+    }, replace=True)
     return delay
 
 
 def failed(connection_id: str) -> list[dict[str, Any]]:
-    return [dict(e) for e in _failed().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id})]
+    return [dict(e) for e in _failed().query("PartitionKey eq @pk", {"pk": connection_id})]
 
 
 def due_failed(connection_id: str, *, now: datetime | None = None) -> list[str]:
@@ -377,4 +339,4 @@ def due_failed(connection_id: str, *, now: datetime | None = None) -> list[str]:
 
 
 def unpark(connection_id: str, item_ids: list[str]) -> None:
-    _delete_rows(_failed(), connection_id, item_ids)
+    _failed().delete_rows(connection_id, [row_key(i) for i in item_ids])
