@@ -29,7 +29,7 @@ class BlobEntry:
     name: str
     size: int
     etag: str
-    last_modified: datetime | None = None
+    last_modified: datetime
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -11,12 +11,11 @@ never shows a half-written or unverified file, and a 10 GB file costs the memory
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import string
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,8 +31,6 @@ from functions.microsoft.transport import backoff_delay
 from functions.sync.plan import Copy, blob_name
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient
-
     from functions.microsoft.graph import GraphClient
 
 log = logging.getLogger(__name__)
@@ -82,91 +79,64 @@ class Mirror:
 
     def __init__(self, connection_id: str) -> None:
         self.connection_id = connection_id
-        self.container = storage.files_container()
-        self.prefix = connection_id + "/"
+        self.container = storage.blobs.files()
+        self.prefix = storage.mirror_prefix(connection_id)
 
-    def _blob(self, path: str) -> BlobClient:
-        return self.container.get_blob_client(blob_name(self.connection_id, path))
+    def _name(self, path: str) -> str:
+        return blob_name(self.connection_id, path)
 
     # ----- reading ------------------------------------------------------------------------------
 
     def list(self, under: str = "") -> Iterator[BlobInfo]:
         """Blobs under a folder path ("" = the whole mirror), with their metadata."""
         prefix = self.prefix + (under + "/" if under else "")
-        for blob in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+        for blob in self.container.list(prefix):
             yield _info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag)
 
     def paths(self, limit: int) -> frozenset[str] | None:
         """Every blob path in the mirror now (names only: 5,000 a call), or None past `limit`."""
         found: set[str] = set()
-        for name in self.container.list_blob_names(name_starts_with=self.prefix):
+        for name in self.container.names(self.prefix):
             if len(found) >= limit:
                 return None
             found.add(name[len(self.prefix):])
         return frozenset(found)
 
     def probe(self, path: str) -> BlobInfo | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            props = self._blob(path).get_blob_properties()
-        except ResourceNotFoundError:
-            return None
-        return _info(path, props.metadata, props.size, props.etag)
+        found = self.container.probe(self._name(path))
+        return None if found is None else _info(path, found.metadata, found.size, found.etag)
 
     # ----- moving and deleting ------------------------------------------------------------------
 
     def delete(self, path: str, item_id: str) -> bool:
         """Delete the blob at `path` if it still holds `item_id`. True if deleted."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
         found = self.probe(path)
         if found is None or found.item_id != item_id:
             return False
-        try:
-            self._blob(path).delete_blob(etag=found.etag, match_condition=MatchConditions.IfNotModified)
-        except (ResourceNotFoundError, ResourceModifiedError):
-            return False
-        return True
+        return self.container.delete(self._name(path), etag=found.etag)
 
     def delete_raw(self, path: str, etag: str) -> None:
         """Delete a blob found by listing (its name may not pass our path rules: a stray)."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
-        with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
-            self.container.delete_blob(self.prefix + path, etag=etag, match_condition=MatchConditions.IfNotModified)
+        self.container.delete(self.prefix + path, etag=etag)
 
     def move(self, item_id: str, source: str, target: str, new_metadata: dict[str, str] | None = None) -> bool:
         """Server-side copy of the blob at `source` (if it holds `item_id`) to `target`, then
         delete the source. False if the source no longer holds the item (the caller copies it)."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
         found = self.probe(source)
         if found is None or found.item_id != item_id:
             return False
-        source_client = self._blob(source)
-        target_client = self._blob(target)
-        copy = target_client.start_copy_from_url(source_client.url, metadata=new_metadata, requires_sync=None)
-        status = copy.get("copy_status")
-        deadline = time.monotonic() + COPY_POLL_SECONDS
-        while status == "pending":
-            if time.monotonic() > deadline:
-                raise Unavailable(f"server-side copy did not finish in {COPY_POLL_SECONDS:.0f} s")
-            time.sleep(0.2)
-            status = target_client.get_blob_properties().copy.status
+        status = self.container.copy(self._name(source), self._name(target), new_metadata, timeout=COPY_POLL_SECONDS)
+        if status == "pending":
+            raise Unavailable(f"server-side copy did not finish in {COPY_POLL_SECONDS:.0f} s")
         if status != "success":
             raise Unavailable(f"server-side copy ended {status}")
-        with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
-            source_client.delete_blob(etag=found.etag, match_condition=MatchConditions.IfNotModified)
+        self.container.delete(self._name(source), etag=found.etag)
         return True
 
     # ----- copying from OneDrive ----------------------------------------------------------------
 
     def write_empty(self, path: str, blob_metadata: dict[str, str]) -> None:
-        self._blob(path).upload_blob(b"", overwrite=True, metadata=blob_metadata)
+        self.container.upload(self._name(path), b"", blob_metadata)
 
     def copy(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str],
              listed: frozenset[str] | None = None) -> CopyResult:
@@ -202,7 +172,7 @@ class Mirror:
         return CopyResult("failed", error=error)
 
     def _stream(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str]) -> int:
-        blob = self._blob(plan.path)
+        name = self._name(plan.path)
         nonce = uuid.uuid4().hex[:12]  # block ids of this attempt only; uncommitted ones expire
         blocks: list[str] = []
         hasher = quickxorhash.quickxorhash()
@@ -226,7 +196,7 @@ class Mirror:
             block_id = base64.b64encode(f"{nonce}-{len(blocks):08d}".encode()).decode()
             if stager is None:
                 stager = ThreadPoolExecutor(1, thread_name_prefix="stage-block")
-            in_flight = stager.submit(blob.stage_block, block_id, data)
+            in_flight = stager.submit(self.container.stage_block, name, block_id, data)
             # Counted once handed over: a resumed download continues after it, and a block that
             # fails to stage raises (in settle) before anything is committed.
             hasher.update(data)
@@ -287,9 +257,9 @@ class Mirror:
         if not plan.quickxorhash:
             blob_metadata = {**blob_metadata, "quickxorhash": meta(digest)}
         if single is not None:
-            blob.upload_blob(single, overwrite=True, metadata=blob_metadata)
+            self.container.upload(name, single, blob_metadata)
         else:
-            blob.commit_block_list(blocks, metadata=blob_metadata)
+            self.container.commit_blocks(name, blocks, blob_metadata)
         return offset
 
 
@@ -305,6 +275,6 @@ def _resumes_at(response: httpx.Response, offset: int) -> bool:
     return unit == "bytes" and start == offset
 
 
-def _info(path: str, blob_metadata: dict[str, str] | None, size: int | None, etag: str) -> BlobInfo:
+def _info(path: str, blob_metadata: Mapping[str, str] | None, size: int | None, etag: str) -> BlobInfo:
     values = {k.lower(): unquote(v or "") for k, v in (blob_metadata or {}).items()}
     return BlobInfo(path, values.get("item_id") or None, values.get("quickxorhash") or None, int(size or 0), etag)
