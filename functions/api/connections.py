@@ -48,16 +48,15 @@ def get_connection(connection_id: str) -> dict[str, Any]:
 def failed_items(connection_id: str) -> tuple[list[dict[str, Any]], bool]:
     """The items the sync parked after repeated failures, with their last error (at most
     MAX_FAILED_ITEMS_SHOWN; the connection's `itemsFailed` counter has the total)."""
-    rows = storage.table(storage.Tables.FAILED_ITEMS).query_entities(
-        "PartitionKey eq @pk", parameters={"pk": connection_id}, results_per_page=MAX_FAILED_ITEMS_SHOWN + 1
-    )
+    rows = storage.Table(storage.Tables.FAILED_ITEMS).query("PartitionKey eq @pk", {"pk": connection_id},
+                                                             page_size=MAX_FAILED_ITEMS_SHOWN + 1)
     shown: list[dict[str, Any]] = []
     truncated = False
     for row in rows:
         if len(shown) == MAX_FAILED_ITEMS_SHOWN:
             truncated = True
             break
-        timestamp = row.get("failed_at") or getattr(row, "metadata", {}).get("timestamp")
+        timestamp = row.get("failed_at") or row.timestamp
         shown.append({
             "itemId": str(row.get("item_id") or unquote(row["RowKey"])),
             "path": row.get("path") or None,

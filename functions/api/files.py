@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from functions import storage
 from functions.api import downloads
 from functions.api.support import ApiError, bad_request, decode_cursor, encode_cursor, parse_limit, require_connection
+from functions.errors import Conflict, NotFound, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -93,32 +94,26 @@ def validate_prefix(prefix: str) -> str:
 
 def list_files(connection_id: str, *, prefix: str | None, cursor: str | None, limit: str | None) -> dict[str, Any]:
     """One page of the mirror under `prefix`, ordered by path; `nextCursor` continues it."""
-    from azure.core.exceptions import HttpResponseError
-
     require_connection(connection_id)
     prefix = validate_prefix(prefix or "")
     page_size = parse_limit(limit, default=DEFAULT_PAGE, maximum=MAX_PAGE)
     scope = {"c": connection_id, "p": prefix}
     marker = decode_cursor(cursor, scope=scope).get("m") if cursor else None
-    base = f"{connection_id}/"
-    pages = storage.files_container().list_blobs(
-        name_starts_with=base + prefix, include=["metadata"], results_per_page=page_size
-    ).by_page(continuation_token=marker)
+    base = storage.mirror_prefix(connection_id)
     try:
-        blobs = list(next(pages, []))
-    except HttpResponseError as error:
-        if error.status_code == 400 and marker:
+        blobs, next_marker = storage.blobs.files().page(base + prefix, page_size=page_size, marker=marker)
+    except StorageError as error:
+        if error.status == 400 and marker:
             raise bad_request("cursor is not valid for this listing; start again without it.", "invalid_cursor") from None
         raise
-    next_marker = pages.continuation_token
     return {
         "files": [_listed(blob, base) for blob in blobs],
         "nextCursor": encode_cursor({**scope, "m": next_marker}) if next_marker else None,
     }
 
 
-def _listed(blob: Any, base: str) -> dict[str, Any]:
-    metadata = blob.metadata or {}
+def _listed(blob: storage.blobs.BlobEntry, base: str) -> dict[str, Any]:
+    metadata = blob.metadata
     item_id = metadata.get("item_id")
     return {
         "path": blob.name[len(base):],
@@ -158,24 +153,21 @@ _ATTEMPTS = 3
 def download(connection_id: str, path: str, *, request_headers: Mapping[str, str], request_url: str | None = None) -> Download:
     """Answer a download: bytes (whole or a range), 304, 416, 413 or a redirect to a signed URL.
     `request_headers` has lowercase names."""
-    from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
     from functions.settings import settings
 
     require_connection(connection_id)
     path = validate_path(path, request_url=request_url, connection_id=connection_id)
-    blob = storage.files_container().get_blob_client(f"{connection_id}/{path}")
+    container = storage.blobs.files()
+    name = storage.mirror_blob(connection_id, path)
     config = settings()
     for _attempt in range(_ATTEMPTS):
-        try:
-            properties = blob.get_blob_properties()
-        except ResourceNotFoundError:
-            raise ApiError(404, "file_not_found", "No such file in this connection's mirror.") from None
+        properties = container.probe(name)
+        if properties is None:
+            raise ApiError(404, "file_not_found", "No such file in this connection's mirror.")
         stored = downloads.StoredFile(
             path=path,
             size=properties.size,
-            etag=entity_tag(properties.metadata or {}, properties.etag),
+            etag=entity_tag(properties.metadata, properties.etag),
             last_modified=properties.last_modified,
         )
         plan = downloads.plan(stored, request_headers, redirect_mode=config.download_redirect,
@@ -183,7 +175,7 @@ def download(connection_id: str, path: str, *, request_headers: Mapping[str, str
         if plan.redirect:
             from functions.api import signed_urls
 
-            location = signed_urls.read_url(blob.blob_name, content_type=stored.content_type,
+            location = signed_urls.read_url(name, content_type=stored.content_type,
                                             content_disposition=stored.content_disposition)
             return Download(302, {**plan.headers, "Location": location})
         if plan.status == 413:
@@ -194,12 +186,11 @@ def download(connection_id: str, path: str, *, request_headers: Mapping[str, str
             return Download(plan.status, plan.headers)
         try:
             # Bound to the ETag we planned with: a file replaced meanwhile is planned again.
-            body = blob.download_blob(offset=plan.body.start, length=plan.body.length,
-                                      etag=properties.etag, match_condition=MatchConditions.IfNotModified).readall()
-        except ResourceModifiedError:
+            body = container.read(name, offset=plan.body.start, length=plan.body.length, etag=properties.etag)
+        except Conflict:
             log.info("file changed during a download; planning again", extra={"connection_id": connection_id})
             continue
-        except ResourceNotFoundError:
+        except NotFound:
             raise ApiError(404, "file_not_found", "No such file in this connection's mirror.") from None
         return Download(plan.status, plan.headers, body)
     raise ApiError(409, "file_changing", "The file kept changing during the download; try again.")

@@ -105,12 +105,7 @@ def _size(count: int | None) -> str:
 # ---- queues ----------------------------------------------------------------------------------
 
 def _queue_depth(name: str) -> int | None:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        return storage.queue_service().get_queue_client(name).get_queue_properties().approximate_message_count
-    except ResourceNotFoundError:
-        return 0
+    return storage.queues.depth(name)
 
 
 def _queue_cards() -> str:
@@ -192,17 +187,17 @@ def overview(*, key: str | None, refresh: bool, connect_url: str, now: datetime 
     return Page(200, _layout("Status", body, links, links.flipped().overview(), crumbs=[("Status", None)], now=now))
 
 
-def _folder_entries(connection_id: str, folder: str) -> tuple[list[str], list[Any], bool]:
-    base = f"{connection_id}/{folder}"
-    folders, files = [], []
+def _folder_entries(connection_id: str, folder: str) -> tuple[list[str], list[storage.blobs.BlobEntry], bool]:
+    base = storage.mirror_blob(connection_id, folder)
+    folders: list[str] = []
+    files: list[storage.blobs.BlobEntry] = []
     truncated = False
-    for entry in storage.files_container().walk_blobs(name_starts_with=base, delimiter="/", include=["metadata"]):
+    for entry in storage.blobs.files().walk(base):
         if len(folders) + len(files) >= MAX_LISTED:
             truncated = True
             break
-        name = entry.name[len(base):]
-        if name.endswith("/"):
-            folders.append(name[:-1])
+        if isinstance(entry, str):
+            folders.append(entry[len(base):-1])
         else:
             files.append(entry)
     return folders, files, truncated
@@ -243,9 +238,9 @@ def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, n
         rows.append(f'<tr><td><a class="folder" href="{_e(links.mirror(connection_id, folder + name))}">{_e(name)}/</a></td>'
                     '<td class="muted">folder</td><td></td><td></td></tr>')
     for blob in files:
-        path = blob.name[len(connection_id) + 1:]
+        path = blob.name[len(storage.mirror_prefix(connection_id)):]
         name = path[len(folder):]
-        quick_xor = (blob.metadata or {}).get("quickxorhash", "")
+        quick_xor = blob.metadata.get("quickxorhash", "")
         rows.append(f'<tr><td><a href="{_e(links.download(connection_id, path))}">{_e(name)}</a></td>'
                     f'<td>{_e(_size(blob.size))}</td><td>{_when(blob.last_modified, now)}</td>'
                     f'<td class="mono muted" title="quickXorHash">{_e(quick_xor)}</td></tr>')
