@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from functions import connections, messages, storage
 from functions.connections import Connection, ConnectionState
-from functions.errors import ReauthRequired, Throttled
+from functions.errors import ReauthRequired, StorageError, Throttled
 from functions.messages import BadMessage, MaintenanceTask
 from functions.settings import settings
 
@@ -191,13 +191,11 @@ def schedule(*, now: datetime | None = None) -> Plan:
 
 
 def _purge_abandoned_sign_ins() -> None:
-    from azure.core.exceptions import AzureError
-
     from functions.signin import flow
 
     try:
         purged = flow.purge_expired_states()
-    except AzureError as error:  # housekeeping: never worth failing the timer over
+    except StorageError as error:  # housekeeping: never worth failing the timer over
         log.warning("could not purge expired sign-in states: %s", type(error).__name__)
         return
     if purged:
@@ -212,26 +210,24 @@ def _sender(kind: str, connection_id: str, delay: int) -> Callable[[], None]:
 
 def _mark(current: Plan) -> None:
     """Write `<kind>_due_at` on each row that got a task, 100 rows per transaction (one partition)."""
-    from azure.core.exceptions import AzureError
-
     marks: dict[str, dict[str, datetime]] = {}
     for kind, planned in current.work.items():
         for connection_id, delay in planned:
             marks.setdefault(connection_id, {})[f"{kind}_due_at"] = current.now + timedelta(seconds=delay)
-    table = storage.table(storage.Tables.CONNECTIONS)
+    table = storage.Table(storage.Tables.CONNECTIONS)
     items = list(marks.items())
 
     def mark(chunk: list[tuple[str, dict[str, datetime]]]) -> None:
-        operations = [("update", {"PartitionKey": connections.PARTITION, "RowKey": cid, **fields}, {"mode": "merge"})
+        operations = [storage.Op("merge", {"PartitionKey": connections.PARTITION, "RowKey": cid, **fields})
                       for cid, fields in chunk]
         try:
-            table.submit_transaction(operations)
-        except AzureError:
+            table.batch(operations)
+        except StorageError:
             # One row vanished (disconnect deletes nothing, but a product may): mark the rest one by one.
             for connection_id, fields in chunk:
                 try:
                     connections.update(connection_id, **fields)
-                except AzureError:
+                except StorageError:
                     log.warning("could not mark maintenance", extra={"connection_id": connection_id})
 
     with ThreadPoolExecutor(SEND_THREADS) as pool:
