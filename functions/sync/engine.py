@@ -22,18 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from functions import connections, messages
-from functions.errors import GraphError, ReauthRequired, ResyncRequired, Throttled
+from functions.errors import GraphError, ReauthRequired, ResyncRequired, StorageUnavailable, Throttled
 from functions.microsoft.driveitem import DELTA_SELECT, BadItem, DriveItem, Kind
 from functions.microsoft.graph import GraphClient, TokenSource
 from functions.microsoft.transport import Deadline
 from functions.settings import settings
-from functions.sync import itemrows
+from functions.sync import forget, itemrows
 from functions.sync import state as syncstate
 from functions.sync.apply import Applier, OutOfTime, Stats
 from functions.sync.mirror import Mirror
 from functions.sync.plan import Resolver
 from functions.sync.state import Busy, Lease, LeaseLost, Phase
-from functions.upkeep import disconnect
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def run(
     if connection is None or connection.state != connections.ConnectionState.ACTIVE:
         log.info("sync skipped: connection not active", extra=context)
         if connection is not None and connection.state == connections.ConnectionState.DISCONNECTED:
-            disconnect.clean_up_after_sync(connection_id)  # in case a lost sync's own clean-up failed
+            forget.after_disconnect(connection_id)  # in case a lost sync's own clean-up failed
         return RunResult("inactive")
     owner = owner or uuid.uuid4().hex
     lease = syncstate.acquire(connection_id, owner, lease_seconds=lease_seconds or syncstate.LEASE_SECONDS)
@@ -128,18 +127,16 @@ def run(
                                     error="Microsoft sign-in expired or was revoked: the user must connect again"):
             log.warning("sync stopped: sign-in required", extra=context)
             return RunResult("reauth", passes, stats.as_dict())
-        disconnect.clean_up_after_sync(connection_id)
+        forget.after_disconnect(connection_id)
         return RunResult("lost", passes, stats.as_dict())
     except LeaseLost:
         log.warning("sync stopped: lease lost (another worker, or a disconnect)", extra=context)
-        disconnect.clean_up_after_sync(connection_id)
+        forget.after_disconnect(connection_id)
         return RunResult("lost", passes, stats.as_dict())
     except Exception as error:
         # Storage or Graph failing for good: the message is retried (and finally kept in the poison
         # queue). Everything done so far is recorded; nothing was advanced past it.
-        from azure.core.exceptions import ServiceRequestError
-
-        if not isinstance(error, ServiceRequestError):  # storage unreachable: these would only wait too
+        if not (isinstance(error, StorageUnavailable) and error.unreachable):  # these would only wait too
             with contextlib.suppress(Exception):
                 _report(connection_id, stats, finished=False, error=_describe(error))
             with contextlib.suppress(Exception):
