@@ -19,7 +19,12 @@ def send(queue_name: str, payload: Mapping[str, Any], *, delay_seconds: int = 0,
     `patient=False` fails at once instead of retrying: for callers that must answer quickly and
     have someone to retry for them (the webhook answers 503 and Graph delivers again).
     """
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    send_text(queue_name, json.dumps(payload, separators=(",", ":"), sort_keys=True), delay_seconds=delay_seconds,
+              patient=patient)
+
+
+def send_text(queue_name: str, body: str, *, delay_seconds: int = 0, patient: bool = True) -> None:
+    """Put one message on a queue as it is (`send` for JSON payloads)."""
     retries: dict[str, Any] = {} if patient else {"retry_total": 0}
     with translated(f"send to {queue_name}"):
         clients.queue(queue_name).send_message(

@@ -257,21 +257,24 @@ def test_time_budget_checkpoints_and_continues_in_a_new_message(connected_drive,
     assert status.items_copied == 30 and status.last_sync_finished_at  # the whole sync, not its last message
 
 
-def test_the_queue_trigger_runs_a_sync_and_refuses_bad_messages(connected_drive, drive):
+def test_the_queue_trigger_runs_a_sync_and_parks_bad_messages_at_once(connected_drive, drive):
     from azure.functions.queue import QueueMessage
 
-    from functions import messages
     from functions.triggers.sync_worker import sync_worker
 
     drive.write_file("via-trigger.txt", b"queued")
     body = json.dumps({"connection_id": connected_drive.connection_id, "reason": "notification"}).encode()
     sync_worker.build().get_user_function()(QueueMessage(body=body, dequeue_count=1))
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
-    with pytest.raises(messages.BadMessage):
-        sync_worker.build().get_user_function()(QueueMessage(body=b"not json", dequeue_count=1))
+    # Retrying can't help a message that can never be read: it goes to the poison queue unchanged,
+    # without failing the invocation (the same rule as the maintenance worker's).
+    sync_worker.build().get_user_function()(QueueMessage(body=b"not json", dequeue_count=1))
+    poison = storage.queue(storage.poison_queue(storage.Queues.SYNC))
+    assert [m.content for m in poison.receive_messages(max_messages=32)] == [b"not json"]
 
 
 def test_a_sync_running_during_a_disconnect_leaves_no_rows_or_files_behind(connected_drive, emulator, drive):
+    from functions.sync import forget
     from functions.upkeep import disconnect
     from tests.notifications.test_disconnect import mirrored, rows
 
@@ -289,6 +292,6 @@ def test_a_sync_running_during_a_disconnect_leaves_no_rows_or_files_behind(conne
     # missing tokens did not turn the user's "disconnected" into "sign in again".
     assert outcome["result"].outcome == "lost"
     assert connections.require(connection_id).state == connections.ConnectionState.DISCONNECTED
-    for table_name in disconnect.PER_CONNECTION_TABLES:
+    for table_name in forget.PER_CONNECTION_TABLES:
         assert rows(table_name, connection_id) == [], table_name
     assert mirrored(connection_id) == []
