@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from functions.errors import Conflict, NotFound
 from functions.storage import clients
@@ -17,7 +17,9 @@ from functions.storage.faults import translated
 from functions.storage.names import files_container_name
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, UserDelegationKey
+    from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient, UserDelegationKey
+
+    from functions.storage.tables import Pages
 
 BATCH_DELETE = 256  # a blob batch: at most 256 deletes
 
@@ -33,7 +35,7 @@ class BlobEntry:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-def _entry(name: str, properties: Any) -> BlobEntry:
+def _entry(name: str, properties: BlobProperties) -> BlobEntry:
     return BlobEntry(name, int(properties.size or 0), str(properties.etag or ""), properties.last_modified,
                      dict(properties.metadata or {}))
 
@@ -58,7 +60,7 @@ class Container:
 
     # ----- reading ------------------------------------------------------------------------------
 
-    def list(self, prefix: str, *, metadata: bool = True) -> Iterator[BlobEntry]:
+    def entries(self, prefix: str, *, metadata: bool = True) -> Iterator[BlobEntry]:
         with translated(f"listing of {self.name}"):
             for blob in self._client().list_blobs(name_starts_with=prefix, include=["metadata"] if metadata else None):
                 yield _entry(blob.name, blob)
@@ -72,8 +74,8 @@ class Container:
         """One page of the listing under `prefix`, continuing at `marker`; the next marker or None.
         A marker the service does not accept raises `StorageError` with status 400."""
         with translated(f"listing of {self.name}"):
-            pages = self._client().list_blobs(name_starts_with=prefix, include=["metadata"],
-                                              results_per_page=page_size).by_page(continuation_token=marker)
+            pages = cast("Pages[BlobProperties]", self._client().list_blobs(
+                name_starts_with=prefix, include=["metadata"], results_per_page=page_size).by_page(continuation_token=marker))
             blobs = [_entry(blob.name, blob) for blob in next(pages, [])]
             return blobs, pages.continuation_token
 
@@ -98,7 +100,9 @@ class Container:
     def read(self, name: str, *, offset: int, length: int, etag: str) -> bytes:
         """Bytes of the blob if it is still version `etag` (`Conflict` if it changed, `NotFound`)."""
         with translated(f"download from {self.name}"):
-            return self._blob(name).download_blob(offset=offset, length=length, **_if_unchanged(etag)).readall()
+            data = self._blob(name).download_blob(offset=offset, length=length, **_if_unchanged(etag)).readall()
+        assert isinstance(data, bytes)  # no `encoding` asked: the SDK answers bytes
+        return data
 
     # ----- writing ------------------------------------------------------------------------------
 
@@ -111,8 +115,10 @@ class Container:
             self._blob(name).stage_block(block_id, data)
 
     def commit_blocks(self, name: str, block_ids: list[str], metadata: Mapping[str, str]) -> None:
+        from azure.storage.blob import BlobBlock
+
         with translated(f"upload to {self.name}"):
-            self._blob(name).commit_block_list(block_ids, metadata=dict(metadata))
+            self._blob(name).commit_block_list([BlobBlock(block_id) for block_id in block_ids], metadata=dict(metadata))
 
     def copy(self, source: str, target: str, metadata: Mapping[str, str] | None, *, timeout: float) -> str:
         """Server-side copy within the container; waits up to `timeout` seconds for it to finish.
@@ -166,7 +172,7 @@ class Container:
             else:
                 signing["user_delegation_key"] = _delegation_key(service, now, clock_skew, lifetime)
             token = generate_blob_sas(
-                account_name=service.account_name,
+                account_name=service.account_name or "",
                 container_name=blob.container_name,
                 blob_name=blob.blob_name,
                 permission=BlobSasPermissions(read=True),

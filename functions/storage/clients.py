@@ -17,10 +17,11 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:  # the SDKs are imported lazily: cold start
     from azure.data.tables import TableClient, TableServiceClient
+    from azure.identity import DefaultAzureCredential
     from azure.storage.blob import BlobServiceClient, ContainerClient
     from azure.storage.queue import QueueClient, QueueServiceClient
 
@@ -84,7 +85,7 @@ DEVELOPMENT_STORAGE = development_connection_string(10000, 10001, 10002)
 
 
 @functools.cache
-def _credential() -> Any:
+def _credential() -> DefaultAzureCredential:
     from azure.identity import DefaultAzureCredential
 
     # Managed identity in Azure (user-assigned when a client id is set); developer sign-in elsewhere.
@@ -94,38 +95,60 @@ def _credential() -> Any:
 # The SDKs' default retries wait up to ~90 s (blob/queue) or minutes (tables) before giving up,
 # longer than a sync should stall on one call. These ride out an outage of ~15 s, then raise so
 # the queue message is retried later with nothing advanced.
-_CLIENT_OPTIONS = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 5, "retry_connect": 3,
-                   "initial_backoff": 1, "increment_base": 2}
-_TABLE_OPTIONS = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 6, "retry_connect": 5,
-                  "retry_backoff_factor": 0.5, "retry_backoff_max": 8}
+class _Options(TypedDict, total=False):
+    """The SDKs' transport and retry keywords that we set."""
+
+    connection_timeout: float
+    read_timeout: float
+    retry_total: int
+    retry_connect: int
+    initial_backoff: float
+    increment_base: float
+    random_jitter_range: float
+    retry_backoff_factor: float
+    retry_backoff_max: float
 
 
-def _service(client_class: Any, url: str | None, options: dict[str, Any]) -> Any:
-    ep = _endpoints()
-    if ep.connection_string:
-        return client_class.from_connection_string(ep.connection_string, **options)
-    return client_class(url, credential=_credential(), **options)
+_CLIENT_OPTIONS: _Options = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 5, "retry_connect": 3,
+                             "initial_backoff": 1, "increment_base": 2}
+_TABLE_OPTIONS: _Options = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 6, "retry_connect": 5,
+                            "retry_backoff_factor": 0.5, "retry_backoff_max": 8}
+
+
+def _url(url: str | None) -> str:
+    if url is None:  # _endpoints() sets all three URLs whenever there is no connection string
+        raise SettingsError(f"Setting {CONNECTION} names no endpoint for this service")
+    return url
 
 
 @functools.cache
 def blob_service() -> BlobServiceClient:
     from azure.storage.blob import BlobServiceClient
 
-    return _service(BlobServiceClient, _endpoints().blob_url, _CLIENT_OPTIONS)
+    ep = _endpoints()
+    if ep.connection_string:
+        return BlobServiceClient.from_connection_string(ep.connection_string, **_CLIENT_OPTIONS)
+    return BlobServiceClient(_url(ep.blob_url), credential=_credential(), **_CLIENT_OPTIONS)
 
 
 @functools.cache
 def queue_service() -> QueueServiceClient:
     from azure.storage.queue import QueueServiceClient
 
-    return _service(QueueServiceClient, _endpoints().queue_url, _CLIENT_OPTIONS)
+    ep = _endpoints()
+    if ep.connection_string:
+        return QueueServiceClient.from_connection_string(ep.connection_string, **_CLIENT_OPTIONS)
+    return QueueServiceClient(_url(ep.queue_url), credential=_credential(), **_CLIENT_OPTIONS)
 
 
 @functools.cache
 def table_service() -> TableServiceClient:
     from azure.data.tables import TableServiceClient
 
-    return _service(TableServiceClient, _endpoints().table_url, _TABLE_OPTIONS)
+    ep = _endpoints()
+    if ep.connection_string:
+        return TableServiceClient.from_connection_string(ep.connection_string, **_TABLE_OPTIONS)
+    return TableServiceClient(_url(ep.table_url), credential=_credential(), **_TABLE_OPTIONS)
 
 
 _create_lock = threading.Lock()

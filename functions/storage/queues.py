@@ -35,6 +35,6 @@ def depth(queue_name: str) -> int:
     """About how many messages wait in the queue (0 for a queue that doesn't exist yet)."""
     try:
         with translated(f"properties of {queue_name}"):
-            return int(clients.queue_service().get_queue_client(queue_name).get_queue_properties().approximate_message_count)
+            return clients.queue_service().get_queue_client(queue_name).get_queue_properties().approximate_message_count or 0
     except NotFound:
         return 0

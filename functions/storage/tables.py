@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 
 from functions.errors import Conflict, NotFound
 from functions.storage import clients
@@ -21,8 +21,19 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableEntity
 
 T = TypeVar("T")
+P_co = TypeVar("P_co", covariant=True)
 Entity = Mapping[str, Any]
 BATCH = 100  # a table transaction: at most 100 entities, all of one partition
+
+
+class Pages(Protocol[P_co]):
+    """What the SDKs' `by_page()` answers (typed there as a bare iterator of pages)."""
+
+    continuation_token: str | None
+
+    def __next__(self) -> Iterator[P_co]: ...
+
+    def __iter__(self) -> Iterator[Iterator[P_co]]: ...
 
 
 class Int64(int):
@@ -148,7 +159,8 @@ class Table:
         """One page of a query, and whether the service has more after it (it may stop a page
         short of `page_size` and still have more)."""
         with translated(f"query of {self.name}"):
-            pages = self._client().query_entities(where, parameters=dict(parameters), results_per_page=page_size).by_page()
+            pages = cast("Pages[TableEntity]", self._client().query_entities(
+                where, parameters=dict(parameters), results_per_page=page_size).by_page())
             page = [_row(entity) for entity in next(pages, [])]
             return page, pages.continuation_token is not None
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from functions.errors import Unavailable
 from functions.microsoft.driveitem import Kind
@@ -33,6 +34,8 @@ from functions.sync.plan import (
     plan_folder,
 )
 
+S = TypeVar("S")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 COPY_THREADS = 8  # concurrent downloads per connection; each holds at most ~2 blocks in memory
@@ -88,7 +91,7 @@ class Applier:
         self._lock = threading.Lock()
         # Mirrored values not written yet, by item id: written in batch transactions before the
         # items' pending rows are removed (one table call per 100 items, not one per item).
-        self._unwritten: dict[str, dict] = {}
+        self._unwritten: dict[str, dict[str, Any]] = {}
         self._listed: frozenset[str] | None = None
         self._listing_taken = not full  # a full enumeration's applier lists the mirror once
 
@@ -96,7 +99,7 @@ class Applier:
 
     def run(self) -> None:
         """Apply every pending item (folders, then files). Raises OutOfTime when the budget ends."""
-        self._failed_ids = {e.get("item_id") for e in itemrows.failed(self.connection_id)}
+        self._failed_ids = {str(e["item_id"]) for e in itemrows.failed(self.connection_id) if e.get("item_id")}
         due = itemrows.due_failed(self.connection_id)
         if due:
             self.rows.load(due)
@@ -228,7 +231,11 @@ class Applier:
             if len(plan.copies) >= LISTING_MIN_COPIES and not self._listing_taken:
                 self._listing_taken = True
                 self._listed = self.mirror.paths(LISTING_LIMIT)
-            self._parallel(lambda step: self._copy_file(step) and finish(step.item_id), plan.copies + retry_as_copy, COPY_THREADS)
+            def copy(step: Copy) -> None:
+                if self._copy_file(step):
+                    finish(step.item_id)
+
+            self._parallel(copy, plan.copies + retry_as_copy, COPY_THREADS)
         finally:
             # Mirrored values first: a pending row goes only once its item's values are written.
             self._flush_mirrored()
@@ -343,14 +350,14 @@ class Applier:
             size, quickxorhash = None, None
         events.emit(ChangeEvent(change, self.connection_id, item_id, path, old_path, size, quickxorhash))
 
-    def _budgeted(self, work: Callable) -> Callable:
-        def step(*args):
+    def _budgeted(self, work: Callable[[S], R]) -> Callable[[S], R]:
+        def step(arg: S) -> R:
             self._step()
-            return work(*args)
+            return work(arg)
 
         return step
 
-    def _parallel(self, work: Callable, steps: list, threads: int) -> None:
+    def _parallel(self, work: Callable[[S], object], steps: Sequence[S], threads: int) -> None:
         """Run `work` on every step; the first exception stops new work and is raised."""
         if not steps:
             return
@@ -358,9 +365,9 @@ class Applier:
             work(steps[0])
             return
         with ThreadPoolExecutor(min(threads, len(steps))) as pool:
-            futures: list[Future] = [pool.submit(work, step) for step in steps]
+            futures: list[Future[object]] = [pool.submit(work, step) for step in steps]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            errors = [f.exception() for f in finished if f.exception() is not None]
+            errors = [error for error in (f.exception() for f in finished) if error is not None]
             if errors:
                 for future in futures:
                     future.cancel()

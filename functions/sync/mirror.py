@@ -90,7 +90,7 @@ class Mirror:
     def list(self, under: str = "") -> Iterator[BlobInfo]:
         """Blobs under a folder path ("" = the whole mirror), with their metadata."""
         prefix = self.prefix + (under + "/" if under else "")
-        for blob in self.container.list(prefix):
+        for blob in self.container.entries(prefix):
             yield _info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag)
 
     def paths(self, limit: int) -> frozenset[str] | None:
