@@ -1,7 +1,7 @@
 """Microsoft Graph for one connection: auth header, 401 → refresh once, retries, typed errors.
 
-Callers never loop on status codes: they get JSON, a streaming download, or one of the typed
-errors of `errors.py`. Links handed back by Graph (nextLink, deltaLink, Location) are followed
+Callers never loop on status codes: they get typed objects (`wire.py`), a streaming download, or
+one of the typed errors of `errors.py`. Links handed back by Graph (nextLink, deltaLink, Location) are followed
 only on Graph's own origin, so a bearer token can never be sent elsewhere.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -18,6 +19,7 @@ import httpx
 from functions.errors import Forbidden, GraphError, ItemNotFound, ReauthRequired, ResyncRequired
 from functions.microsoft import transport
 from functions.microsoft.transport import Deadline, Pause
+from functions.microsoft.wire import Account, DeltaPage, Drive, Json, Subscription, as_object
 from functions.settings import settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,15 @@ TokenSource = Callable[[bool], str]
 def item_path(item_id: str) -> str:
     # Item ids contain `!` (and could contain anything a broken server sends): always encode.
     return f"/me/drive/items/{quote(item_id, safe='')}"
+
+
+def subscription_path(subscription_id: str) -> str:
+    return f"/subscriptions/{quote(subscription_id, safe='')}"
+
+
+def graph_time(moment: datetime) -> str:
+    """The timestamp form Graph's subscription API documents (UTC, milliseconds, `Z`)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
@@ -77,25 +88,57 @@ class GraphClient:
             raise _typed_error(response)
         return response
 
-    def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        return self.request("GET", path, params=params).json()
+    def _json(self, method: str, path: str, *, json: Any = None) -> Json:
+        response = self.request(method, path, json=json)
+        try:
+            return as_object(response.json())
+        except ValueError:
+            raise GraphError(response.status_code, "notJson", "Graph answered something that is not JSON") from None
 
-    def me(self) -> dict[str, Any]:
-        return self.get("/me")
+    def me(self) -> Account:
+        return Account.from_graph(self._json("GET", "/me"))
 
-    def drive(self) -> dict[str, Any]:
-        return self.get("/me/drive")
+    def drive(self) -> Drive:
+        return Drive.from_graph(self._json("GET", "/me/drive"))
 
-    def delta_page(self, link: str) -> dict[str, Any]:
+    def delta_page(self, link: str) -> DeltaPage:
         """One page of a delta query. A link that Graph no longer accepts raises ResyncRequired."""
         try:
-            return self.get(link)
+            return DeltaPage.from_graph(self._json("GET", link))
         except ResyncRequired:
             raise
         except GraphError as error:
             if error.status == 400:  # stored links were once served malformed: start over
                 raise ResyncRequired(error.status, error.code, str(error)) from None
             raise
+
+    # ----- subscriptions ----------------------------------------------------------------------------
+
+    def create_subscription(self, *, resource: str, notification_url: str, lifecycle_url: str, expires_at: datetime,
+                            client_state: str) -> Subscription:
+        return Subscription.from_graph(self._json("POST", "/subscriptions", json={
+            "changeType": "updated",
+            "resource": resource,
+            "notificationUrl": notification_url,
+            "lifecycleNotificationUrl": lifecycle_url,
+            "expirationDateTime": graph_time(expires_at),
+            "clientState": client_state,
+            "latestSupportedTlsVersion": "v1_2",
+        }))
+
+    def renew_subscription(self, subscription_id: str, expires_at: datetime) -> Subscription:
+        return Subscription.from_graph(self._json("PATCH", subscription_path(subscription_id),
+                                                  json={"expirationDateTime": graph_time(expires_at)}))
+
+    def reauthorize_subscription(self, subscription_id: str) -> None:
+        self.request("POST", subscription_path(subscription_id) + "/reauthorize").close()
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """Delete it in Graph; one already gone (404) is fine."""
+        try:
+            self.request("DELETE", subscription_path(subscription_id)).close()
+        except ItemNotFound:
+            return
 
     @contextmanager
     def download(self, item_id: str, *, start: int = 0) -> Iterator[httpx.Response]:

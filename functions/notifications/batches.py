@@ -7,33 +7,23 @@ Nothing here calls Graph: Graph wants an answer within 3 s, and anything slow go
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from functions import messages
-from functions.errors import BadInput, StorageError, StorageUnavailable
+from functions.errors import StorageError, StorageUnavailable
+from functions.microsoft.wire import MAX_NOTIFICATIONS, MalformedBatch, Notification, NotificationBatch
 from functions.notifications import subscriptions
 
+__all__ = ["MAX_BODY_BYTES", "MAX_NOTIFICATIONS", "MalformedBatch", "Notification", "Outcome", "accept_changes",
+           "accept_lifecycle", "parse_batch"]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_NOTIFICATIONS = 1000  # per POST; Graph batches far fewer, and each costs a point read
-
-
-class MalformedBatch(BadInput):
-    """The body is not a notification batch; the message is safe to show the sender."""
-
-
-@dataclass(frozen=True)
-class Notification:
-    subscription_id: str
-    client_state: str
-    lifecycle_event: str = ""  # lifecycle notifications only
 
 
 @dataclass(frozen=True)
@@ -44,31 +34,8 @@ class Outcome:
 
 
 def parse_batch(body: bytes) -> list[Notification]:
-    """`{"value": [{"subscriptionId", "clientState", "lifecycleEvent"?, ...}, ...]}` into Notifications."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedBatch("the body is not JSON") from None
-    entries = payload.get("value") if isinstance(payload, dict) else None
-    if not isinstance(entries, list):
-        raise MalformedBatch("expected an object with a 'value' array")
-    if len(entries) > MAX_NOTIFICATIONS:
-        raise MalformedBatch(f"at most {MAX_NOTIFICATIONS} notifications per request")
-    batch = []
-    for position, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise MalformedBatch(f"value[{position}] is not an object")
-        subscription_id = entry.get("subscriptionId")
-        client_state = entry.get("clientState")
-        event = entry.get("lifecycleEvent")
-        if not isinstance(subscription_id, str) or not subscription_id:
-            raise MalformedBatch(f"value[{position}].subscriptionId must be a non-empty string")
-        if client_state is not None and not isinstance(client_state, str):
-            raise MalformedBatch(f"value[{position}].clientState must be a string")
-        if event is not None and not isinstance(event, str):
-            raise MalformedBatch(f"value[{position}].lifecycleEvent must be a string")
-        batch.append(Notification(subscription_id, client_state or "", event or ""))
-    return batch
+    """A webhook body into its notifications (`MalformedBatch` when it is not a batch)."""
+    return list(NotificationBatch.from_body(body).notifications)
 
 
 def accept_changes(batch: list[Notification]) -> Outcome:

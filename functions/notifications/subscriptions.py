@@ -11,7 +11,6 @@ changes made while it was gone produced no notification.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -20,12 +19,15 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 from functions import connections, messages, storage
 from functions.errors import GraphError, ItemNotFound
+from functions.microsoft import wire
 from functions.settings import settings
+
+if TYPE_CHECKING:
+    from functions.microsoft.graph import GraphClient
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def _table() -> storage.Table:
     return storage.Table(storage.Tables.SUBSCRIPTIONS)
 
 
-def _graph(connection_id: str):
+def _graph(connection_id: str) -> GraphClient:
     from functions.microsoft.graph import GraphClient
     from functions.microsoft.transport import Deadline
     from functions.tokens import vault
@@ -73,24 +75,9 @@ def _graph(connection_id: str):
     return GraphClient(connection_id, vault.token_source(connection_id), deadline=Deadline(120))
 
 
-def _path(subscription_id: str) -> str:
-    return f"/subscriptions/{quote(subscription_id, safe='')}"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-def _expiry_of(answer: dict[str, Any], requested: datetime) -> datetime:
+def _expiry_of(answer: wire.Subscription, requested: datetime) -> datetime:
     """What Graph granted (it may shorten the lifetime); our request if the answer lacks it."""
-    value = answer.get("expirationDateTime")
-    if isinstance(value, str):
-        try:
-            granted = datetime.fromisoformat(value)
-        except ValueError:
-            return requested
-        return granted if granted.tzinfo else granted.replace(tzinfo=UTC)
-    return requested
+    return answer.expires_at or requested
 
 
 def verify(subscription_id: str, client_state: str) -> str | None:
@@ -135,20 +122,10 @@ def create(connection_id: str) -> Subscription:
     graph = _graph(connection_id)
     client_state = secrets.token_urlsafe(48)
     requested = datetime.now(UTC) + LIFETIME
-    answer = graph.request(
-        "POST",
-        "/subscriptions",
-        json={
-            "changeType": "updated",
-            "resource": RESOURCE,
-            "notificationUrl": settings().notification_url,
-            "lifecycleNotificationUrl": settings().lifecycle_url,
-            "expirationDateTime": _iso(requested),
-            "clientState": client_state,
-            "latestSupportedTlsVersion": "v1_2",
-        },
-    ).json()
-    subscription_id = answer.get("id") if isinstance(answer, dict) else None
+    answer = graph.create_subscription(resource=RESOURCE, notification_url=settings().notification_url,
+                                       lifecycle_url=settings().lifecycle_url, expires_at=requested,
+                                       client_state=client_state)
+    subscription_id = answer.id
     if not valid_id(subscription_id):
         raise GraphError(201, "invalidSubscriptionId", "Graph answered a subscription without a usable id")
     subscription = Subscription(subscription_id, connection_id, _expiry_of(answer, requested))
@@ -177,12 +154,12 @@ def renew(connection_id: str) -> Subscription:
     graph = _graph(connection_id)
     requested = datetime.now(UTC) + LIFETIME
     try:
-        answer = graph.request("PATCH", _path(current), json={"expirationDateTime": _iso(requested)}).json()
+        answer = graph.renew_subscription(current, requested)
     except ItemNotFound:
         log.warning("subscription vanished; re-creating", extra={"connection_id": connection_id, "subscription_id": current})
         _forget(current)
         return recreate(connection_id, reason="subscription_recreated")
-    return _extended(connection_id, current, _expiry_of(answer if isinstance(answer, dict) else {}, requested))
+    return _extended(connection_id, current, _expiry_of(answer, requested))
 
 
 def reauthorize(connection_id: str) -> Subscription:
@@ -191,7 +168,7 @@ def reauthorize(connection_id: str) -> Subscription:
     if not current:
         return recreate(connection_id, reason="subscription_missing")
     try:
-        _graph(connection_id).request("POST", _path(current) + "/reauthorize")
+        _graph(connection_id).reauthorize_subscription(current)
     except ItemNotFound:
         _forget(current)
         return recreate(connection_id, reason="subscription_recreated")
@@ -241,7 +218,7 @@ def _extended(connection_id: str, subscription_id: str, expires_at: datetime) ->
     return Subscription(subscription_id, connection_id, expires_at)
 
 
-def _delete_one(graph, subscription_id: str, connection_id: str) -> None:
+def _delete_one(graph: GraphClient, subscription_id: str, connection_id: str) -> None:
     try:
         _delete_remote(graph, subscription_id)
     except Exception as error:  # noqa: BLE001 - the old one lapses by itself; its notifications are dropped
@@ -250,9 +227,8 @@ def _delete_one(graph, subscription_id: str, connection_id: str) -> None:
     _forget(subscription_id)
 
 
-def _delete_remote(graph, subscription_id: str) -> None:
-    with contextlib.suppress(ItemNotFound):
-        graph.request("DELETE", _path(subscription_id)).close()
+def _delete_remote(graph: GraphClient, subscription_id: str) -> None:
+    graph.delete_subscription(subscription_id)
 
 
 def forget_cached() -> None:

@@ -223,7 +223,6 @@ def _connect(code: str, flow: _Flow) -> Completed:
     from functions import connections
     from functions.errors import ReauthRequired
     from functions.microsoft import identity
-    from functions.microsoft.driveids import normalise_drive_id
     from functions.microsoft.graph import GraphClient
     from functions.microsoft.transport import Deadline
     from functions.tokens import vault
@@ -235,10 +234,9 @@ def _connect(code: str, flow: _Flow) -> Completed:
         # invalid_grant on a code: expired, already redeemed, or not ours.
         raise BadRequest("Microsoft did not accept this sign-in (it may have expired). Start connecting again.") from None
     graph = GraphClient("signing-in", lambda force_refresh: response.access_token, deadline=deadline)
-    me = graph.me()
+    account = graph.me()
     drive = graph.drive()
-    account_id = str(me.get("id") or "")
-    drive_id = normalise_drive_id(str(drive.get("id") or ""))
+    account_id, drive_id = account.id, drive.id
     if not account_id or not drive_id:
         raise BadRequest("Microsoft did not return this account's OneDrive. Is it a personal account with OneDrive?")
     connection_id = connections.connection_id_for(account_id)
@@ -247,8 +245,8 @@ def _connect(code: str, flow: _Flow) -> Completed:
     connection = connections.save_profile(
         account_id=account_id,
         drive_id=drive_id,
-        display_name=str(me.get("displayName") or ""),
-        email=str(me.get("mail") or me.get("userPrincipalName") or ""),
+        display_name=account.display_name,
+        email=account.email,
         ref=flow.ref,
     )
     log.info("drive connected", extra={"connection_id": connection_id})

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from functions import connections, messages
-from functions.errors import GraphError, ReauthRequired, ResyncRequired, StorageUnavailable, Throttled
-from functions.microsoft.driveitem import DELTA_SELECT, BadItem, DriveItem, Kind
+from functions.errors import ReauthRequired, ResyncRequired, StorageUnavailable, Throttled
+from functions.microsoft.driveitem import DELTA_SELECT, Kind
 from functions.microsoft.graph import GraphClient, TokenSource
 from functions.microsoft.transport import Deadline
 from functions.settings import settings
@@ -194,23 +194,15 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool]) 
             lease.update(next_link=FULL_DELTA, resync_epoch=_new_epoch())
             link = FULL_DELTA
             continue
-        items = []
-        for value in page.get("value") or []:
-            try:
-                items.append(DriveItem.from_graph(value))
-            except BadItem:
-                log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
-        itemrows.record_delta_page(connection_id, items, epoch=lease.state.resync_epoch or None)
-        next_link = page.get("@odata.nextLink")
-        delta_link = page.get("@odata.deltaLink")
-        if isinstance(next_link, str) and next_link:
-            lease.update(next_link=next_link)  # the checkpoint: a killed worker resumes here
-            link = next_link
-        elif isinstance(delta_link, str) and delta_link:
-            lease.update(phase=Phase.APPLY, pending_delta_link=delta_link, next_link="")
-            return
+        for _ in range(page.without_id):
+            log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
+        itemrows.record_delta_page(connection_id, page.items, epoch=lease.state.resync_epoch or None)
+        if page.next_link:
+            lease.update(next_link=page.next_link)  # the checkpoint: a killed worker resumes here
+            link = page.next_link
         else:
-            raise GraphError(200, "noDeltaLink", "a delta page carried neither a nextLink nor a deltaLink")
+            lease.update(phase=Phase.APPLY, pending_delta_link=page.delta_link or "", next_link="")
+            return
 
 
 def _sweep(lease: Lease, applier: Applier) -> None:
