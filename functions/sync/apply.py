@@ -297,9 +297,9 @@ class Applier:
         elif result.outcome == "gone":
             pass  # deleted since the delta: the next delta brings its tombstone
         elif result.outcome == "malware":
-            for path in {step.path, step.old_path} - {None}:
-                if self.mirror.delete(path, row.id):  # type: ignore[arg-type]
-                    self._emit(ChangeType.DELETED, row.id, path)  # type: ignore[arg-type]
+            for path in {step.path, step.old_path or step.path}:
+                if self.mirror.delete(path, row.id):
+                    self._emit(ChangeType.DELETED, row.id, path)
             self._set_mirrored(row, None, skipped="malware")
             self.stats.add(skipped=1)
             self._succeeded(row.id)

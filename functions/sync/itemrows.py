@@ -128,7 +128,7 @@ def _state(entity: dict[str, Any]) -> ItemState:
     )
 
 
-class RowCache(dict):
+class RowCache(dict[str, ItemState]):
     """Rows read during one run, by item id. One worker owns a connection at a time (the lease),
     so what it wrote itself is what the table holds."""
 
@@ -309,7 +309,7 @@ def park(connection_id: str, item_id: str, error: str, *, now: datetime | None =
     now = now or datetime.now(UTC)
     previous = _failed().get(connection_id, row_key(item_id))
     attempts = int(previous.get("attempts") or 0) if previous is not None else 0
-    delay = min(RETRY_MAX, RETRY_BASE * (2**min(attempts, 10)))
+    delay: timedelta = min(RETRY_MAX, RETRY_BASE * (1 << max(0, min(attempts, 10))))
     _failed().upsert({
         "PartitionKey": connection_id,
         "RowKey": row_key(item_id),

@@ -182,7 +182,7 @@ class Mirror:
         single: bytes | None = None
         # Block N stages on another thread while block N+1 downloads: one block in flight at most.
         stager: ThreadPoolExecutor | None = None
-        in_flight: Future | None = None
+        in_flight: Future[None] | None = None
 
         def settle() -> None:
             nonlocal in_flight

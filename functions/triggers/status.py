@@ -1,19 +1,26 @@
 """The status page (function key): connections and their health at /api/status, and a browser of
 each mirror at /api/status/connections/{id}?folder=. Rendering lives in `status_page`."""
 
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import azure.functions as func
+
+if TYPE_CHECKING:
+    from functions.api.status_page import Page
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-def _html(render) -> func.HttpResponse:
+def _html(render: Callable[[], Page]) -> func.HttpResponse:
     from functions.api import status_page
 
     try:
-        page = render(status_page)
+        page = render()
     except Exception:
         # Storage unreachable or similar: say so without internals; the log has the details.
         log.exception("status page failed")
@@ -23,18 +30,21 @@ def _html(render) -> func.HttpResponse:
 
 
 def _refresh(req: func.HttpRequest) -> bool:
-    return req.params.get("refresh", "on") != "off"
+    return str(req.params.get("refresh", "on")) != "off"
 
 
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def status_overview(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.api import status_page
     from functions.settings import settings
 
-    return _html(lambda page: page.overview(key=req.params.get("code"), refresh=_refresh(req),
-                                            connect_url=f"{settings().public_base_url}/api/connect"))
+    return _html(lambda: status_page.overview(key=req.params.get("code"), refresh=_refresh(req),
+                                              connect_url=f"{settings().public_base_url}/api/connect"))
 
 
 @bp.route(route="status/connections/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def status_mirror(req: func.HttpRequest) -> func.HttpResponse:
-    return _html(lambda page: page.mirror(req.route_params.get("id", ""), folder=req.params.get("folder", ""),
-                                          key=req.params.get("code"), refresh=_refresh(req)))
+    from functions.api import status_page
+
+    return _html(lambda: status_page.mirror(req.route_params.get("id", ""), folder=req.params.get("folder", ""),
+                                            key=req.params.get("code"), refresh=_refresh(req)))

@@ -152,7 +152,7 @@ def plan(rows: Iterable[Connection], *, now: datetime, renewal_window: timedelta
         queue = sorted(candidates[kind.name])
         # Start after the last task a previous run queued, so two runs never double the pace.
         start = math.ceil((busy_until[kind.name] - now).total_seconds()) + (1 if busy_until[kind.name] > now else 0)
-        planned = []
+        planned: list[tuple[str, int]] = []
         for position, (_, connection_id) in enumerate(queue):
             delay = start + kind.pace.delay(position)
             if delay >= HORIZON_SECONDS or len(planned) >= max_tasks:
