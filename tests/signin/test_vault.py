@@ -59,7 +59,7 @@ def test_graph_refusing_a_token_gets_a_fresh_one_once(connected_drive, emulator,
     emulator.expire_access_tokens(emulator_user)
     asked = len(token_requests(emulator))
     graph = GraphClient(connected_drive.connection_id, vault.token_source(connected_drive.connection_id))
-    assert graph.me()["id"] == emulator_user.id
+    assert graph.me().id == emulator_user.id
     assert len(token_requests(emulator)) == asked + 1
 
 
@@ -114,7 +114,7 @@ def test_a_refused_refresh_token_needs_a_new_sign_in_and_reconnecting_fixes_it(a
     connect_drive(app_server, emulator, emulator_user)
     assert connections.require(connection_id).state == connections.ConnectionState.ACTIVE
     vault.refresh(connection_id)
-    assert GraphClient(connection_id, vault.token_source(connection_id)).me()["id"] == emulator_user.id
+    assert GraphClient(connection_id, vault.token_source(connection_id)).me().id == emulator_user.id
 
 
 def test_a_refused_client_secret_is_a_configuration_error_not_a_reauth(connected_drive, monkeypatch):
