@@ -3,20 +3,21 @@
 A connection id is derived from the Microsoft account id, so connecting the same account again
 lands on the same id (and the same mirror) without a lookup, even from two browsers at once.
 Different owners update different fields (sign-in the profile, subscriptions the expiry, the sync
-worker its counters), so every update is a MERGE of just the fields it names.
+worker its counters), so every update is a MERGE of just the fields it names: an `Update`, whose
+fields are typed, and where None means "leave as it is".
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from functions import storage
-from functions.errors import Conflict
+from functions.errors import Conflict, Failure
 
 PARTITION = "connection"
 _NAMESPACE = uuid.UUID("6f9b7a52-3c1e-4f0a-9a57-0d1e5b1c2a3d")
@@ -28,8 +29,8 @@ class ConnectionState(StrEnum):
     DISCONNECTED = "disconnected"
 
 
-class ConnectionNotFound(LookupError):
-    pass
+class ConnectionNotFound(Failure, LookupError):
+    """No connection with this id."""
 
 
 def connection_id_for(account_id: str) -> str:
@@ -65,6 +66,8 @@ class Connection:
     items_failed: int = 0
     # Written by the token vault and the maintenance timer.
     last_token_refresh_at: datetime | None = None
+    # Written by a disconnect: its mirror goes too (a sync that outlives the disconnect checks it).
+    mirror_deleted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -148,16 +151,54 @@ def save_profile(*, account_id: str, drive_id: str, display_name: str, email: st
     return require(connection_id)
 
 
-def update(connection_id: str, **values: Any) -> None:
-    """Merge the named fields into the connection's row (it must exist: `NotFound` otherwise)."""
-    _table().merge({**values, "PartitionKey": PARTITION, "RowKey": connection_id})
+@dataclass(frozen=True)
+class Update:
+    """Fields of a connection that its owners change after sign-in; None leaves a field as it is."""
+
+    # The subscription's owner (notifications/subscriptions.py).
+    subscription_id: str | None = None
+    subscription_expires_at: datetime | None = None
+    # The sync worker's status and counters.
+    last_sync_started_at: datetime | None = None
+    last_sync_finished_at: datetime | None = None
+    last_sync_error: str | None = None
+    items_copied: int | None = None
+    bytes_copied: int | None = None
+    items_moved: int | None = None
+    items_deleted: int | None = None
+    items_skipped: int | None = None
+    items_failed: int | None = None
+    # The token vault.
+    last_token_refresh_at: datetime | None = None
+    # Sign-in sets it; tests and repairs may move it.
+    connected_at: datetime | None = None
+    # A disconnect.
+    mirror_deleted: bool | None = None
+    # The maintenance timer's markers, `<task>_due_at`: a task is on its way until then.
+    due: Mapping[str, datetime] = field(default_factory=dict)
+
+    def values(self) -> dict[str, object]:
+        named = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "due"}
+        found: dict[str, object] = {name: value for name, value in named.items() if value is not None}
+        for name, moment in self.due.items():
+            if not name.endswith("_due_at"):
+                raise ValueError(f"maintenance markers end in _due_at, not {name!r}")
+            found[name] = moment
+        return found
+
+
+def update(connection_id: str, change: Update) -> None:
+    """Merge the fields `change` names into the connection's row (it must exist: `NotFound` otherwise)."""
+    values = change.values()
+    if values:
+        _table().merge({**values, "PartitionKey": PARTITION, "RowKey": connection_id})
 
 
 def set_state(connection_id: str, state: ConnectionState, *, error: str = "") -> None:
-    values: dict[str, Any] = {"state": state}
+    values: dict[str, object] = {"state": str(state)}
     if error:
         values["last_sync_error"] = error
-    update(connection_id, **values)
+    _table().merge({**values, "PartitionKey": PARTITION, "RowKey": connection_id})
 
 
 def leave_active(connection_id: str, state: ConnectionState, *, error: str = "") -> bool:

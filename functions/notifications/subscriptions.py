@@ -138,8 +138,8 @@ def create(connection_id: str) -> Subscription:
             "expires_at": subscription.expires_at,
         }
     )
-    connections.update(connection_id, subscription_id=subscription.subscription_id,
-                       subscription_expires_at=subscription.expires_at)
+    connections.update(connection_id, connections.Update(subscription_id=subscription.subscription_id,
+                                                         subscription_expires_at=subscription.expires_at))
     log.info("subscription created", extra={"connection_id": connection_id, "subscription_id": subscription.subscription_id})
     if previous and previous != subscription.subscription_id:
         _delete_one(graph, previous, connection_id)
@@ -206,14 +206,14 @@ def delete(connection_id: str) -> None:
         _forget(subscription_id)
     if connection is not None:
         # A MERGE can't remove a property: the expiry becomes "ended now".
-        connections.update(connection_id, subscription_id="", subscription_expires_at=datetime.now(UTC))
+        connections.update(connection_id, connections.Update(subscription_id="", subscription_expires_at=datetime.now(UTC)))
     if failure is not None:
         raise failure
 
 
 def _extended(connection_id: str, subscription_id: str, expires_at: datetime) -> Subscription:
     _table().upsert({"PartitionKey": subscription_id, "RowKey": ROW, "expires_at": expires_at})
-    connections.update(connection_id, subscription_expires_at=expires_at)
+    connections.update(connection_id, connections.Update(subscription_expires_at=expires_at))
     log.info("subscription renewed", extra={"connection_id": connection_id, "subscription_id": subscription_id})
     return Subscription(subscription_id, connection_id, expires_at)
 

@@ -89,7 +89,7 @@ def run(
     lease.start_heartbeat()
     try:
         if lease.state.phase == Phase.IDLE:
-            connections.update(connection_id, last_sync_started_at=connections.utcnow())
+            connections.update(connection_id, connections.Update(last_sync_started_at=connections.utcnow()))
         else:
             # Continuing a sync an earlier message began: the status counts the whole sync. Read
             # now that we hold the lease: the previous holder reported before letting go.
@@ -244,18 +244,16 @@ def _counted_so_far(connection: connections.Connection) -> Stats:
 
 def _report(connection_id: str, stats: Stats, *, finished: bool, error: str) -> None:
     counts = stats.as_dict()
-    values = {
-        "last_sync_error": error,
-        "items_copied": counts["copied"],
-        "bytes_copied": counts["bytes"],
-        "items_moved": counts["moved"],
-        "items_deleted": counts["deleted"],
-        "items_skipped": counts["skipped"],
-        "items_failed": len(itemrows.failed(connection_id)),
-    }
-    if finished:
-        values["last_sync_finished_at"] = connections.utcnow()
-    connections.update(connection_id, **values)
+    connections.update(connection_id, connections.Update(
+        last_sync_error=error,
+        items_copied=counts["copied"],
+        bytes_copied=counts["bytes"],
+        items_moved=counts["moved"],
+        items_deleted=counts["deleted"],
+        items_skipped=counts["skipped"],
+        items_failed=len(itemrows.failed(connection_id)),
+        last_sync_finished_at=connections.utcnow() if finished else None,
+    ))
 
 
 def _describe(error: Exception) -> str:

@@ -36,7 +36,7 @@ def after_disconnect(connection_id: str) -> None:
     connection = connections.get(connection_id)
     if connection is None or connection.state != ConnectionState.DISCONNECTED:
         return  # not disconnected (or signed in again): its rows are live
-    rows, blobs = wipe(connection_id, mirror=bool(connection.extra.get("mirror_deleted")))
+    rows, blobs = wipe(connection_id, mirror=connection.mirror_deleted)
     if rows or blobs:
         log.info("after disconnect: %d late sync rows and %d files removed", rows, blobs, extra={"connection_id": connection_id})
 

@@ -238,4 +238,4 @@ def _mark_reauth_required(connection_id: str, etag: str) -> None:
 
 def _note_refresh(connection_id: str) -> None:
     with contextlib.suppress(NotFound):
-        connections.update(connection_id, last_token_refresh_at=_now())
+        connections.update(connection_id, connections.Update(last_token_refresh_at=_now()))

@@ -23,7 +23,7 @@ def disconnect(connection_id: str, *, delete_mirror: bool = False) -> bool:
     if existed:
         # First, so a sync starting now sees it and stops (and the timer skips it); a sync already
         # running stops when its lease row goes, then calls `forget.after_disconnect`.
-        connections.update(connection_id, mirror_deleted=delete_mirror)
+        connections.update(connection_id, connections.Update(mirror_deleted=delete_mirror))
         connections.set_state(connection_id, ConnectionState.DISCONNECTED)
     try:
         subscriptions.delete(connection_id)

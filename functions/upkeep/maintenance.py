@@ -226,7 +226,7 @@ def _mark(current: Plan) -> None:
             # One row vanished (disconnect deletes nothing, but a product may): mark the rest one by one.
             for connection_id, fields in chunk:
                 try:
-                    connections.update(connection_id, **fields)
+                    connections.update(connection_id, connections.Update(due=fields))
                 except StorageError:
                     log.warning("could not mark maintenance", extra={"connection_id": connection_id})
 

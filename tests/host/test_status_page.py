@@ -16,8 +16,11 @@ HOSTILE = '<script>alert("x")</script>'
 def add_connection(account_id: str, name: str, email: str, **fields) -> str:
     connection = connections.save_profile(account_id=account_id, drive_id=f"d{account_id}", display_name=name,
                                           email=email, ref="")
+    state = fields.pop("state", None)
     if fields:
-        connections.update(connection.connection_id, **fields)
+        connections.update(connection.connection_id, connections.Update(**fields))
+    if state:
+        connections.set_state(connection.connection_id, connections.ConnectionState(state))
     return connection.connection_id
 
 

@@ -41,8 +41,8 @@ def test_a_connection_cursor_only_continues_the_listing_it_came_from(api, connec
 
 def test_a_connection_shows_state_account_sync_counts_and_expiry_but_never_a_token(api, drive):
     expiry = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
-    connections.update(drive.connection_id, subscription_expires_at=expiry, items_copied=12, bytes_copied=3456,
-                       last_sync_error="Graph HTTP 503")
+    connections.update(drive.connection_id, connections.Update(subscription_expires_at=expiry, items_copied=12, bytes_copied=3456,
+                       last_sync_error="Graph HTTP 503"))
 
     response = api.get(f"/api/connections/{drive.connection_id}")
 
