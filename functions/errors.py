@@ -20,7 +20,8 @@ Failure                          every failure the app raises on purpose (a bug 
 │   └── NotFound                 the row, blob or queue is not there
 ├── BadInput                     input from outside is unusable: a clear 4xx, nothing changed
 │   ├── BadRequest               signin/flow.py: a sign-in request or callback
-│   ├── MalformedBatch           notifications/batches.py: a webhook body
+│   ├── MalformedBatch           microsoft/wire.py: a webhook body
+│   ├── MalformedTokenResponse   microsoft/wire.py: a 200 from the token endpoint without a token
 │   ├── BadMessage               messages.py: a queue message body
 │   └── BadItem                  microsoft/driveitem.py: a drive item from Graph
 ├── Denied                       signin/flow.py: the user declined consent at Microsoft
@@ -28,7 +29,8 @@ Failure                          every failure the app raises on purpose (a bug 
 ├── ConnectionNotFound           connections.py
 ├── SealError                    tokens/keyring.py: a sealed token does not open
 ├── LeaseLost                    sync/state.py: another worker (or a disconnect) took the sync
-└── OutOfTime                    sync/apply.py: the invocation's time budget is spent
+├── OutOfTime                    sync/apply.py: the invocation's time budget is spent
+└── Mismatch                     sync/mirror.py: downloaded bytes differ from the listing
 ```
 
 Each keeps the builtin base it had (`ValueError` for bad input, `LookupError`, `RuntimeError`) so

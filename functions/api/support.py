@@ -10,9 +10,10 @@ import re
 from typing import Any
 
 from functions import connections
+from functions.errors import Failure
 
 
-class ApiError(Exception):
+class ApiError(Failure):
     """A request the API refuses: `status` (4xx), a stable `code` and a message safe to show."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -97,7 +97,7 @@ def _datetime(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class MalformedTokenResponse(ValueError):
+class MalformedTokenResponse(BadInput):
     """A 200 from the token endpoint without a usable access token."""
 
 

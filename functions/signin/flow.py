@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from functions import storage
-from functions.errors import Conflict
+from functions.errors import BadInput, Conflict, Failure
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,11 @@ STATE_ROW = "state"
 CALLBACK_BUDGET_SECONDS = 60.0
 
 
-class BadRequest(ValueError):
+class BadRequest(BadInput):
     """Input the flow refuses: shown to the user as a 400 page. The message is safe to show."""
 
 
-class Denied(Exception):
+class Denied(Failure):
     """Microsoft sent the user back with an error (they declined consent, or sign-in failed)."""
 
     def __init__(self, error: str, return_to: str) -> None:

@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from functions.errors import Unavailable
+from functions.errors import Failure, Unavailable
 from functions.microsoft.driveitem import Kind
 from functions.microsoft.graph import GraphClient
 from functions.sync import events, itemrows
@@ -52,7 +52,7 @@ LISTING_LIMIT = 500_000
 UNAVAILABLE_STREAK = 5  # consecutive failed downloads (Graph down): stop, don't park the whole drive
 
 
-class OutOfTime(Exception):
+class OutOfTime(Failure):
     """The time budget is spent: what is done is recorded, the rest stays pending."""
 
 

@@ -25,7 +25,7 @@ import httpx
 import quickxorhash
 
 from functions import storage
-from functions.errors import Forbidden, GraphError, ItemNotFound, Unavailable
+from functions.errors import Failure, Forbidden, GraphError, ItemNotFound, Unavailable
 from functions.microsoft.driveitem import ZERO_HASH
 from functions.microsoft.transport import backoff_delay
 from functions.sync.plan import Copy, blob_name
@@ -70,8 +70,8 @@ class CopyResult:
     error: str = ""
 
 
-class Mismatch(Exception):
-    pass
+class Mismatch(Failure):
+    """The bytes downloaded are not the ones the listing described (size or quickXorHash)."""
 
 
 class Mirror:

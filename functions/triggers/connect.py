@@ -41,11 +41,10 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
-    from functions.errors import GraphError, ReauthRequired, Throttled, Unavailable
-    from functions.microsoft.identity import IdentityError
-    from functions.settings import SettingsError
+    from functions.errors import MicrosoftError, SettingsError, Throttled, Unavailable
     from functions.signin import flow, pages
 
+    # By family (the tree is in errors.py): the order matters, narrower first.
     try:
         completed = flow.complete(dict(req.params), flow.parse_cookies(req.headers.get("cookie")))
     except flow.BadRequest as error:
@@ -58,7 +57,7 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     except (Unavailable, Throttled) as error:
         log.warning("sign-in could not reach Microsoft: %s", error)
         return _page(pages.unavailable(), 503)
-    except (IdentityError, GraphError, ReauthRequired) as error:
+    except MicrosoftError as error:  # refused: a token error, a Graph error, a grant turned down
         log.warning("sign-in refused by Microsoft: %s", error)
         return _page(pages.denied("sign_in_failed", ""), 502)
     if completed.redirect_to:
