@@ -13,7 +13,8 @@ Failure                          every failure the app raises on purpose (a bug 
 │   └── GraphError               a non-retryable Graph answer (`status`, `code`)
 │       ├── ResyncRequired       the delta link is spent: enumerate again
 │       ├── ItemNotFound         404
-│       └── Forbidden            403 (`malwareDetected`, `accessDenied`)
+│       ├── Forbidden            403 (`malwareDetected`, `accessDenied`)
+│       └── LinkExpired          a download refused mid-transfer (401/403/410/416): ask for a fresh URL
 ├── StorageError                 Azure Storage answered something the caller did not expect
 │   ├── StorageUnavailable       unreachable or failing through the SDK's retries
 │   ├── Conflict                 a conditional write lost (the row/blob changed), or it exists
@@ -93,6 +94,11 @@ class ItemNotFound(GraphError):
 
 class Forbidden(GraphError):
     """403, e.g. `malwareDetected` on a download, `accessDenied`."""
+
+
+class LinkExpired(GraphError):
+    """A download was refused in a way a fresh download URL fixes (the pre-authenticated URL
+    expired mid-transfer: 401, 403 other than malware, 410, 416): resume through /content."""
 
 
 class StorageError(Failure):

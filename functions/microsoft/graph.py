@@ -16,13 +16,16 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from functions.errors import Forbidden, GraphError, ItemNotFound, ReauthRequired, ResyncRequired
+from functions.errors import Forbidden, GraphError, ItemNotFound, LinkExpired, ReauthRequired, ResyncRequired
 from functions.microsoft import transport
 from functions.microsoft.transport import Deadline, Pause
 from functions.microsoft.wire import Account, DeltaPage, Drive, Json, Subscription, as_object
 from functions.settings import settings
 
 log = logging.getLogger(__name__)
+
+# How a download host refuses a pre-authenticated URL that expired while we used it.
+_EXPIRED_LINK_STATUS = frozenset({401, 403, 410, 416})
 
 # Returns an access token; `force_refresh=True` after a 401 asks for a new one.
 TokenSource = Callable[[bool], str]
@@ -145,7 +148,22 @@ class GraphClient:
         """Stream an item's content from `start`. The caller must check 206 vs 200 when start > 0.
 
         `/content` answers 302 to a pre-authenticated URL on another host: it gets no Authorization.
+        A refusal that a fresh URL fixes is `LinkExpired`; the caller resumes with a new call.
         """
+        try:
+            download = self._open_download(item_id, start)
+        except (ItemNotFound, LinkExpired):
+            raise
+        except GraphError as error:
+            if error.code != "malwareDetected" and error.status in _EXPIRED_LINK_STATUS:
+                raise LinkExpired(error.status, error.code, str(error)) from None
+            raise
+        try:
+            yield download
+        finally:
+            download.close()
+
+    def _open_download(self, item_id: str, start: int) -> httpx.Response:
         response = self.request("GET", item_path(item_id) + "/content")
         location = response.headers.get("Location")
         if response.status_code not in (301, 302, 303, 307, 308) or not location:
@@ -158,13 +176,13 @@ class GraphClient:
             stream=True,
             what="download",
         )
-        try:
-            if download.status_code >= 400:
+        if download.status_code >= 400:
+            try:
                 download.read()
-                raise _typed_error(download)
-            yield download
-        finally:
-            download.close()
+            finally:
+                download.close()
+            raise _typed_error(download)
+        return download
 
     def _send(self, method: str, url: str, *, json: Any, params: dict[str, str] | None, force_refresh: bool) -> httpx.Response:
         token = self._tokens(force_refresh)

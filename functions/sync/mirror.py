@@ -25,7 +25,7 @@ import httpx
 import quickxorhash
 
 from functions import storage
-from functions.errors import Failure, Forbidden, GraphError, ItemNotFound, Unavailable
+from functions.errors import Failure, Forbidden, ItemNotFound, LinkExpired, Unavailable
 from functions.microsoft.driveitem import ZERO_HASH
 from functions.microsoft.transport import backoff_delay
 from functions.sync.plan import Copy, blob_name
@@ -233,11 +233,7 @@ class Mirror:
                     break
                 except (httpx.TransportError, Unavailable) as error:
                     reason = type(error).__name__
-                except GraphError as error:
-                    # The download host refusing a URL it issued: it expired mid-transfer. /content
-                    # gives a fresh one on the next attempt.
-                    if isinstance(error, (ItemNotFound,)) or error.code == "malwareDetected" or error.status not in (401, 403, 410, 416):
-                        raise
+                except LinkExpired as error:  # /content gives a fresh URL on the next attempt
                     reason = f"HTTP {error.status}"
                 failures += 1
                 if failures >= STREAM_ATTEMPTS:
