@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from functions.microsoft.driveitem import Kind
+from functions.storage.names import mirror_blob
 
 MAX_BLOB_NAME = 1024  # characters, Azure's limit on a blob name
 MAX_SEGMENTS = 254  # Azure: at most 254 path segments in a blob name
@@ -100,7 +101,7 @@ def path_problem(path: str) -> str | None:
 def blob_name(connection_id: str, path: str) -> str:
     """The blob holding `path` of a connection's drive. Raises ValueError on an unusable path."""
     problem = path_problem(path) or segment_problem(connection_id)
-    full = f"{connection_id}/{path}"
+    full = mirror_blob(connection_id, path)
     if problem is None and len(full) > MAX_BLOB_NAME:
         problem = "path too long"
     if problem:
