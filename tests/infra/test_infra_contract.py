@@ -59,7 +59,7 @@ def infra() -> Infra:
 
 def needed_roles(declared: dict) -> set[str]:
     """The roles the code's own actions call for, read from the code and the app's settings."""
-    storage_source = (ROOT / "functions" / "storage" / "__init__.py").read_text()
+    storage_source = "\n".join(path.read_text() for path in sorted((ROOT / "functions" / "storage").glob("*.py")))
     needed = set()
     # The host always needs blobs (locks, keys) and queues (the triggers); tables only if the app builds them.
     if "BlobServiceClient" in storage_source or "queueTrigger" in str(declared):
