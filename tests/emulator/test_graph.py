@@ -83,10 +83,13 @@ def test_authorization_on_the_download_host_is_refused_unless_allowed(emulator, 
 
 
 def test_request_latency_switch_delays_every_request(emulator, emulator_user, graph):
+    item_id = emulator_user.drive.write_file("a.txt", b"x")
     emulator.request_latency = 0.2
+    emulator.request_log.clear()  # the sign-in before this was not delayed
     started = time.monotonic()
-    assert graph.get("/me").status_code == 200
-    assert time.monotonic() - started >= 0.2
-    started = time.monotonic()
-    httpx.get(f"{emulator.control_url}/options")  # the control API is not delayed
-    assert time.monotonic() - started < 0.2
+    location = graph.get(f"/me/drive/items/{quote(item_id)}/content").headers["location"]
+    assert httpx.get(location).content == b"x"
+    assert time.monotonic() - started >= 0.4  # Graph's answer and the download's, each delayed
+    logged = emulator.requests
+    assert [e["host"] for e in logged] == ["api", "download"]
+    assert all(e["duration"] is None or e["duration"] >= 0.2 for e in logged)  # None: still streaming

@@ -393,7 +393,7 @@ def test_retries_go_on_for_four_hours_of_modelled_time_then_stop(emulator, emula
 def test_slow_answers_delay_then_drop_deliveries(emulator, emulator_user, graph):
     emulator.time_scale = 1
     emulator.notification_debounce = 5  # sent when flushed
-    emulator.slow_response_seconds = 0.05
+    emulator.slow_response_seconds = 0.5  # Graph's is 2.9 s; far above a plain answer, even on a busy machine
     emulator.slow_min_notifications = 10
     emulator.slow_delay_seconds = 0.2  # modelled seconds; Graph's are 600
     slow_next = {"value": False}
@@ -402,7 +402,7 @@ def test_slow_answers_delay_then_drop_deliveries(emulator, emulator_user, graph)
         if request.validation_token is not None:
             return echo(request)
         if slow_next["value"]:
-            time.sleep(0.08)
+            time.sleep(0.7)
         return 202, "text/plain", b""
 
     endpoint = Hook(answer)
