@@ -93,6 +93,7 @@ def environment(*, in_memory: bool = True, time_budget_seconds: int = 240, with_
             from devtools.emulator import Emulator
 
             emulator = Emulator(client_id="emulator-client-id", client_secret="emulator-client-secret")
+            emulator.allow_http_notification_urls = True  # the app under test listens on local http: no TLS
             emulator.start(port=0)
         port = free_port()
         emulator_url = emulator.base_url if emulator else "http://127.0.0.1:9"

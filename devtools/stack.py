@@ -163,6 +163,9 @@ class Stack:
         # subscription survive a restart together.
         command = [sys.executable, "-m", "devtools.emulator", "--port", str(port),
                    "--data", str(self.data_dir / "emulator")] + (["--demo"] if self.demo else [])
+        if urlsplit(public).scheme == "http":
+            # Graph only notifies https URLs; the local host serves plain http (no TLS here).
+            command.append("--allow-http-notification-urls")
         self.emulator = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/_emulator", self.emulator, "the OneDrive emulator")

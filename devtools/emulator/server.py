@@ -217,6 +217,13 @@ class Emulator:
             time.sleep(0.005)
         return self
 
+    def serve_as(self, base_url: str, download_base_url: str) -> None:
+        """Name these origins in what the emulator hands out (links, download URLs, discovery)
+        instead of the ones it listens on: for a client that reaches it through a proxy under
+        Microsoft's host names (tests/conformance)."""
+        self.state.base_url = base_url.rstrip("/")
+        self.state.download_base_url = download_base_url.rstrip("/")
+
     def _listen(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
+import time
 from datetime import datetime, timezone
+from typing import Callable
 
 
 def utcnow() -> datetime:
@@ -31,3 +35,25 @@ def parse_iso(text: str) -> datetime | None:
         return datetime.fromisoformat(f"{match.group(1)}.{micro}{'+00:00' if zone == 'Z' else zone}")
     except ValueError:
         return None
+
+
+class ModelledClock:
+    """Seconds as the notifier lives them: real time sped up by ``scale()`` (which may change at
+    any moment), so that Graph's hours of retries can pass in a test's seconds."""
+
+    def __init__(self, scale: Callable[[], float]) -> None:
+        self._scale = scale
+        self._real = time.monotonic()
+        self._modelled = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            real = time.monotonic()
+            self._modelled += (real - self._real) * self._scale()
+            self._real = real
+            return self._modelled
+
+    async def sleep(self, modelled_seconds: float) -> None:
+        if modelled_seconds > 0:
+            await asyncio.sleep(modelled_seconds / max(self._scale(), 1e-9))

