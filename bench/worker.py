@@ -6,6 +6,7 @@ emulator and the benchmark itself. Driven by JSON lines on stdin; answers one JS
     {"do": "upload", "name": ..., "size": n, "seed": s}   baseline: plain azure-storage-blob upload
     {"do": "sync", "connection_id": ...}             engine.run until done (the copy path)
     {"do": "listen"} / {"do": "stop"}                the sync_worker function fed by the queue listener
+    {"do": "count", "origins": {...}} / {"do": "counted"}   count calls by service between the two
     {"do": "quit"}
 """
 
@@ -121,6 +122,27 @@ def _sync(connection_id: str) -> dict[str, Any]:
             "stats": result.stats}
 
 
+_counter = None
+
+
+def _count(origins: dict[str, str]) -> dict[str, Any]:
+    """Count this process's calls from now (the queue listener's syncs included)."""
+    global _counter
+    from devtools.calls import CallCounter
+
+    _counter = CallCounter.for_environment(**origins).__enter__()
+    return {"counting": True}
+
+
+def _counted() -> dict[str, Any]:
+    global _counter
+    if _counter is None:
+        return {"calls": {}}
+    _counter.__exit__()
+    calls, _counter = dict(_counter.snapshot()), None
+    return {"calls": calls}
+
+
 def _listen() -> dict[str, Any]:
     global _listener
     from devtools.host.config import HostOptions
@@ -154,7 +176,8 @@ def main() -> None:
                 out.write(json.dumps({"bye": True}) + "\n")
                 out.flush()
                 return
-            answer = {"warm": _warm, "upload": _upload, "sync": _sync, "listen": _listen, "stop": _stop}[action](**command)
+            answer = {"warm": _warm, "upload": _upload, "sync": _sync, "listen": _listen, "stop": _stop, "count": _count,
+                      "counted": _counted}[action](**command)
         except Exception as error:  # reported to the parent, which stops the benchmark
             answer = {"error": f"{type(error).__name__}: {str(error)[:500]}"}
         out.write(json.dumps(answer) + "\n")

@@ -24,15 +24,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from devtools.emulator import Emulator, User
 from devtools.serving import free_port
-from tests.emulator.helpers import redeem, get_code
+from tests.emulator.helpers import get_code, redeem
 
 ROOT = Path(__file__).resolve().parents[2]
 PROXY_VENV = ROOT / ".venv-mitmproxy"
@@ -150,7 +150,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             [str(mitmdump), "--listen-host", "127.0.0.1", "--listen-port", str(port), "--set", f"confdir={confdir}",
              "--set", "stream_large_bodies=1m", "--set", "connection_strategy=lazy", "-q", "-s", str(ADDON)],
             env={**os.environ, "EMULATOR_API": api, "EMULATOR_DOWNLOAD": download},
-            stdout=open(work / "mitmdump.log", "wb"), stderr=subprocess.STDOUT,
+            stdout=open(work / "mitmdump.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 (mitmdump keeps writing)
         )
         wait_for_port(port, proxy_process)
         ca_cert = confdir / "mitmproxy-ca-cert.pem"

@@ -27,7 +27,7 @@ def drive(world):
     drive.write_file("Documents/Drafts/keep.md", b"# keep\n")
     drive.write_file("Pictures/2024/beach.jpg", size=BIG, seed=7)
     drive.write_file("Pictures/2024/empty.bin", b"")
-    drive.write_file("Music/été à Paris.txt", "accents\n".encode())
+    drive.write_file("Music/été à Paris.txt", b"accents\n")
     drive.seed(n_files=40, n_folders=4, seed=3, folder="Archive")
     drive.rename("Documents/Drafts", "Working")
     drive.move("Music", "Pictures/Music")
