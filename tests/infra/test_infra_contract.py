@@ -193,7 +193,7 @@ def test_outputs_name_the_urls_to_register():
     from functions.settings import Settings
 
     base = "https://base.example"
-    probe = Settings(*([None] * 4), base, *([None] * 7))
+    probe = Settings({"PUBLIC_BASE_URL": base})
     outputs = infra().outputs()
     assert "FUNCTION_BASE_URL" in outputs
     assert outputs["OAUTH_REDIRECT_URI"].endswith(probe.redirect_uri.removeprefix(base))
