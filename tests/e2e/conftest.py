@@ -66,6 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
                    if k not in DEFAULTS and not k.startswith("AzureWebJobsStorage")}
     environment["LOCAL_FUNCTION_KEY"] = KEY
     command = [sys.executable, "-m", "devtools.stack", "--port", str(free_port()), "--emulator-port", str(free_port()),
+               "--storage-ports", ",".join(str(free_port()) for _ in range(3)),  # beside a running stack
                "--data", str(work / "data"), "--settings", str(work / "local.settings.json")]
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
