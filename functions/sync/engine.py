@@ -125,6 +125,10 @@ def run(
         # A disconnect also removes the tokens: then the user's verdict stands, not ours.
         if connections.leave_active(connection_id, connections.ConnectionState.REAUTH_REQUIRED,
                                     error="Microsoft sign-in expired or was revoked: the user must connect again"):
+            # This sync has ended (whoever marked the connection first, the vault or us): say so,
+            # or the status shows a sync started after the last one finished, i.e. still running.
+            with contextlib.suppress(Exception):
+                connections.update(connection_id, last_sync_finished_at=connections.utcnow())
             log.warning("sync stopped: sign-in required", extra=context)
             return RunResult("reauth", passes, stats.as_dict())
         forget.after_disconnect(connection_id)

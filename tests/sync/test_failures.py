@@ -216,6 +216,15 @@ def test_revoked_consent_marks_the_connection_and_stops_quietly(connected_drive,
     assert engine.run(connected_drive.connection_id).outcome == "inactive"
 
 
+def test_a_sync_ended_by_a_revoked_consent_is_reported_finished_not_running(connected_drive, emulator, drive):
+    emulator.revoke_consent(connected_drive.user)
+    emulator.expire_access_tokens(connected_drive.user)
+    assert engine.run(connected_drive.connection_id).outcome == "reauth"
+    last_sync = connections.require(connected_drive.connection_id).to_public()["lastSync"]
+    assert last_sync["finishedAt"] >= last_sync["startedAt"], last_sync
+    assert "revoked" in last_sync["error"]
+
+
 @pytest.mark.parametrize("how", ["410", "400"])
 def test_a_dead_delta_link_means_full_enumeration_then_mark_and_sweep(connected_drive, emulator, drive, sync_until_done, how):
     drive.write_file("keep.txt", b"keep")
