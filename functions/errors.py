@@ -47,7 +47,12 @@ class Failure(Exception):
 
 
 class SettingsError(Failure, RuntimeError):
-    """A setting is missing or malformed; the message names it (never its value when secret)."""
+    """A setting is missing or malformed; the message names it (never its value when secret).
+    `setting`: its name, for the health endpoint and the stack's start check ("" if not one)."""
+
+    def __init__(self, message: str = "", setting: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class MicrosoftError(Failure):

@@ -23,10 +23,6 @@ from urllib.parse import urlsplit
 
 from functions.errors import SettingsError as SettingsError  # raised here; the tree is in errors.py
 
-    def __init__(self, message: str, setting: str = "") -> None:
-        super().__init__(message)
-        self.setting = setting
-
 
 @dataclass(frozen=True)
 class EncryptionKey:

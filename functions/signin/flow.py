@@ -109,6 +109,32 @@ def _check_sizes(params: Mapping[str, str]) -> None:
 
 # ----- GET /api/connect --------------------------------------------------------------------------
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def public_origin_redirect(request_url: str) -> str | None:
+    """The same URL on PUBLIC_BASE_URL's origin when the request came on another name of this
+    machine (127.0.0.1 for localhost): the browser-binding cookie is set on the host name the flow
+    starts on, and the callback comes back on PUBLIC_BASE_URL's, so the flow must start there.
+    None when the request is on the public origin already (or isn't a loopback name at all)."""
+    from functions.settings import settings
+
+    public, here = urlsplit(settings().public_base_url), urlsplit(request_url)
+    if here.hostname not in _LOOPBACK or public.hostname not in _LOOPBACK:
+        return None
+    if (here.scheme, here.netloc.lower()) == (public.scheme, public.netloc.lower()):
+        return None
+    return urlunsplit((public.scheme, public.netloc, here.path, here.query, ""))
+
+
+def connect_again_url(return_to: str = "") -> str:
+    """Where a sign-in error page's "Connect again" leads: back to the product when it said where,
+    else to a new sign-in on this service."""
+    from functions.settings import settings
+
+    return return_to or f"{settings().public_base_url}/api/connect"
+
+
 
 def start(params: Mapping[str, str]) -> Started:
     """Create the state and the PKCE pair, remember them server-side, and build the authorize URL."""

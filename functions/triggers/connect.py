@@ -24,18 +24,32 @@ def _redirect(location: str, cookie: str) -> func.HttpResponse:
     return func.HttpResponse(status_code=302, headers={**HEADERS, "Location": location, "Set-Cookie": cookie})
 
 
+def _again(return_to: str = "") -> str:
+    """The "Connect again" link of an error page ("" when PUBLIC_BASE_URL itself is the problem)."""
+    from functions.settings import SettingsError
+    from functions.signin import flow
+
+    try:
+        return flow.connect_again_url(return_to)
+    except SettingsError:
+        return return_to
+
+
 @bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
     from functions.settings import SettingsError
     from functions.signin import flow, pages
 
     try:
+        moved = flow.public_origin_redirect(req.url)
+        if moved:  # 127.0.0.1 for localhost: start on the host name the callback comes back to
+            return func.HttpResponse(status_code=302, headers={**pages.HEADERS, "Location": moved})
         started = flow.start(dict(req.params))
     except flow.BadRequest as error:
-        return _page(pages.bad_request(str(error)), 400)
+        return _page(pages.bad_request(str(error), _again()), 400)
     except SettingsError as error:
         log.error("sign-in is misconfigured: %s", error)
-        return _page(pages.misconfigured(), 500)
+        return _page(pages.misconfigured(_again()), 500)
     return _redirect(started.authorize_url, started.set_cookie_header())
 
 
@@ -47,19 +61,19 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     # By family (the tree is in errors.py): the order matters, narrower first.
     try:
         completed = flow.complete(dict(req.params), flow.parse_cookies(req.headers.get("cookie")))
-    except flow.BadRequest as error:
-        return _page(pages.bad_request(str(error)), 400)
+    except flow.BadRequest as error:  # e.g. a reloaded callback: "already used"
+        return _page(pages.bad_request(str(error), _again()), 400)
     except flow.Denied as denied:
-        return _page(pages.denied(denied.error, denied.return_to), 200)
+        return _page(pages.denied(denied.error, denied.return_to, _again(denied.return_to)), 200)
     except SettingsError as error:  # includes a client secret Microsoft refused
         log.error("sign-in is misconfigured: %s", error)
-        return _page(pages.misconfigured(), 500)
+        return _page(pages.misconfigured(_again()), 500)
     except (Unavailable, Throttled) as error:
         log.warning("sign-in could not reach Microsoft: %s", error)
-        return _page(pages.unavailable(), 503)
+        return _page(pages.unavailable(_again()), 503)
     except MicrosoftError as error:  # refused: a token error, a Graph error, a grant turned down
         log.warning("sign-in refused by Microsoft: %s", error)
-        return _page(pages.denied("sign_in_failed", ""), 502)
+        return _page(pages.denied("sign_in_failed", "", _again()), 502)
     if completed.redirect_to:
         return _redirect(completed.redirect_to, completed.clear_cookie_header())
     return _page(pages.connected(completed.display_name), 200, {"Set-Cookie": completed.clear_cookie_header()})

@@ -35,6 +35,14 @@ def callback_url_of(app_server, emulator, browser: Browser, **params: str) -> st
     return redirect.headers["Location"]
 
 
+def assert_offers_connect_again(page, app_server, return_to: str = "") -> None:
+    """Every sign-in error page links to a new start (the product's page when it said where)."""
+    import re
+
+    links = re.findall(r'<a class="again" href="([^"]+)">Connect again</a>', page.text)
+    assert links == [return_to or f"{app_server.url}/api/connect"], page.text
+
+
 def test_connect_redirects_to_authorize_with_pkce_and_a_cookie_bound_state(app_server, emulator, app_settings):
     with Browser() as browser:
         response = browser.http.get(connect_url(app_server.url, ref="user-42"))
@@ -126,6 +134,7 @@ def test_denied_consent_shows_a_clear_page_and_stores_nothing(app_server, emulat
         page = browser.answer_consent(consent_page, accept=False)
     assert page.status_code == 200
     assert "chose not to give access" in page.text
+    assert_offers_connect_again(page, app_server)
     assert token_requests(emulator) == []
     assert rows(storage.Tables.CONNECTIONS) == [] and rows(storage.Tables.TOKENS) == []
     assert rows(storage.Tables.OAUTH_STATES) == []  # the state is spent all the same
@@ -147,6 +156,7 @@ def test_a_replayed_state_is_refused_and_exchanges_no_code(app_server, emulator,
         replay = browser.open(callback)
     assert first.status_code == 200
     assert replay.status_code == 400 and "already used" in replay.text
+    assert_offers_connect_again(replay, app_server)
     assert len(token_requests(emulator)) == 1
 
 
@@ -179,6 +189,7 @@ def test_login_csrf_someone_elses_callback_in_another_browser_is_refused(app_ser
     with Browser() as victim:
         page = victim.open(callback)
     assert page.status_code == 400 and "another browser" in page.text
+    assert_offers_connect_again(page, app_server)
     assert token_requests(emulator) == []
     assert rows(storage.Tables.CONNECTIONS) == [] and rows(storage.Tables.TOKENS) == []
 
@@ -248,6 +259,7 @@ def test_bad_callbacks_get_a_clear_400_and_change_nothing(app_server, emulator, 
     assert response.status_code == 400
     assert message in response.text
     assert response.headers["Content-Type"].startswith("text/html")
+    assert_offers_connect_again(response, app_server)
     assert token_requests(emulator) == []
     assert rows(storage.Tables.CONNECTIONS) == []
 
@@ -275,6 +287,7 @@ def test_an_expired_state_is_refused(app_server, emulator, emulator_user):
         )
         response = browser.open(callback)
     assert response.status_code == 400 and "expired" in response.text
+    assert_offers_connect_again(response, app_server)
     assert token_requests(emulator) == []
 
 
@@ -339,3 +352,28 @@ def test_a_refused_subscription_does_not_fail_the_sign_in(app_server, emulator, 
     assert connected.final_page.status_code == 200
     assert connections.require(connected.connection_id).state == connections.ConnectionState.ACTIVE
     assert {"connection_id": connected.connection_id, "reason": "initial"} in queued_syncs()
+
+
+def test_every_sign_in_page_but_success_offers_connect_again():
+    import inspect
+
+    from functions.signin import pages
+
+    made = {name: function for name, function in inspect.getmembers(pages, inspect.isfunction)
+            if function.__module__ == pages.__name__ and name not in ("render", "connected")}
+    assert {"denied", "bad_request", "unavailable", "misconfigured"} <= set(made)
+    for name, function in made.items():
+        arguments = {"error": "access_denied", "return_to": "", "message": "m"}
+        wanted = {k: v for k, v in arguments.items() if k in inspect.signature(function).parameters}
+        html = function(**wanted, again="https://again.example/start")
+        assert '<a class="again" href="https://again.example/start">Connect again</a>' in html, name
+
+
+def test_a_connect_link_on_another_name_of_this_machine_moves_to_the_public_origin_first(app_server, emulator):
+    other = app_server.url.replace("127.0.0.1", "localhost")
+    with Browser() as browser:
+        moved = browser.http.get(f"{other}/api/connect?ref=user-7&return_to=http%3A%2F%2Flocalhost%3A3000%2Fdone")
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == f"{app_server.url}/api/connect?ref=user-7&return_to=http%3A%2F%2Flocalhost%3A3000%2Fdone"
+    assert "set-cookie" not in moved.headers  # nothing started on the wrong host name
+    assert rows(storage.Tables.OAUTH_STATES) == []
