@@ -125,11 +125,15 @@ def _queue_cards() -> str:
 
 # ---- pages -----------------------------------------------------------------------------------
 
+# One wording for a state, on the badges and in the summary card alike.
+STATE_LABELS = {"active": "Active", "reauth_required": "Sign-in needed", "disconnected": "Disconnected"}
+
+
 def _state_badge(connection: connections.Connection) -> str:
     running = connection.last_sync_started_at and (
         connection.last_sync_finished_at is None or connection.last_sync_started_at > connection.last_sync_finished_at)
     state = str(connection.state)
-    label = {"active": "Active", "reauth_required": "Sign-in needed", "disconnected": "Disconnected"}.get(state, state)
+    label = STATE_LABELS.get(state, state)
     badge = f'<span class="badge {_e(state)}">{_e(label)}</span>'
     if running and connection.state == connections.ConnectionState.ACTIVE:
         badge += ' <span class="badge syncing">Syncing</span>'
@@ -138,6 +142,8 @@ def _state_badge(connection: connections.Connection) -> str:
 
 def _subscription(connection: connections.Connection, now: datetime) -> str:
     expires = connection.subscription_expires_at
+    if connection.state == connections.ConnectionState.DISCONNECTED:
+        return '<span class="muted">none (disconnected)</span>'  # removed with the connection: nothing expired
     if not connection.subscription_id and expires is None:
         return '<span class="muted">none</span>'
     if expires is not None and expires <= now:
@@ -154,7 +160,8 @@ def _connection_row(connection: connections.Connection, links: Links, now: datet
     return (
         "<tr>"
         f'<td><a class="account" href="{_e(links.mirror(connection.connection_id))}">{_e(connection.display_name or connection.account_id)}</a>'
-        f'<div class="muted">{_e(connection.email)}</div><div class="mono muted">{_e(connection.connection_id)}</div></td>'
+        f'<div class="muted">{_e(connection.email)}</div><div class="mono muted">{_e(connection.connection_id)}</div>'
+        f'<a class="browse" href="{_e(links.mirror(connection.connection_id))}">Browse the mirror →</a></td>'
         f"<td>{_state_badge(connection)}</td>"
         f"<td>{_when(connection.last_sync_finished_at, now)}"
         f'<div class="muted">started {_when(connection.last_sync_started_at, now)}</div></td>'
@@ -164,22 +171,44 @@ def _connection_row(connection: connections.Connection, links: Links, now: datet
     )
 
 
-def overview(*, key: str | None, refresh: bool, connect_url: str, now: datetime | None = None) -> Page:
+def _faults_banner() -> str:
+    """App-wide settings faults, as the health endpoint reports them, named for the person fixing them."""
+    from functions import health
+
+    faults = health.run(("settings",)).faults
+    if not faults:
+        return ""
+    items = "".join(f"<li>{_e(fault.message)}" + (f' <span class="muted">(affects {_e(", ".join(fault.features))})</span>'
+                                                   if fault.features else "") + "</li>" for fault in faults)
+    return f'<div class="alert"><strong>Settings need fixing</strong> (also at /api/health):<ul>{items}</ul></div>'
+
+
+def _connect_url() -> str:
+    from functions.settings import SettingsError, settings
+
+    try:
+        return f"{settings().public_base_url}/api/connect"
+    except SettingsError:
+        return "/api/connect"  # the banner says what is wrong with PUBLIC_BASE_URL
+
+
+def overview(*, key: str | None, refresh: bool, connect_url: str | None = None, now: datetime | None = None) -> Page:
     now = now or datetime.now(UTC)
     links = Links(key, refresh)
+    connect_url = connect_url or _connect_url()
     found = sorted(connections.iterate(), key=lambda c: (c.display_name or c.account_id).lower())
     if found:
         rows = "".join(_connection_row(c, links, now) for c in found)
-        table = ("<table><thead><tr><th>Account</th><th>State</th><th>Last sync</th><th>Items</th>"
-                 f"<th>Subscription</th></tr></thead><tbody>{rows}</tbody></table>")
+        table = ('<div class="scroll"><table><thead><tr><th>Account</th><th>State</th><th>Last sync</th><th>Items</th>'
+                 f"<th>Subscription</th></tr></thead><tbody>{rows}</tbody></table></div>")
     else:
         table = (f'<div class="empty"><p>No OneDrive connected yet.</p>'
                  f'<p><a class="button" href="{_e(connect_url)}">Connect a OneDrive</a></p></div>')
     by_state: dict[str, int] = {}
     for connection in found:
         by_state[str(connection.state)] = by_state.get(str(connection.state), 0) + 1
-    summary = " · ".join(f"{count} {state.replace('_', ' ')}" for state, count in sorted(by_state.items())) or "none"
-    body = (
+    summary = " · ".join(f"{count} {STATE_LABELS.get(state, state).lower()}" for state, count in sorted(by_state.items())) or "none"
+    body = _faults_banner() + (
         f'<section class="cards"><div class="card"><div class="label">Connections</div><div class="figure">{len(found)}</div>'
         f'<div class="sub">{_e(summary)}</div></div>{_queue_cards()}</section>'
         f'<section><h2>Connections</h2>{table}</section>'
@@ -245,8 +274,8 @@ def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, n
                     f'<td>{_e(_size(blob.size))}</td><td>{_when(blob.last_modified, now)}</td>'
                     f'<td class="mono muted" title="quickXorHash">{_e(quick_xor)}</td></tr>')
     if rows:
-        listing = ('<table><thead><tr><th>Name</th><th>Size</th><th>Mirrored</th><th>quickXorHash</th></tr></thead>'
-                   f'<tbody>{"".join(rows)}</tbody></table>')
+        listing = ('<div class="scroll"><table><thead><tr><th>Name</th><th>Size</th><th>Mirrored</th><th>quickXorHash</th>'
+                   f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
         if truncated:
             listing += f'<p class="muted">Showing the first {MAX_LISTED} entries; the product API lists everything.</p>'
     else:
@@ -289,7 +318,8 @@ h2{font-size:15px;margin:24px 0 10px;color:#24292f}.cards{display:flex;gap:14px;
 .sub{color:#57606a;font-size:12px}.sub.warn,.error{color:#cf222e}table{width:100%;border-collapse:collapse;
 background:#fff;border:1px solid #d0d7de;border-radius:10px;overflow:hidden}th{text-align:left;font-size:12px;
 color:#57606a;background:#f6f8fa;font-weight:600}th,td{padding:10px 14px;border-bottom:1px solid #eaeef2;
-vertical-align:top}tr:last-child td{border-bottom:0}a{color:#0b5cd5}.account{font-weight:600;text-decoration:none}
+vertical-align:top}tr:last-child td{border-bottom:0}a{color:#0b5cd5}.account{font-weight:600;text-decoration:underline}
+.browse{display:inline-block;margin-top:4px;font-size:12px}.scroll{overflow-x:auto;border-radius:10px}
 .muted{color:#6e7781}.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 .badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:12px;font-weight:600;background:#eaeef2}
 .badge.active{background:#dafbe1;color:#116329}.badge.reauth_required{background:#fff1c2;color:#7d4e00}
@@ -301,7 +331,9 @@ vertical-align:top}tr:last-child td{border-bottom:0}a{color:#0b5cd5}.account{fon
 .detail{display:flex;gap:28px;flex-wrap:wrap;align-items:center;background:#fff;border:1px solid #d0d7de;
 border-radius:10px;padding:12px 18px;margin-bottom:14px}.folder{font-weight:600;text-decoration:none}ul.failed{background:#fff;
 border:1px solid #d0d7de;border-radius:10px;padding:10px 32px}footer{color:#6e7781;font-size:12px;padding:16px 32px;
-text-align:center}
+text-align:center}.mono,.error-text,nav.crumbs{overflow-wrap:anywhere}
+@media (max-width:640px){header,main,footer{padding-left:12px;padding-right:12px}header{flex-wrap:wrap;gap:4px}
+header a{margin-left:10px}.card{min-width:140px}th,td{padding:8px}}
 """
 
 

@@ -46,3 +46,22 @@ __all__ = [
     "mirror_blob", "mirror_prefix", "poison_queue", "queue", "queue_service", "queues", "reset_clients", "send",
     "swap", "table", "table_service", "tables",
 ]
+
+
+class StorageUnreachable(Exception):
+    """Storage did not answer (health checks); the message names the error type only, never a credential."""
+
+
+def check_reachable() -> None:
+    """One cheap round trip to the table service, without the clients' long retries."""
+    from azure.core.exceptions import AzureError
+    from azure.data.tables import TableServiceClient
+
+    quick = {"connection_timeout": 3, "read_timeout": 5, "retry_total": 0}
+    try:
+        ep = _endpoints()
+        service = (TableServiceClient.from_connection_string(ep.connection_string, **quick) if ep.connection_string
+                   else TableServiceClient(clients._url(ep.table_url), credential=clients._credential(), **quick))
+        next(iter(service.list_tables(results_per_page=1)), None)
+    except AzureError as error:
+        raise StorageUnreachable(f"storage did not answer ({type(error).__name__})") from None
