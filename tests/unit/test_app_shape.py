@@ -28,6 +28,8 @@ EXPECTED: dict[str, tuple[str, dict]] = {
     "openapi_document": ("httpTrigger", {"route": "openapi.json", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
     "status_overview": ("httpTrigger", {"route": "status", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "status_mirror": ("httpTrigger", {"route": "status/connections/{id}", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    # Anonymous: health probes carry no key; it shows no secret (functions/health.py).
+    "health": ("httpTrigger", {"route": "health", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
 }
 
 
