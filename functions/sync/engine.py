@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from functions import connections, messages
-from functions.errors import ReauthRequired, ResyncRequired, StorageUnavailable, Throttled
+from functions.errors import NotFound, ReauthRequired, ResyncRequired, StorageUnavailable, Throttled
 from functions.microsoft.driveitem import DELTA_SELECT, Kind
 from functions.microsoft.graph import GraphClient, TokenSource
 from functions.microsoft.transport import Deadline
@@ -127,8 +127,8 @@ def run(
                                     error="Microsoft sign-in expired or was revoked: the user must connect again"):
             # This sync has ended (whoever marked the connection first, the vault or us): say so,
             # or the status shows a sync started after the last one finished, i.e. still running.
-            with contextlib.suppress(Exception):
-                connections.update(connection_id, last_sync_finished_at=connections.utcnow())
+            with contextlib.suppress(NotFound, StorageUnavailable):  # deleted meanwhile, or storage down
+                connections.update(connection_id, connections.Update(last_sync_finished_at=connections.utcnow()))
             log.warning("sync stopped: sign-in required", extra=context)
             return RunResult("reauth", passes, stats.as_dict())
         forget.after_disconnect(connection_id)
