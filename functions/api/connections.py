@@ -78,7 +78,7 @@ def _resolve_paths(connection_id: str, items: list[dict[str, Any]]) -> None:
 
     rows = itemrows.RowCache(connection_id)
     rows.load_chains(item["itemId"] for item in items)
-    resolver = plan.Resolver(rows)
+    resolver = plan.Resolver(rows, connection_id)
     for item in items:
         item["path"] = resolver.desired(item["itemId"]).path or None
 

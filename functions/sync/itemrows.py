@@ -197,20 +197,24 @@ class RowCache(dict):
 
     def load_chains(self, item_ids: Iterable[str]) -> None:
         """The rows of these items and of all their ancestors, desired and mirrored."""
-        frontier = list(item_ids)
+        # Each level is a set: siblings share a parent, and parent_id usually equals m_parent_id;
+        # a list would double at every level (2^depth ids for a folder 30 levels down).
+        frontier = list(dict.fromkeys(item_ids))
+        seen = set(frontier)
         for _ in range(1000):
             self.load(frontier)
-            nxt = []
+            nxt: dict[str, None] = {}
             for item_id in frontier:
                 row = self.get(item_id)
                 if row is None:
                     continue
                 for parent in (row.parent_id, row.m_parent_id):
-                    if parent and parent not in self and parent not in self._missing:
-                        nxt.append(parent)
+                    if parent and parent not in seen and parent not in self and parent not in self._missing:
+                        nxt[parent] = None
             if not nxt:
                 return
-            frontier = nxt
+            seen.update(nxt)
+            frontier = list(nxt)
 
     def put(self, state: ItemState) -> None:
         with self._lock:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import string
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -75,6 +76,21 @@ class CopyResult:
 
 class Mismatch(Exception):
     pass
+
+
+# Outcomes of Mirror.move.
+MOVED = "moved"
+MISSING = "missing"
+OCCUPIED = "occupied"
+STAGING_PREFIX = ".~moving-"  # a name no drive item has in practice; the sweep removes any left over
+
+
+def staging_path(target: str, item_id: str) -> str:
+    """Where a blob waits while another item's blob still holds its target: beside the target
+    (same folder, so that the folder's relocation lists it), under a name of fixed length."""
+    folder = target.rpartition("/")[0]
+    name = STAGING_PREFIX + hashlib.sha256(item_id.encode()).hexdigest()[:16]
+    return f"{folder}/{name}" if folder else name
 
 
 class Mirror:
@@ -138,18 +154,30 @@ class Mirror:
         with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
             self.container.delete_blob(self.prefix + path, etag=etag, match_condition=MatchConditions.IfNotModified)
 
-    def move(self, item_id: str, source: str, target: str, new_metadata: dict[str, str] | None = None) -> bool:
+    def move(self, item_id: str, source: str, target: str, new_metadata: dict[str, str] | None = None, *,
+             may_overwrite: Callable[[str | None], bool] = lambda occupant: True) -> str:
         """Server-side copy of the blob at `source` (if it holds `item_id`) to `target`, then
-        delete the source. False if the source no longer holds the item (the caller copies it)."""
+        delete the source. Returns MOVED; MISSING if the source no longer holds the item (the
+        caller copies it); OCCUPIED if `target` holds a blob of another item that
+        `may_overwrite(its item id)` says must stay (a live item not moved yet: a swap or a
+        cycle of names), and then nothing was done."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
         found = self.probe(source)
         if found is None or found.item_id != item_id:
-            return False
+            return MISSING
         source_client = self._blob(source)
         target_client = self._blob(target)
-        copy = target_client.start_copy_from_url(source_client.url, metadata=new_metadata, requires_sync=None)
+        try:
+            # Only onto a free name: the common case costs no extra call.
+            copy = target_client.start_copy_from_url(source_client.url, metadata=new_metadata, requires_sync=None,
+                                                     match_condition=MatchConditions.IfMissing)
+        except (ResourceExistsError, ResourceModifiedError):
+            occupant = self.probe(target)
+            if occupant is not None and occupant.item_id != item_id and not may_overwrite(occupant.item_id):
+                return OCCUPIED
+            copy = target_client.start_copy_from_url(source_client.url, metadata=new_metadata, requires_sync=None)
         status = copy.get("copy_status")
         deadline = time.monotonic() + COPY_POLL_SECONDS
         while status == "pending":
@@ -161,7 +189,7 @@ class Mirror:
             raise Unavailable(f"server-side copy ended {status}")
         with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
             source_client.delete_blob(etag=found.etag, match_condition=MatchConditions.IfNotModified)
-        return True
+        return MOVED
 
     # ----- copying from OneDrive ----------------------------------------------------------------
 
