@@ -41,11 +41,22 @@ FULL_DELTA = f"/me/drive/root/delta?$select={DELTA_SELECT}"
 # Stop starting new work when less than this is left of the budget: in-flight work must finish.
 BUDGET_MARGIN_SECONDS = 10.0
 MAX_PASSES = 10  # rerun requests are coalesced; this only bounds a pathological stream of them
+MAX_RESTARTS_PER_RUN = 1  # full enumerations a run starts after a dead link
+RESYNC_BACKOFF_SECONDS = 3600  # then the next try, when delta still refuses
+
+
+class ResyncLoop(GraphError):
+    """Delta refuses even a fresh full enumeration (or keeps killing links): back off, report."""
+
+
+@dataclass
+class _Restarts:
+    count: int = 0
 
 
 @dataclass
 class RunResult:
-    outcome: str  # "done" | "busy" | "continued" | "throttled" | "reauth" | "inactive" | "lost"
+    outcome: str  # "done" | "busy" | "continued" | "throttled" | "backoff" | "reauth" | "inactive" | "lost"
     passes: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     retry_after: float = 0.0
@@ -87,6 +98,7 @@ def run(
     graph = GraphClient(connection_id, token_source, deadline=deadline)
     stats = Stats()
     passes = 0
+    restarts = _Restarts()
     lease.start_heartbeat()
     try:
         if lease.state.phase == Phase.IDLE:
@@ -97,7 +109,7 @@ def run(
             stats = _counted_so_far(connections.get(connection_id) or connection)
         while True:
             passes += 1
-            _one_pass(lease, graph, deadline, stats)
+            _one_pass(lease, graph, deadline, stats, restarts)
             if not lease.finish_pass():
                 break
             if passes >= MAX_PASSES:
@@ -121,6 +133,13 @@ def run(
         messages.enqueue_sync(connection_id, "throttled", delay_seconds=math.ceil(throttled.retry_after))
         log.warning("sync throttled, re-queued", extra={**context, "retry_after": throttled.retry_after})
         return RunResult("throttled", passes, stats.as_dict(), retry_after=throttled.retry_after)
+    except ResyncLoop as error:
+        _report(connection_id, stats, finished=False,
+                error=f"delta keeps refusing (HTTP {error.status} {error.code}); retrying in {RESYNC_BACKOFF_SECONDS // 60} min")
+        lease.release()
+        messages.enqueue_sync(connection_id, "resync-backoff", delay_seconds=RESYNC_BACKOFF_SECONDS)
+        log.error("delta refused a full enumeration: backing off", extra={**context, "status": error.status})
+        return RunResult("backoff", passes, stats.as_dict(), retry_after=RESYNC_BACKOFF_SECONDS)
     except ReauthRequired:
         lease.release()
         # A disconnect also removes the tokens: then the user's verdict stands, not ours.
@@ -149,7 +168,7 @@ def run(
         lease.stop_heartbeat()
 
 
-def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats) -> None:
+def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats, restarts: _Restarts) -> None:
     state = lease.state
     out_of_time = lambda: deadline.remaining() < BUDGET_MARGIN_SECONDS  # noqa: E731
     if state.phase == Phase.IDLE:
@@ -164,7 +183,7 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
         lease.took_over = False
         lease.update(next_link=state.delta_link or FULL_DELTA)
     if lease.state.phase == Phase.COLLECT:
-        _collect(lease, graph, out_of_time)
+        _collect(lease, graph, out_of_time, restarts)
     if lease.state.phase == Phase.APPLY:
         scheduled: list[float] = []
 
@@ -181,7 +200,7 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
         lease.update(phase=Phase.IDLE, delta_link=lease.state.pending_delta_link, pending_delta_link="", resync_epoch="")
 
 
-def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool]) -> None:
+def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], restarts: _Restarts) -> None:
     connection_id = lease.connection_id
     link = lease.state.next_link or FULL_DELTA
     while True:
@@ -193,6 +212,11 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool]) 
         except ResyncRequired as resync:
             # The link is dead (410, or a 400 on a stored one): enumerate everything again, stamping
             # what we see; what isn't stamped is deleted only after the enumeration is applied.
+            # A 400 on the full enumeration itself is no dead link, and a run restarts once at
+            # most: otherwise a broken answer is a tight loop of requests on every run.
+            if (resync.status == 400 and link == FULL_DELTA) or restarts.count >= MAX_RESTARTS_PER_RUN:
+                raise ResyncLoop(resync.status, resync.code, str(resync)) from None
+            restarts.count += 1
             log.warning("delta resync required (%s)", resync.code, extra={"connection_id": connection_id})
             lease.update(next_link=FULL_DELTA, resync_epoch=_new_epoch())
             link = FULL_DELTA
@@ -211,6 +235,7 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool]) 
             link = next_link
         elif isinstance(delta_link, str) and delta_link:
             lease.update(phase=Phase.APPLY, pending_delta_link=delta_link, next_link="")
+            restarts.count = 0  # that restart worked: a later pass of this run may need its own
             return
         else:
             raise GraphError(200, "noDeltaLink", "a delta page carried neither a nextLink nor a deltaLink")
