@@ -39,6 +39,7 @@ class Settings:
     sync_time_budget_seconds: float
     subscription_renewal_window_hours: float
     subscription_writes_per_20s: int
+    full_reconciliation_days: float = 7.0  # 0: never (only the first sync and dead links enumerate everything)
     # Downloads: bodies up to this size go through the function; larger ones redirect to a SAS.
     download_redirect: str = "large"  # "large" | "always" | "never"
     download_inline_max_bytes: int = 16 * 1024 * 1024
@@ -77,6 +78,9 @@ DEFAULTS: dict[str, str | None] = {
     "SYNC_TIME_BUDGET_SECONDS": "480",
     "SUBSCRIPTION_RENEWAL_WINDOW_HOURS": "72",
     "SUBSCRIPTION_WRITES_PER_20S": "500",
+    # A full enumeration with mark and sweep every so many days per connection: delta sometimes
+    # omits a tombstone (OneDrive Personal), and only a full listing finds what it left behind.
+    "FULL_RECONCILIATION_DAYS": "7",
     # Redirect downloads to a short-lived read-only SAS URL: "large" (above DOWNLOAD_INLINE_MAX_BYTES),
     # "always", or "never" (then larger files are served in Range chunks only).
     "DOWNLOAD_REDIRECT": "large",
@@ -174,6 +178,7 @@ def settings() -> Settings:
         sync_time_budget_seconds=_number("SYNC_TIME_BUDGET_SECONDS", 10),
         subscription_renewal_window_hours=_number("SUBSCRIPTION_RENEWAL_WINDOW_HOURS", 1),
         subscription_writes_per_20s=int(_number("SUBSCRIPTION_WRITES_PER_20S", 1)),
+        full_reconciliation_days=_number("FULL_RECONCILIATION_DAYS", 0),
         download_redirect=_choice("DOWNLOAD_REDIRECT", ("large", "always", "never")),
         download_inline_max_bytes=int(_number("DOWNLOAD_INLINE_MAX_BYTES", 65536)),
     )

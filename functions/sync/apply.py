@@ -108,7 +108,7 @@ class Applier:
         while ids := itemrows.pending_ids(self.connection_id, folders=False, limit=FILE_CHUNK):
             self._step()
             self.apply_files(ids)
-            self.rows = _keep_folders(self.rows)
+            self.rows = keep_folders(self.rows)
 
     def _step(self) -> None:
         self.check_lease()
@@ -422,7 +422,7 @@ def _is_staging(path: str) -> bool:
     return path.rpartition("/")[2].startswith(STAGING_PREFIX)
 
 
-def _keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:
+def keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:
     """Files are planned once per chunk; folders are the ancestors every chunk needs again."""
     kept = itemrows.RowCache(rows.connection_id)
     for item_id, state in rows.items():

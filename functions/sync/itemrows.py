@@ -37,15 +37,15 @@ def row_key(item_id: str) -> str:
     return quote(item_id, safe="!-_.~")
 
 
-def _items():
+def _items() -> Any:
     return storage.table(storage.Tables.DRIVE_ITEMS)
 
 
-def _pending():
+def _pending() -> Any:
     return storage.table(storage.Tables.PENDING_ITEMS)
 
 
-def _failed():
+def _failed() -> Any:
     return storage.table(storage.Tables.FAILED_ITEMS)
 
 
@@ -314,14 +314,49 @@ def _delete_rows(table, connection_id: str, item_ids: list[str]) -> None:
                     table.delete_entity(entity["PartitionKey"], entity["RowKey"])
 
 
-# ----- resync: mark and sweep ------------------------------------------------------------------
+# ----- resync: mark and sweep, in pages ----------------------------------------------------------
+# A full reconciliation visits every row of a drive that may hold a million items: these stream
+# the partition a page at a time (only the columns the sweep reads), never all of it at once.
+
+SCAN_PAGE = 1000
+_SCAN_COLUMNS = ["RowKey", "item_id", "kind", "tomb_kind", "name", "parent_id", "size", "quickxorhash", "ctag",
+                 "etag", "deleted", "malware", "m_present", "m_name", "m_parent_id", "m_content", "seen_epoch",
+                 "blob_epoch"]
+
+
+def _scan(connection_id: str) -> Iterator[dict[str, Any]]:
+    yield from _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id},
+                                       select=_SCAN_COLUMNS, results_per_page=SCAN_PAGE)
 
 
 def unseen(connection_id: str, epoch: str) -> Iterator[ItemState]:
     """Rows the last full enumeration did not contain (not stamped with its epoch)."""
-    for entity in _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}):
+    for entity in _scan(connection_id):
         if entity.get("seen_epoch") != epoch and not entity.get("deleted"):
             yield _state(entity)
+
+
+def unverified(connection_id: str, epoch: str) -> Iterator[ItemState]:
+    """Live files whose row says the mirror holds them, but whose blob this sweep did not find
+    where the row says, with the bytes the row says (not stamped by `stamp_verified`)."""
+    for entity in _scan(connection_id):
+        if (entity.get("m_present") and not entity.get("deleted") and entity.get("kind") == "file"
+                and entity.get("blob_epoch") != epoch):
+            yield _state(entity)
+
+
+def stamp_verified(connection_id: str, item_ids: list[str], epoch: str) -> None:
+    """These items' blobs were found as their rows describe them, in this sweep."""
+    _submit(_items(), [("upsert", {"PartitionKey": connection_id, "RowKey": row_key(i), "blob_epoch": epoch},
+                        {"mode": "merge"}) for i in dict.fromkeys(item_ids)])
+
+
+def forget_blobs(connection_id: str, item_ids: list[str], epoch: str) -> None:
+    """The mirror does not hold these items after all: copy them again. Stamped, so that a sweep
+    resumed after the copies does not take them for missing again."""
+    entities = [{**mirrored_entity(connection_id, i, name=None, parent_id=None), "blob_epoch": epoch}
+                for i in dict.fromkeys(item_ids)]
+    _submit(_items(), [("upsert", entity, {"mode": "merge"}) for entity in entities])
 
 
 def mark_deleted(connection_id: str, states: list[ItemState]) -> None:
@@ -331,7 +366,7 @@ def mark_deleted(connection_id: str, states: list[ItemState]) -> None:
 
 
 def all_rows(connection_id: str) -> Iterator[ItemState]:
-    for entity in _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}):
+    for entity in _scan(connection_id):
         yield _state(entity)
 
 

@@ -17,7 +17,7 @@ import logging
 import string
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -111,6 +111,15 @@ class Mirror:
         prefix = self.prefix + (under + "/" if under else "")
         for blob in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
             yield _info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag)
+
+    def pages(self, size: int, marker: str | None = None) -> Iterator[tuple[Sequence[BlobInfo], str | None]]:
+        """The whole mirror, `size` blobs a page, in name order, from a continuation `marker`:
+        each page with the marker of the next one (None after the last)."""
+        listing = self.container.list_blobs(name_starts_with=self.prefix, include=["metadata"],
+                                            results_per_page=size).by_page(continuation_token=marker or None)
+        for page in listing:
+            blobs = [_info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag) for blob in page]
+            yield blobs, getattr(listing, "continuation_token", None) or None  # the pager's, not in its stubs
 
     def paths(self, limit: int) -> frozenset[str] | None:
         """Every blob path in the mirror now (names only: 5,000 a call), or None past `limit`."""

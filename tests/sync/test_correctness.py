@@ -167,21 +167,34 @@ def test_the_sweep_holds_a_bounded_number_of_rows(connected_drive, emulator, dri
         drive.write_file(f"many/f{index:03d}.txt", f"{index}".encode())
     assert sync_until_done().outcome == "done"
     monkeypatch.setattr(engine, "SWEEP_PAGE", 7)
+    monkeypatch.setattr(itemrows, "SCAN_PAGE", 7)
     held: list[int] = []
+    sweeping: list[bool] = []
     cache_put = itemrows.RowCache.__setitem__
+    sweep_blobs = engine._sweep_blobs
 
     def tracking(self, key, value):
         cache_put(self, key, value)
-        held.append(len(self))
+        if sweeping:
+            held.append(len(self))
+
+    def measured(*args):
+        sweeping.append(True)
+        try:
+            return sweep_blobs(*args)
+        finally:
+            sweeping.clear()
 
     monkeypatch.setattr(itemrows.RowCache, "__setitem__", tracking)
+    monkeypatch.setattr(engine, "_sweep_blobs", measured)
     storage.files_container().delete_blob(f"{connected_drive.connection_id}/many/f042.txt")
     drive.write_file("many/f007.txt", b"changed while the token expired")
     emulator.expire_delta_tokens(connected_drive.user)
     held.clear()
     assert sync_until_done().outcome == "done"
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
-    assert held and max(held) <= 40, max(held)
+    # A page of 7 blobs' rows, their folder and the root: never the drive's 60.
+    assert held and max(held) <= 7 + 2, max(held)
 
 
 # ----- 5. a delta that keeps answering 400 -----------------------------------------------------
