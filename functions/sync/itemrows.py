@@ -370,6 +370,22 @@ def all_rows(connection_id: str) -> Iterator[ItemState]:
         yield _state(entity)
 
 
+# ----- skipped items ---------------------------------------------------------------------------
+
+
+def skipped(connection_id: str, *, limit: int) -> tuple[list[tuple[ItemState, str]], bool]:
+    """Up to `limit` rows the apply phase skipped, with the reason; True when there are more."""
+    found: list[tuple[ItemState, str]] = []
+    query = "PartitionKey eq @pk and skipped ne ''"
+    for entity in _items().query_entities(query, parameters={"pk": connection_id}, results_per_page=min(limit + 1, 1000)):
+        if entity.get("deleted") or not entity.get("skipped"):
+            continue
+        if len(found) == limit:
+            return found, True
+        found.append((_state(entity), str(entity["skipped"])))
+    return found, False
+
+
 # ----- failed items ----------------------------------------------------------------------------
 
 RETRY_BASE = timedelta(minutes=5)

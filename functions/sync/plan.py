@@ -161,6 +161,20 @@ class Resolver:
             self._desired[link.id] = result
         return self._desired.get(item_id, result)
 
+    def drive_path(self, item_id: str) -> str | None:
+        """The item's path in the drive by its names, whatever the mirror's rules say (for people
+        reading why it was skipped); None if its chain doesn't reach the root."""
+        parts: list[str] = []
+        current = self.rows.get(item_id)
+        for _ in range(MAX_DEPTH):
+            if current is None:
+                return None
+            if current.kind is Kind.ROOT:
+                return "/".join(reversed(parts))
+            parts.append(current.name or "")
+            current = self.rows.get(current.parent_id) if current.parent_id else None
+        return None
+
     def mirrored(self, item_id: str) -> str | None:
         """Where the mirror holds the item now (a file's blob, a folder's prefix), or None."""
         parts: list[str] = []
