@@ -8,6 +8,7 @@ from functions.settings import reload_settings
 
 from .conftest import FIRST_SEED, SEEDS, TOTALS
 from .faults import Killer
+from .monitors import PassMonitor
 from .scenario import Scenario
 
 
@@ -18,9 +19,16 @@ def killer(monkeypatch):
     return killer
 
 
+@pytest.fixture
+def passes(monkeypatch):
+    monitor = PassMonitor()
+    monitor.install(monkeypatch)
+    return monitor
+
+
 @pytest.mark.parametrize("seed", range(FIRST_SEED, FIRST_SEED + SEEDS))
-def test_mirror_equals_drive_after_random_changes_and_faults(seed, emulator, app_server, azurite, sync_worker_host, killer,
-                                                             monkeypatch):
+def test_mirror_equals_drive_after_random_changes_and_faults(seed, emulator, app_server, azurite, passes, sync_worker_host,
+                                                             killer, monkeypatch):
     short_budget = seed % 4 == 3
     if short_budget:  # the sync stops starting new work with 10 s left: a 10.5 s budget leaves half a second
         monkeypatch.setenv("SYNC_TIME_BUDGET_SECONDS", "10.5")
@@ -35,6 +43,13 @@ def test_mirror_equals_drive_after_random_changes_and_faults(seed, emulator, app
     TOTALS["operations"] += len(outcome.operations)
     TOTALS["calls"] += outcome.microsoft_calls
     TOTALS["failed_calls"] += outcome.microsoft_calls_failed
-    if outcome.diverged:
+    TOTALS["kinds"].update(outcome.kinds)
+    TOTALS["pass_seconds"] = max([TOTALS["pass_seconds"], *passes.seconds])
+    TOTALS["passes"] += len(passes.seconds)
+    TOTALS["widest_traversal"] = max(TOTALS["widest_traversal"], passes.widest)
+    TOTALS["repeated_ids"] += passes.repeated_ids
+    if outcome.diverged or passes.repeated_ids:
         TOTALS["divergences"].append(seed)
     assert not outcome.diverged, outcome.describe()
+    # Work per pass stays linear in what it touches: no traversal asks for an id twice.
+    assert passes.repeated_ids == 0, f"seed {seed}: parent-chain traversals asked for {passes.repeated_ids} ids again"
