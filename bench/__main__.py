@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale] [--delta-items N]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale] [--delta-items N]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,7 +17,7 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "scale")
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale")
 DELTA_ITEMS = 100_000
 
 
@@ -53,6 +53,12 @@ def _delta(quick: bool) -> report.Section:
     return delta.run(items=2000 if quick else DELTA_ITEMS, changes=100)
 
 
+def _deep(quick: bool) -> report.Section:
+    from . import deep
+
+    return deep.run(files=50 if quick else 250, depth=40, rounds=1 if quick else 3)
+
+
 def _scale(quick: bool) -> report.Section:
     from . import scale
 
@@ -64,7 +70,7 @@ def _command(args: argparse.Namespace, wanted: list[str]) -> str:
             + (f" --delta-items {args.delta_items}" if args.delta_items != 100_000 else ""))
 
 
-RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "scale": _scale}
+RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale}
 
 
 def main() -> int:
