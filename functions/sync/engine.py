@@ -175,7 +175,7 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
     state = lease.state
     out_of_time = lambda: deadline.remaining() < BUDGET_MARGIN_SECONDS  # noqa: E731
     if state.phase == Phase.IDLE:
-        if state.delta_link and state.last_full_at is None and settings().full_reconciliation_days > 0:
+        if state.delta_link and state.last_full_at is None:
             # Connected before reconciliations existed: its first one falls somewhere in the interval.
             interval = timedelta(days=settings().full_reconciliation_days)
             lease.update(last_full_at=syncstate.utcnow() - reconciliation_offset(lease.connection_id, interval))
@@ -340,7 +340,8 @@ def _sweep_blobs(lease: Lease, applier: Applier, out_of_time: Callable[[], bool]
             log.info("sweeping a blob that no live item claims", extra={"connection_id": connection_id})
             mirror.delete_raw(blob.path, blob.etag)
             applier.stats.add(deleted=1)
-        itemrows.stamp_verified(connection_id, verified, epoch)
+        if _verifying(lease):
+            itemrows.stamp_verified(connection_id, verified, epoch)
         if marker:
             lease.update(sweep_marker=marker)
 
@@ -356,9 +357,17 @@ def _claims(row: ItemState, blob: BlobInfo, resolver: Resolver) -> bool:
     return not (kind == "h" and value != blob.quickxorhash)
 
 
+def _verifying(lease: Lease) -> bool:
+    """A connection's first full sync wrote every blob it claims, verified, just now: checking
+    them all again would cost a table write per item for nothing. Every later one checks."""
+    return lease.state.last_full_at is not None
+
+
 def _repair_blobs(lease: Lease, applier: Applier, out_of_time: Callable[[], bool]) -> None:
     """Rows whose blob the sweep did not find as they describe it: copy those files again."""
     connection_id = lease.connection_id
+    if not _verifying(lease):
+        return
     for missing in _chunks(itemrows.unverified(connection_id, lease.state.resync_epoch), SWEEP_PAGE):
         _budget(lease, out_of_time)
         log.warning("%d mirrored files were missing or wrong: copying them again", len(missing),
