@@ -8,9 +8,10 @@ and its mirrored values are written, so a killed worker redoes at most what was 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
@@ -90,6 +91,7 @@ class Applier:
         # items' pending rows are removed (one table call per 100 items, not one per item).
         self._unwritten: dict[str, dict] = {}
         self._listed: frozenset[str] | None = None
+        self._folders_moved = False  # a folder got a new path: skipped descendants may fit now
         self._listing_taken = not full  # a full enumeration's applier lists the mirror once
 
     # ----- driver ---------------------------------------------------------------------------------
@@ -102,9 +104,12 @@ class Applier:
             self.rows.load(due)
             itemrows.mark_pending(self.connection_id, [self.rows[i] for i in due if i in self.rows])
             itemrows.unpark(self.connection_id, [i for i in due if i not in self.rows])
-        while ids := itemrows.pending_ids(self.connection_id, folders=True, limit=FOLDER_CHUNK):
-            self._step()
-            self.apply_folders(ids)
+        while True:
+            while ids := itemrows.pending_ids(self.connection_id, folders=True, limit=FOLDER_CHUNK):
+                self._step()
+                self.apply_folders(ids)
+            if not (self._folders_moved and self._revive_skipped()):
+                break
         while ids := itemrows.pending_ids(self.connection_id, folders=False, limit=FILE_CHUNK):
             self._step()
             self.apply_files(ids)
@@ -148,6 +153,8 @@ class Applier:
             change = plan_folder(row, Resolver(self.rows, self.connection_id))
             if change.old_prefix and change.old_prefix != change.new_path:
                 self._relocate(change.old_prefix)
+            if change.new_path is not None and change.old_prefix != change.new_path:
+                self._folders_moved = True
             if change.resolved.dead:
                 self._forget(folder_id)
             elif change.new_path is None:
@@ -189,16 +196,31 @@ class Applier:
             if self.mirror.delete(step.path, step.item_id):
                 self._emit(ChangeType.DELETED, row.id, step.path)
                 self.stats.add(deleted=1)
-            if resolver.desired(row.id).dead:
+            resolved = resolver.desired(row.id)
+            if resolved.dead:
                 self._forget(row.id)  # e.g. a child whose tombstone never came
-            else:
-                self._set_mirrored(row, None)
+            else:  # unmirrorable where it is now (path too long, a folder name ending in "."): say why
+                self._set_mirrored(row, None, skipped=resolved.reason)
 
         # A folder may hold 100,000 files: many at once, and stop when the budget ends (the folder
         # stays pending; the next run lists what is still under the old prefix).
         self._parallel(self._budgeted(delete), deletes, BLOB_THREADS)
         for wave in move_waves(moves):
             self._parallel(self._budgeted(move), wave, BLOB_THREADS)
+
+    def _revive_skipped(self) -> bool:
+        """Items skipped for where they were (a path too long, a folder name ending in ".") may
+        fit where a renamed or moved folder puts them now, and no delta reports them (only the
+        folder changed): make the skipped ones that fit pending again. True if any folder was."""
+        self._folders_moved = False
+        revived: list[ItemState] = []
+        for chunk in _chunks(itemrows.all_skipped(self.connection_id), FILE_CHUNK):
+            self.rows.load_chains(row.id for row in chunk)
+            resolver = Resolver(self.rows, self.connection_id)
+            fits = [row for row in chunk if resolver.desired(row.id).path is not None]
+            itemrows.mark_pending(self.connection_id, fits)
+            revived += [row for row in fits if row.kind.holds_children]
+        return bool(revived)
 
     # ----- files ----------------------------------------------------------------------------------
 
@@ -416,6 +438,11 @@ class Applier:
                     future.cancel()
                 wait(futures)
                 raise errors[0]
+
+
+def _chunks(rows: Iterator[ItemState], size: int) -> Iterator[list[ItemState]]:
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk
 
 
 def _is_staging(path: str) -> bool:

@@ -373,6 +373,14 @@ def all_rows(connection_id: str) -> Iterator[ItemState]:
 # ----- skipped items ---------------------------------------------------------------------------
 
 
+def all_skipped(connection_id: str) -> Iterator[ItemState]:
+    """Every row the apply phase skipped (one filtered query: skipped items are few)."""
+    for entity in _items().query_entities("PartitionKey eq @pk and skipped ne ''", parameters={"pk": connection_id},
+                                          select=_SCAN_COLUMNS, results_per_page=SCAN_PAGE):
+        if not entity.get("deleted"):
+            yield _state(entity)
+
+
 def skipped(connection_id: str, *, limit: int) -> tuple[list[tuple[ItemState, str]], bool]:
     """Up to `limit` rows the apply phase skipped, with the reason; True when there are more."""
     found: list[tuple[ItemState, str]] = []
