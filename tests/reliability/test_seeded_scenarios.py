@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -62,6 +63,12 @@ def test_mirror_equals_drive_after_random_changes_and_faults(seed, emulator, app
     TOTALS["passes"] += len(passes.seconds)
     TOTALS["widest_traversal"] = max(TOTALS["widest_traversal"], passes.widest)
     TOTALS["repeated_ids"] += passes.repeated_ids
+    if os.environ.get("RELIABILITY_PROGRESS"):  # one JSON line per scenario, for a long run's figures so far
+        with open(os.environ["RELIABILITY_PROGRESS"], "a") as log:
+            log.write(json.dumps({"seed": seed, "diverged": outcome.diverged, "repeated_ids": passes.repeated_ids,
+                                  "operations": len(outcome.operations), "kinds": outcome.kinds, "faults": outcome.faults,
+                                  "files": outcome.files, "seconds": outcome.seconds,
+                                  "longest_pass": max(passes.seconds, default=0.0)}) + "\n")
     if outcome.diverged or passes.repeated_ids:
         TOTALS["divergences"].append(seed)
         if os.environ.get("RELIABILITY_FAILURES"):  # a long run's failures, readable while it goes on
