@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
 
@@ -35,6 +36,7 @@ GRAPH_FAULTS = {
 }
 GRAPH_FAILURE_RATE = 0.2
 SETTLE_SECONDS = 120
+REVOCATION_SECONDS = 180
 
 
 @dataclass
@@ -187,10 +189,12 @@ class Scenario:
         self.emulator.revoke_consent(self.user)
         self._operate()  # a change nobody can sync until the user is back
         self.emulator.flush_notifications()
-        deadline = time.monotonic() + 60
+        # Generous: a sync continuing in half-second budgets through a burst of changes takes a
+        # while to reach its next token refresh on a busy machine.
+        deadline = time.monotonic() + REVOCATION_SECONDS
         while connections.require(self.connection_id).state != connections.ConnectionState.REAUTH_REQUIRED:
             if time.monotonic() > deadline:
-                raise AssertionError("the revoked connection was not marked reauth_required within 60 s")
+                raise AssertionError(f"the revoked connection was not marked reauth_required within {REVOCATION_SECONDS} s")
             if self._wait_idle(limit=2):
                 # Nothing running (a message may have gone to the poison queue in an outage): what the
                 # next notification or the safety net would bring.
@@ -215,7 +219,7 @@ class Scenario:
         if connections.require(self.connection_id).state != connections.ConnectionState.ACTIVE:
             connect_drive(self.app_server, emu, self.user)
         deadline = time.monotonic() + SETTLE_SECONDS
-        expected, actual = {}, {}
+        expected, actual, blobs = {}, {}, {}
         while time.monotonic() < deadline:
             if self._wait_idle(limit=max(0.0, deadline - time.monotonic())):
                 # Paths no blob can carry (over the length limit, a folder name ending in ".") are
@@ -229,10 +233,43 @@ class Scenario:
                     break
                 # What the maintenance timer's safety net does for a drive that may have missed changes.
                 messages.enqueue_sync(self.connection_id, "safety-net")
+        if expected != actual and self._only_missed_tombstones(set(actual) - set(expected), blobs) \
+                and not (set(expected) - set(actual)) and all(expected[p] == actual[p] for p in expected):
+            # What's left are files of items that vanished without a tombstone (a folder deleted with
+            # "partial" tombstones, right after a file moved into it): no delta can tell, only the
+            # periodic full reconciliation, which the scenario now brings forward.
+            self.outcome.faults["tombstone never delivered (healed by the periodic reconciliation)"] += 1
+            expected, actual, blobs = self._reconcile()
         self.outcome.files = len(expected)
         self.outcome.missing = sorted(set(expected) - set(actual))
         self.outcome.extra = sorted(set(actual) - set(expected))
         self.outcome.different = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
+
+    def _only_missed_tombstones(self, extra: set[str], blobs: dict) -> bool:
+        """Do these blobs all belong to items the drive dropped without a tombstone?"""
+        items = self.user.drive.items
+        return bool(extra) and all(blobs[p][2].get("item_id") not in items for p in extra)
+
+    def _reconcile(self) -> tuple[dict, dict, dict]:
+        from functions.sync import state as syncstate
+
+        storage.table(storage.Tables.SYNC_STATE).upsert_entity(
+            {"PartitionKey": self.connection_id, "RowKey": syncstate.ROW,
+             "last_full_at": syncstate.utcnow() - timedelta(days=60)}, mode="merge")
+        messages.enqueue_sync(self.connection_id, "safety-net")
+        deadline = time.monotonic() + SETTLE_SECONDS
+        expected, actual, blobs = {}, {}, {}
+        while time.monotonic() < deadline:
+            if self._wait_idle(limit=max(0.0, deadline - time.monotonic())):
+                expected = {path: value for path, value in self.user.drive.snapshot().items()
+                            if mirrorable(path, self.connection_id)}
+                blobs = mirror_contents(self.connection_id)
+                actual = {path: (size, digest) for path, (size, digest, _) in blobs.items()}
+                self.outcome.unclaimed = rows_without_their_blobs(self.connection_id, blobs)
+                if expected == actual and not self.outcome.unclaimed:
+                    break
+                messages.enqueue_sync(self.connection_id, "safety-net")
+        return expected, actual, blobs
 
     def _wait_idle(self, limit: float, visible_only: bool = False) -> bool:
         """Until the sync queue is empty three polls in a row: no message at all (delayed and
