@@ -227,7 +227,7 @@ class Operations:
         self.drive.rename(child, child_name)
         parent_name = self._fresh_name(grand, FOLDERS)
         self.drive.rename(parent, parent_name)
-        return f"parent_and_child_rename {parent} -> {parent_name}, its {child.rsplit('/', 1)[1]} -> {child_name}"
+        return f"parent_and_child_rename {parent} -> {parent_name}, its {child.rsplit('/', 1)[-1]} -> {child_name}"
 
     def into_former_child(self) -> str:
         """P/F/C becomes P/C'/F: the child moves up beside its parent, the parent moves into it."""
@@ -237,12 +237,12 @@ class Operations:
         child = self.rng.choice(nested)
         folder = child.rpartition("/")[0]
         outer = folder.rpartition("/")[0]
-        name = child.rsplit("/", 1)[1]
+        name = child.rsplit("/", 1)[-1]
         if any(p.lower() == self._join(outer, name).lower() for p in self.items()):
             name = self._fresh_name(outer, [name])
         self.drive.move(child, self._join(outer, name))
-        self.drive.move(folder, self._join(self._join(outer, name), folder.rsplit("/", 1)[1]))
-        return f"into_former_child {folder} -> {self._join(outer, name)}/{folder.rsplit('/', 1)[1]}"
+        self.drive.move(folder, self._join(self._join(outer, name), folder.rsplit("/", 1)[-1]))
+        return f"into_former_child {folder} -> {self._join(outer, name)}/{folder.rsplit('/', 1)[-1]}"
 
     def kind_flip(self) -> str:
         """A file replaced by a folder of the same name, or a folder by a file, in one delta."""
