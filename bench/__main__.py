@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale] [--delta-items N]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale] [--delta-items N]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,8 +17,8 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "scale")
-DELTA_ITEMS = (5_000, 20_000, 100_000)
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale")
+DELTA_ITEMS = 100_000
 
 
 def _cold_start(quick: bool) -> report.Section:
@@ -50,7 +50,13 @@ def _copy(quick: bool) -> report.Section:
 def _delta(quick: bool) -> report.Section:
     from . import delta
 
-    return delta.run(sizes=(500, 2000) if quick else DELTA_ITEMS, changes=100)
+    return delta.run(items=2000 if quick else DELTA_ITEMS, changes=100)
+
+
+def _deep(quick: bool) -> report.Section:
+    from . import deep
+
+    return deep.run(files=50 if quick else 250, depth=40, rounds=1 if quick else 3)
 
 
 def _scale(quick: bool) -> report.Section:
@@ -61,10 +67,10 @@ def _scale(quick: bool) -> report.Section:
 
 def _command(args: argparse.Namespace, wanted: list[str]) -> str:
     return ("scripts/bench" + (" --quick" if args.quick else "") + ("" if wanted == list(ORDER) else f" --only {args.only}")
-            + (f" --delta-items {args.delta_items}" if args.delta_items != "5000,20000,100000" else ""))
+            + (f" --delta-items {args.delta_items}" if args.delta_items != 100_000 else ""))
 
 
-RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "scale": _scale}
+RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale}
 
 
 def main() -> int:
@@ -72,10 +78,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run")
     parser.add_argument("--only", default=",".join(ORDER), help="comma-separated subset of " + ", ".join(ORDER))
-    parser.add_argument("--delta-items", default="5000,20000,100000",
-                        help="drive sizes of the delta benchmark, comma-separated (default 5000,20000,100000)")
+    parser.add_argument("--delta-items", type=int, default=100_000, help="drive size of the delta benchmark (default 100,000)")
     args = parser.parse_args()
-    DELTA_ITEMS = tuple(int(n) for n in args.delta_items.split(","))
+    DELTA_ITEMS = args.delta_items
     logging.basicConfig(level=logging.ERROR)  # the app's retry warnings are not figures
     warnings.filterwarnings("ignore")
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]

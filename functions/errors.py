@@ -14,7 +14,8 @@ Failure                          every failure the app raises on purpose (a bug 
 │       ├── ResyncRequired       the delta link is spent: enumerate again
 │       ├── ItemNotFound         404
 │       ├── Forbidden            403 (`malwareDetected`, `accessDenied`)
-│       └── LinkExpired          a download refused mid-transfer (401/403/410/416): ask for a fresh URL
+│       ├── LinkExpired          a download refused mid-transfer (401/403/410/416): ask for a fresh URL
+│       └── ResyncLoop           sync/engine.py: delta refuses even a fresh enumeration: back off
 ├── StorageError                 Azure Storage answered something the caller did not expect
 │   ├── StorageUnavailable       unreachable or failing through the SDK's retries
 │   ├── Conflict                 a conditional write lost (the row/blob changed), or it exists

@@ -90,12 +90,13 @@ def _settings() -> list[Fault]:
 @register("storage")
 def _storage() -> list[Fault]:
     from functions import storage
+    from functions.errors import StorageUnavailable
     from functions.settings import SettingsError
 
     try:
         storage.check_reachable()
     except SettingsError as error:
         return [Fault("storage", str(error), storage.CONNECTION)]
-    except storage.StorageUnreachable as error:
+    except StorageUnavailable as error:
         return [Fault("storage", str(error))]
     return []

@@ -45,6 +45,9 @@ DEFAULTS: dict[str, str | None] = {
     "SYNC_TIME_BUDGET_SECONDS": "480",
     "SUBSCRIPTION_RENEWAL_WINDOW_HOURS": "72",
     "SUBSCRIPTION_WRITES_PER_20S": "500",
+    # A full enumeration with mark and sweep every so many days per connection: delta sometimes
+    # omits a tombstone (OneDrive Personal), and only a full listing finds what it left behind.
+    "FULL_RECONCILIATION_DAYS": "7",
     # Redirect downloads to a short-lived read-only SAS URL: "large" (above DOWNLOAD_INLINE_MAX_BYTES),
     # "always", or "never" (then larger files are served in Range chunks only).
     "DOWNLOAD_REDIRECT": "large",
@@ -58,7 +61,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "sign-in": ("MICROSOFT_CLIENT_ID", "MICROSOFT_CLIENT_SECRET", "MICROSOFT_AUTHORITY", "PUBLIC_BASE_URL",
                 "ONEDRIVE_SCOPES", "TOKEN_ENCRYPTION_KEYS", "ALLOWED_RETURN_URLS"),
     "sync": ("MICROSOFT_CLIENT_ID", "MICROSOFT_CLIENT_SECRET", "MICROSOFT_AUTHORITY", "GRAPH_BASE_URL",
-             "TOKEN_ENCRYPTION_KEYS", "FILES_CONTAINER", "SYNC_TIME_BUDGET_SECONDS"),
+             "TOKEN_ENCRYPTION_KEYS", "FILES_CONTAINER", "SYNC_TIME_BUDGET_SECONDS", "FULL_RECONCILIATION_DAYS"),
     "change notifications": ("PUBLIC_BASE_URL", "GRAPH_BASE_URL"),
     "maintenance": ("MAINTENANCE_SCHEDULE", "SUBSCRIPTION_RENEWAL_WINDOW_HOURS", "SUBSCRIPTION_WRITES_PER_20S"),
     "files API": ("FILES_CONTAINER",),
@@ -173,6 +176,11 @@ class Settings:
     @cached_property
     def subscription_writes_per_20s(self) -> int:
         return int(self._number("SUBSCRIPTION_WRITES_PER_20S", 1))
+
+    @cached_property
+    def full_reconciliation_days(self) -> float:
+        """0: never (only the first sync and dead links enumerate everything)."""
+        return self._number("FULL_RECONCILIATION_DAYS", 0)
 
     @cached_property
     def download_redirect(self) -> str:  # "large" | "always" | "never"

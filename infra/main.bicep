@@ -45,6 +45,9 @@ param subscriptionRenewalWindowHours int = 72
 @description('Graph subscription writes per 20 s that maintenance may spend (Graph allows 1,000 per app per tenant).')
 param subscriptionWritesPer20s int = 500
 
+@description('Days between full reconciliations of a drive (full enumeration, mark and sweep, blob repair); 0 turns them off.')
+param fullReconciliationDays int = 7
+
 @description('NCRONTAB schedule (six fields, seconds first) of the maintenance timer.')
 param maintenanceSchedule string = '0 */30 * * * *'
 
@@ -203,6 +206,7 @@ module api 'app/api.bicep' = {
       SYNC_TIME_BUDGET_SECONDS: string(syncTimeBudgetSeconds)
       SUBSCRIPTION_RENEWAL_WINDOW_HOURS: string(subscriptionRenewalWindowHours)
       SUBSCRIPTION_WRITES_PER_20S: string(subscriptionWritesPer20s)
+      FULL_RECONCILIATION_DAYS: string(fullReconciliationDays)
       DOWNLOAD_REDIRECT: downloadRedirect
       DOWNLOAD_INLINE_MAX_BYTES: string(downloadInlineMaxBytes)
       MAINTENANCE_SCHEDULE: maintenanceSchedule

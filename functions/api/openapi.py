@@ -58,15 +58,28 @@ SCHEMAS: dict[str, Any] = {
             "updatedAt": _TIMESTAMP,
         },
     },
+    "SkippedItem": {
+        "type": "object",
+        "required": ["itemId", "path", "reason"],
+        "properties": {
+            "itemId": {"type": "string"},
+            "path": _NULLABLE_STRING,
+            "reason": {"type": "string"},
+        },
+    },
     "ConnectionDetail": {
         "allOf": [
             {"$ref": "#/components/schemas/Connection"},
             {
                 "type": "object",
-                "required": ["failedItems", "failedItemsTruncated"],
+                "required": ["failedItems", "failedItemsTruncated", "skippedItems", "skippedItemsTruncated"],
                 "properties": {
                     "failedItems": {"type": "array", "items": {"$ref": "#/components/schemas/FailedItem"}},
                     "failedItemsTruncated": {"type": "boolean"},
+                    # OneNote notebooks, items shared from other drives, malware, names and paths
+                    # a blob can't carry: what the mirror leaves out on purpose, and why.
+                    "skippedItems": {"type": "array", "items": {"$ref": "#/components/schemas/SkippedItem"}},
+                    "skippedItemsTruncated": {"type": "boolean"},
                 },
             },
         ],

@@ -248,6 +248,18 @@ def _failed_section(connection_id: str, total: int) -> str:
     return f'<section><h2>Items that could not be mirrored</h2><ul class="failed">{"".join(items)}</ul>{more}</section>'
 
 
+def _skipped_section(connection_id: str) -> str:
+    from functions.api.connections import skipped_items
+
+    rows, truncated = skipped_items(connection_id)
+    if not rows:
+        return ""
+    items = [f'<li><span class="mono">{_e(row["path"] or "item " + row["itemId"])}</span>'
+             f' <span class="muted">{_e(row["reason"])}</span></li>' for row in rows[:MAX_FAILED_SHOWN]]
+    more = '<p class="muted">More are skipped; the product API lists them.</p>' if truncated or len(rows) > MAX_FAILED_SHOWN else ""
+    return f'<section><h2>Items left out of the mirror on purpose</h2><ul class="failed">{"".join(items)}</ul>{more}</section>'
+
+
 def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, now: datetime | None = None) -> Page:
     """One folder of a connection's mirror. 404 for an unknown connection, 400 for a bad folder."""
     from functions.api.files import validate_prefix
@@ -293,7 +305,8 @@ def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, n
             f'<div><span class="label">Subscription</span> {_subscription(connection, now)}</div></section>')
     if connection.last_sync_error:
         head += f'<div class="alert">{_e(connection.last_sync_error)}</div>'
-    body = head + _failed_section(connection_id, connection.items_failed) + f"<section>{listing}</section>"
+    body = (head + _failed_section(connection_id, connection.items_failed) + _skipped_section(connection_id)
+            + f"<section>{listing}</section>")
     toggle = links.flipped().mirror(connection_id, folder)
     return Page(200, _layout(f"{account} · mirror", body, links, toggle, crumbs=crumbs, now=now))
 

@@ -115,7 +115,7 @@ def blob_name(connection_id: str, path: str) -> str:
 @dataclass(frozen=True)
 class Resolved:
     path: str | None  # relative to the connection's prefix; None: the item has no place in the mirror
-    reason: str = ""  # why not: "deleted", "package", "remote", "malware", "hostile name: ...", "orphan"
+    reason: str = ""  # why not: "deleted" or "orphan" (dead), else why it is skipped ("malware", "path too long", ...)
 
     @property
     def dead(self) -> bool:
@@ -123,11 +123,15 @@ class Resolved:
 
 
 class Resolver:
-    """Desired and mirrored paths through parent chains, memoised per planning round."""
+    """Desired and mirrored paths through parent chains, memoised per planning round.
 
-    def __init__(self, rows: Mapping[str, ItemState]) -> None:
+    `connection_id`: the blob name prefix, so that a path too long for a blob name is skipped
+    like any other unmirrorable item (its length counts against Azure's 1,024 characters)."""
+
+    def __init__(self, rows: Mapping[str, ItemState], connection_id: str = "") -> None:
         self.rows = rows
         self._desired: dict[str, Resolved] = {}
+        self.max_path = MAX_BLOB_NAME - (len(connection_id) + 1 if connection_id else 0)
 
     def desired(self, item_id: str) -> Resolved:
         known = self._desired.get(item_id)
@@ -154,9 +158,23 @@ class Resolver:
             current = self.rows.get(current.parent_id) if current.parent_id else None
         # Unwind: each link gets its own answer, nearest the root first.
         for link in reversed(chain):
-            result = _step(result, link)
+            result = _step(result, link, self.max_path)
             self._desired[link.id] = result
         return self._desired.get(item_id, result)
+
+    def drive_path(self, item_id: str) -> str | None:
+        """The item's path in the drive by its names, whatever the mirror's rules say (for people
+        reading why it was skipped); None if its chain doesn't reach the root."""
+        parts: list[str] = []
+        current = self.rows.get(item_id)
+        for _ in range(MAX_DEPTH):
+            if current is None:
+                return None
+            if current.kind is Kind.ROOT:
+                return "/".join(reversed(parts))
+            parts.append(current.name or "")
+            current = self.rows.get(current.parent_id) if current.parent_id else None
+        return None
 
     def mirrored(self, item_id: str) -> str | None:
         """Where the mirror holds the item now (a file's blob, a folder's prefix), or None."""
@@ -174,25 +192,33 @@ class Resolver:
         return None
 
 
-def _step(parent: Resolved, item: ItemState) -> Resolved:
+SKIPPED_FOLDER = "in a skipped folder: "
+
+
+def _step(parent: Resolved, item: ItemState, max_path: int = MAX_BLOB_NAME) -> Resolved:
     if item.deleted:
         return Resolved(None, "deleted")
     if parent.path is None:
-        # Under a dead folder the item is dead too; under a skipped one it is skipped the same way.
-        return Resolved(None, parent.reason)
+        # Under a dead folder the item is dead too; under a skipped one it is skipped for the same reason.
+        if parent.dead:
+            return Resolved(None, parent.reason)
+        reason = parent.reason if parent.reason.startswith(SKIPPED_FOLDER) else SKIPPED_FOLDER + parent.reason
+        return Resolved(None, reason)
     if item.kind is Kind.PACKAGE:
-        return Resolved(None, "package")
+        return Resolved(None, "OneNote notebook")
     if item.kind is Kind.REMOTE:
-        return Resolved(None, "remote")
+        return Resolved(None, "shared with me (another drive)")
     if item.malware:
         return Resolved(None, "malware")
     problem = segment_problem(item.name)
     if problem:
-        return Resolved(None, f"hostile name: {problem}")
+        return Resolved(None, problem)
     path = f"{parent.path}/{item.name}" if parent.path else str(item.name)
     problem = path_problem(path)
     if problem:
-        return Resolved(None, f"hostile name: {problem}")
+        return Resolved(None, problem)
+    if len(path) > max_path:
+        return Resolved(None, "path too long")
     return Resolved(path)
 
 

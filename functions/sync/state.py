@@ -54,6 +54,11 @@ class SyncState:
     phase: str = Phase.IDLE
     resync_epoch: str = ""  # set: a full enumeration is running; sweep what it doesn't stamp
     rerun: bool = False
+    # The full reconciliation: when the last one finished, and a sweep's checkpoint ("gone",
+    # "blobs" with the listing's continuation marker, "repair"), so a big one spans messages.
+    last_full_at: datetime | None = None
+    sweep_step: str = ""
+    sweep_marker: str = ""
     lease_owner: str = ""
     lease_expires: datetime | None = None
     watch_until: datetime | None = None
@@ -61,7 +66,7 @@ class SyncState:
     etag: str = ""
 
     FIELDS = ("delta_link", "next_link", "pending_delta_link", "phase", "resync_epoch", "rerun",
-              "lease_owner", "lease_expires", "watch_until")
+              "last_full_at", "sweep_step", "sweep_marker", "lease_owner", "lease_expires", "watch_until")
 
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> SyncState:
@@ -74,6 +79,9 @@ class SyncState:
             phase=entity.get("phase") or Phase.IDLE,
             resync_epoch=str(entity.get("resync_epoch") or ""),
             rerun=bool(entity.get("rerun")),
+            last_full_at=_utc(entity.get("last_full_at")),
+            sweep_step=str(entity.get("sweep_step") or ""),
+            sweep_marker=str(entity.get("sweep_marker") or ""),
             lease_owner=entity.get("lease_owner") or "",
             lease_expires=_utc(entity.get("lease_expires")),
             watch_until=_utc(entity.get("watch_until")),

@@ -52,7 +52,7 @@ def test_missing_required_setting_is_named(environment):
 MALFORMED = {
     "MICROSOFT_AUTHORITY": "login.microsoftonline.com", "GRAPH_BASE_URL": "graph.microsoft.com",
     "PUBLIC_BASE_URL": "ftp://x", "TOKEN_ENCRYPTION_KEYS": "k1:not-base64", "FILES_CONTAINER": "Bad_Name",
-    "SYNC_TIME_BUDGET_SECONDS": "eight minutes", "SUBSCRIPTION_RENEWAL_WINDOW_HOURS": "nan",
+    "SYNC_TIME_BUDGET_SECONDS": "eight minutes", "SUBSCRIPTION_RENEWAL_WINDOW_HOURS": "nan", "FULL_RECONCILIATION_DAYS": "weekly",
     "SUBSCRIPTION_WRITES_PER_20S": "0", "DOWNLOAD_REDIRECT": "sometimes", "DOWNLOAD_INLINE_MAX_BYTES": "16 MB",
     "MAINTENANCE_SCHEDULE": "every 30 minutes",
 }
