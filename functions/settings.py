@@ -8,7 +8,6 @@ Storage credentials are not here: `functions/storage` alone reads `AzureWebJobsS
 from __future__ import annotations
 
 import base64
-import fnmatch
 import functools
 import os
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ class Settings:
     onedrive_scopes: tuple[str, ...]
     token_encryption_keys: tuple[EncryptionKey, ...]  # newest first
     files_container: str
-    allowed_return_urls: tuple[str, ...]  # glob patterns
+    allowed_return_urls: tuple[str, ...]  # patterns, see functions/return_urls.py
     sync_time_budget_seconds: float
     subscription_renewal_window_hours: float
     subscription_writes_per_20s: int
@@ -54,10 +53,9 @@ class Settings:
         return f"{self.public_base_url}/api/lifecycle"
 
     def return_url_allowed(self, url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or "\\" in url:
-            return False
-        return any(fnmatch.fnmatchcase(url, pattern) for pattern in self.allowed_return_urls)
+        from functions import return_urls
+
+        return return_urls.allowed(url, return_urls.parse_patterns(" ".join(self.allowed_return_urls)))
 
 
 # Every setting the code reads, with its default (None = required). The infrastructure
@@ -92,6 +90,20 @@ def _raw(name: str) -> str:
     if default is None:
         raise SettingsError(f"Setting {name} is missing: {_EXPECTED[name]}")
     return default
+
+
+def _return_url_patterns() -> tuple[str, ...]:
+    from functions import return_urls
+
+    # Set but empty means "none allowed", not the local default: a deployment that clears it
+    # must not quietly allow localhost.
+    raw = os.environ.get("ALLOWED_RETURN_URLS")
+    raw = DEFAULTS["ALLOWED_RETURN_URLS"] or "" if raw is None else raw
+    try:
+        return_urls.parse_patterns(raw)
+    except return_urls.InvalidPattern as error:
+        raise SettingsError(f"Setting ALLOWED_RETURN_URLS: {error}") from None
+    return tuple(raw.replace(",", " ").split())
 
 
 def _url(name: str) -> str:
@@ -168,7 +180,7 @@ def settings() -> Settings:
         onedrive_scopes=tuple(_raw("ONEDRIVE_SCOPES").split()),
         token_encryption_keys=parse_encryption_keys(_raw("TOKEN_ENCRYPTION_KEYS")),
         files_container=container,
-        allowed_return_urls=tuple(p for p in _raw("ALLOWED_RETURN_URLS").replace(",", " ").split() if p),
+        allowed_return_urls=_return_url_patterns(),
         sync_time_budget_seconds=_number("SYNC_TIME_BUDGET_SECONDS", 10),
         subscription_renewal_window_hours=_number("SUBSCRIPTION_RENEWAL_WINDOW_HOURS", 1),
         subscription_writes_per_20s=int(_number("SUBSCRIPTION_WRITES_PER_20S", 1)),

@@ -53,8 +53,24 @@ def denied(error: str, return_to: str) -> str:
     )
 
 
-def bad_request(message: str) -> str:
-    return render("This sign-in link can't be used", message)
+def bad_request(message: str, return_to: str = "") -> str:
+    return render("This sign-in link can't be used", message, link=(return_to, "Go back") if return_to else None)
+
+
+def already_linked(return_to: str) -> str:
+    return render(
+        "This OneDrive is connected to another account",
+        "The OneDrive you signed in with is already connected to a different account here, so nothing was changed.",
+        link=(return_to, "Go back") if return_to else None,
+        note="If this is your OneDrive and you want to move it to this account, ask the service to let you re-link it.",
+    )
+
+
+def storage_unavailable() -> str:
+    return render(
+        "Connecting OneDrive is paused for a moment",
+        "This service can't reach its storage right now, so nothing was connected. Please try again in a minute.",
+    )
 
 
 def unavailable() -> str:

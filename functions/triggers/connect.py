@@ -1,7 +1,8 @@
 """Sign-in triggers: GET /api/connect starts it, GET /api/oauth/callback completes it.
 
-Both are ANONYMOUS: a function key travels in `code`, which the OAuth callback needs for itself;
-`state` and the browser-binding cookie protect them instead (see flow.py).
+Both are ANONYMOUS: a function key travels in `code`, which the OAuth callback needs for itself.
+A connect session created by the product's backend (signin/sessions.py) protects /connect;
+`state` and the browser-binding cookie protect the callback (see flow.py).
 """
 
 import logging
@@ -18,6 +19,13 @@ def _page(body: str, status: int, headers: dict[str, str] | None = None) -> func
     return func.HttpResponse(body, status_code=status, headers={**HEADERS, **(headers or {})}, mimetype="text/html", charset="utf-8")
 
 
+def _storage_unavailable(error: Exception) -> func.HttpResponse:
+    from functions.signin import pages
+
+    log.error("sign-in: storage unavailable (%s)", error)
+    return _page(pages.storage_unavailable(), 503, {"Retry-After": "30"})
+
+
 def _redirect(location: str, cookie: str) -> func.HttpResponse:
     from functions.signin.pages import HEADERS
 
@@ -26,13 +34,18 @@ def _redirect(location: str, cookie: str) -> func.HttpResponse:
 
 @bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.errors import StorageUnavailable
     from functions.settings import SettingsError
-    from functions.signin import flow, pages
+    from functions.signin import flow, pages, sessions
 
     try:
         started = flow.start(dict(req.params))
     except flow.BadRequest as error:
         return _page(pages.bad_request(str(error)), 400)
+    except sessions.Unusable as error:
+        return _page(pages.bad_request(str(error), error.return_to), 400)
+    except StorageUnavailable as error:
+        return _storage_unavailable(error)
     except SettingsError as error:
         log.error("sign-in is misconfigured: %s", error)
         return _page(pages.misconfigured(), 500)
@@ -41,7 +54,7 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
-    from functions.errors import MicrosoftError, SettingsError, Throttled, Unavailable
+    from functions.errors import MicrosoftError, SettingsError, StorageUnavailable, Throttled, Unavailable
     from functions.signin import flow, pages
 
     # By family (the tree is in errors.py): the order matters, narrower first.
@@ -49,6 +62,10 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
         completed = flow.complete(dict(req.params), flow.parse_cookies(req.headers.get("cookie")))
     except flow.BadRequest as error:
         return _page(pages.bad_request(str(error)), 400)
+    except flow.AlreadyLinked as refused:
+        return _page(pages.already_linked(refused.return_to), 409)
+    except StorageUnavailable as error:
+        return _storage_unavailable(error)
     except flow.Denied as denied:
         return _page(pages.denied(denied.error, denied.return_to), 200)
     except SettingsError as error:  # includes a client secret Microsoft refused
