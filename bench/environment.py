@@ -52,7 +52,12 @@ class Environment:
         with httpx.Client(base_url=self.public_base_url, follow_redirects=True, timeout=60) as browser:
             # The emulator signs in the account this cookie names (the app sends no login_hint).
             browser.cookies.set("emulator_user", user.id, domain="127.0.0.1")
-            response = browser.get("/api/connect")
+            # The product's backend makes the connect session; the browser follows its link.
+            session = browser.post("/api/connect-sessions", json={"ref": f"bench-{user.id}"},
+                                   headers={"x-functions-key": FUNCTION_KEY})
+            if session.status_code != 201:
+                raise RuntimeError(f"connect session refused: HTTP {session.status_code}")
+            response = browser.get(session.json()["url"])
             if response.status_code >= 400:
                 raise RuntimeError(f"sign-in failed: HTTP {response.status_code} at {response.url.path}")
         connection_id = connections.connection_id_for(user.id)

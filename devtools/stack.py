@@ -234,7 +234,8 @@ class Stack:
     def _summary(self, public: str, key: str, emulator_url: str | None) -> None:
         self.say()
         self.say("Everything is running.")
-        self.say(f"  Connect a OneDrive:  {public}/api/connect")
+        # A function-key link that makes a fresh connect session on every visit (a session is single-use).
+        self.say(f"  Connect a OneDrive:  {public}/api/status/connect?code={key}")
         if emulator_url:
             demo = " (demo user ada@example.com)" if self.demo else ""
             self.say(f"  Change the drive:    {emulator_url}/{demo}")

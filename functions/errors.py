@@ -22,11 +22,16 @@ Failure                          every failure the app raises on purpose (a bug 
 │   └── NotFound                 the row, blob or queue is not there
 ├── BadInput                     input from outside is unusable: a clear 4xx, nothing changed
 │   ├── BadRequest               signin/flow.py: a sign-in request or callback
+│   ├── Invalid                  signin/sessions.py: a connect-session request (`code`)
+│   ├── Unusable                 signin/sessions.py: a connect link unknown, used or expired
+│   ├── InvalidPattern           return_urls.py: an ALLOWED_RETURN_URLS pattern
 │   ├── MalformedBatch           microsoft/wire.py: a webhook body
 │   ├── MalformedTokenResponse   microsoft/wire.py: a 200 from the token endpoint without a token
 │   ├── BadMessage               messages.py: a queue message body
 │   └── BadItem                  microsoft/driveitem.py: a drive item from Graph
 ├── Denied                       signin/flow.py: the user declined consent at Microsoft
+├── AlreadyLinked                signin/flow.py: the account's connection belongs to another ref
+├── RefConflict                  connections.py: the same, found while saving the profile
 ├── ApiError                     api/support.py: a product-API answer (status, code, message)
 ├── ConnectionNotFound           connections.py
 ├── SealError                    tokens/keyring.py: a sealed token does not open

@@ -11,7 +11,6 @@ and the health endpoint. Storage credentials are not here: `functions/storage` a
 from __future__ import annotations
 
 import base64
-import fnmatch
 import functools
 import os
 import re
@@ -162,8 +161,18 @@ class Settings:
         return container
 
     @cached_property
-    def allowed_return_urls(self) -> tuple[str, ...]:  # glob patterns
-        return tuple(p for p in self._raw("ALLOWED_RETURN_URLS").replace(",", " ").split() if p)
+    def allowed_return_urls(self) -> tuple[str, ...]:  # patterns, see functions/return_urls.py
+        from functions import return_urls
+
+        # Set but empty means "none allowed", not the local default: a deployment that clears it
+        # must not quietly allow localhost.
+        raw = self._environ.get("ALLOWED_RETURN_URLS")
+        raw = (DEFAULTS["ALLOWED_RETURN_URLS"] or "") if raw is None else str(raw)
+        try:
+            return_urls.parse_patterns(raw)
+        except return_urls.InvalidPattern as error:
+            raise SettingsError(f"Setting ALLOWED_RETURN_URLS: {error}", "ALLOWED_RETURN_URLS") from None
+        return tuple(raw.replace(",", " ").split())
 
     @cached_property
     def sync_time_budget_seconds(self) -> float:
@@ -218,10 +227,9 @@ class Settings:
         return f"{self.public_base_url}/api/lifecycle"
 
     def return_url_allowed(self, url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or "\\" in url:
-            return False
-        return any(fnmatch.fnmatchcase(url, pattern) for pattern in self.allowed_return_urls)
+        from functions import return_urls
+
+        return return_urls.allowed(url, return_urls.parse_patterns(" ".join(self.allowed_return_urls)))
 
 
 # The property that parses each setting: what `problems()` runs.

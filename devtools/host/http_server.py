@@ -79,7 +79,7 @@ def _endpoint(spec: FunctionSpec, function_key: str):
             return PlainTextResponse("Request body too large", status_code=413)
         http_request = func.HttpRequest(
             method=request.method,
-            url=str(request.url),
+            url=_raw_url(request),
             headers=dict(request.headers),
             params=dict(request.query_params),
             route_params={k: str(v) for k, v in request.path_params.items()},
@@ -97,6 +97,18 @@ def _endpoint(spec: FunctionSpec, function_key: str):
         return _to_starlette(result)
 
     return endpoint
+
+
+def _raw_url(request: Request) -> str:
+    """The URL as the client sent it, percent-encodings intact, as Azure hands it over: Starlette's
+    `request.url` is rebuilt from the decoded path, so `Docs%2FWelcome.txt` would arrive as
+    `Docs/Welcome.txt` and checks of the raw form would pass locally and fail in Azure."""
+    raw_path = request.scope.get("raw_path")
+    if not raw_path:
+        return str(request.url)
+    query = request.scope.get("query_string") or b""
+    url = f"{request.url.scheme}://{request.url.netloc}{raw_path.decode('latin-1')}"
+    return url + (f"?{query.decode('latin-1')}" if query else "")
 
 
 def _to_starlette(result: Any) -> Response:

@@ -57,12 +57,18 @@ class Links:
     def overview(self) -> str:
         return "/api/status" + self._query()
 
+    def connect(self) -> str:
+        # Not `_query`: the refresh choice means nothing there.
+        return "/api/status/connect" + (f"?{urlencode({'code': self.key})}" if self.key else "")
+
     def mirror(self, connection_id: str, folder: str = "") -> str:
         return f"/api/status/connections/{quote(connection_id)}" + self._query(folder=folder)
 
     def download(self, connection_id: str, path: str) -> str:
-        # The product API owns downloads (Range, hash ETag, streaming): link to it.
-        return f"/api/connections/{quote(connection_id)}/files/{quote(path)}" + (f"?{urlencode({'code': self.key})}" if self.key else "")
+        # The product API owns downloads (Range, hash ETag, streaming): link to it, with the path
+        # in the query, which reaches it exactly for every name (a literal %2F can't in a URL path).
+        query = {"path": path, **({"code": self.key} if self.key else {})}
+        return f"/api/connections/{quote(connection_id)}/content?{urlencode(query, quote_via=quote)}"
 
     def flipped(self) -> Links:
         """The same links with auto-refresh switched the other way."""

@@ -151,7 +151,7 @@ class NotificationBatch:
         """`{"value": [{"subscriptionId", "clientState", "lifecycleEvent"?, ...}, ...]}`."""
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: arrays nested thousands deep
             raise MalformedBatch("the body is not JSON") from None
         entries = payload.get("value") if isinstance(payload, dict) else None
         if not isinstance(entries, list):

@@ -46,6 +46,11 @@ MAX_CLIENT_STATE = 255
 VERIFIED_TTL_SECONDS = 60.0
 VERIFIED_CACHE_SIZE = 10_000
 _verified: dict[str, tuple[str, str, float]] = {}
+# Unknown ids too, briefly: a forged flood repeating ids costs one read per id per UNKNOWN_TTL, not
+# one per POST. Short, because a notification can beat our own write of a brand-new subscription's
+# row (the initial sync, queued after that write, covers what such a drop would miss).
+UNKNOWN_TTL_SECONDS = 10.0
+_unknown: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,9 @@ def _expiry_of(answer: wire.Subscription, requested: datetime) -> datetime:
     return answer.expires_at or requested
 
 
-def verify(subscription_id: str, client_state: str) -> str | None:
+def verify(subscription_id: str, client_state: str, *, may_read: bool = True) -> str | None:
     """The connection a notification belongs to, or None if the subscription or clientState is wrong.
+    `may_read=False`: answer from what is remembered only (None if nothing is).
 
     Storage errors propagate: the webhook must answer 5xx then, so Graph delivers again.
     """
@@ -89,11 +95,18 @@ def verify(subscription_id: str, client_state: str) -> str | None:
         return None
     known = _verified.get(subscription_id)
     if known is None or time.monotonic() - known[2] > VERIFIED_TTL_SECONDS:
+        missed = _unknown.get(subscription_id)
+        if not may_read or (missed is not None and time.monotonic() - missed < UNKNOWN_TTL_SECONDS):
+            return None
         # One quick retry, then fail so Graph retries (it must hear < 3 s).
         row = _table().get(subscription_id, ROW, quick=True)
         if row is None:
             _verified.pop(subscription_id, None)
+            if len(_unknown) >= VERIFIED_CACHE_SIZE:
+                _unknown.clear()
+            _unknown[subscription_id] = time.monotonic()
             return None
+        _unknown.pop(subscription_id, None)
         known = (str(row.get("client_state_sha256", "")), str(row.get("connection_id") or ""), time.monotonic())
         if len(_verified) >= VERIFIED_CACHE_SIZE:
             _verified.clear()
@@ -140,6 +153,7 @@ def create(connection_id: str) -> Subscription:
     )
     connections.update(connection_id, connections.Update(subscription_id=subscription.subscription_id,
                                                          subscription_expires_at=subscription.expires_at))
+    _unknown.pop(subscription.subscription_id, None)
     log.info("subscription created", extra={"connection_id": connection_id, "subscription_id": subscription.subscription_id})
     if previous and previous != subscription.subscription_id:
         _delete_one(graph, previous, connection_id)
@@ -234,6 +248,7 @@ def _delete_remote(graph: GraphClient, subscription_id: str) -> None:
 def forget_cached() -> None:
     """Drop every remembered subscription row (tests start each case with empty storage)."""
     _verified.clear()
+    _unknown.clear()
 
 
 def _forget(subscription_id: str) -> None:

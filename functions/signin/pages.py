@@ -63,6 +63,24 @@ def bad_request(message: str, again: str = "") -> str:
     return render("This sign-in link can't be used", message, again=again)
 
 
+def already_linked(return_to: str, again: str = "") -> str:
+    return render(
+        "This OneDrive is connected to another account",
+        "The OneDrive you signed in with is already connected to a different account here, so nothing was changed.",
+        link=(return_to, "Go back") if return_to else None,
+        note="If this is your OneDrive and you want to move it to this account, ask the service to let you re-link it.",
+        again=again,
+    )
+
+
+def storage_unavailable(again: str = "") -> str:
+    return render(
+        "Connecting OneDrive is paused for a moment",
+        "This service can't reach its storage right now, so nothing was connected. Please try again in a minute.",
+        again=again,
+    )
+
+
 def unavailable(again: str = "") -> str:
     return render(
         "Microsoft is not answering right now",

@@ -149,11 +149,13 @@ class Table:
             return
 
     def query(self, where: str, parameters: Mapping[str, Any] | None = None, *, select: list[str] | None = None,
-              page_size: int | None = None) -> Iterator[Row]:
-        """Rows matching an OData filter with `@name` parameters, page after page."""
+              page_size: int | None = None, quick: bool = False) -> Iterator[Row]:
+        """Rows matching an OData filter with `@name` parameters, page after page. `quick`: each
+        page retried once, briefly (a caller that must answer fast)."""
+        options: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2} if quick else {}
         with translated(f"query of {self.name}"):
             for entity in self._client().query_entities(where, parameters=dict(parameters or {}), select=select,
-                                                        results_per_page=page_size):
+                                                        results_per_page=page_size, **options):
                 yield _row(entity)
 
     def first_page(self, where: str, parameters: Mapping[str, Any], *, page_size: int) -> tuple[list[Row], bool]:

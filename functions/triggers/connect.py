@@ -1,7 +1,8 @@
 """Sign-in triggers: GET /api/connect starts it, GET /api/oauth/callback completes it.
 
-Both are ANONYMOUS: a function key travels in `code`, which the OAuth callback needs for itself;
-`state` and the browser-binding cookie protect them instead (see flow.py).
+Both are ANONYMOUS: a function key travels in `code`, which the OAuth callback needs for itself.
+A connect session created by the product's backend (signin/sessions.py) protects /connect;
+`state` and the browser-binding cookie protect the callback (see flow.py).
 """
 
 import logging
@@ -16,6 +17,13 @@ def _page(body: str, status: int, headers: dict[str, str] | None = None) -> func
     from functions.signin.pages import HEADERS
 
     return func.HttpResponse(body, status_code=status, headers={**HEADERS, **(headers or {})}, mimetype="text/html", charset="utf-8")
+
+
+def _storage_unavailable(error: Exception) -> func.HttpResponse:
+    from functions.signin import pages
+
+    log.error("sign-in: storage unavailable (%s)", error)
+    return _page(pages.storage_unavailable(_again()), 503, {"Retry-After": "30"})
 
 
 def _redirect(location: str, cookie: str) -> func.HttpResponse:
@@ -37,8 +45,9 @@ def _again(return_to: str = "") -> str:
 
 @bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.errors import StorageUnavailable
     from functions.settings import SettingsError
-    from functions.signin import flow, pages
+    from functions.signin import flow, pages, sessions
 
     try:
         moved = flow.public_origin_redirect(req.url)
@@ -47,6 +56,10 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
         started = flow.start(dict(req.params))
     except flow.BadRequest as error:
         return _page(pages.bad_request(str(error), _again()), 400)
+    except sessions.Unusable as error:
+        return _page(pages.bad_request(str(error), _again(error.return_to)), 400)
+    except StorageUnavailable as error:
+        return _storage_unavailable(error)
     except SettingsError as error:
         log.error("sign-in is misconfigured: %s", error)
         return _page(pages.misconfigured(_again()), 500)
@@ -55,7 +68,7 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
-    from functions.errors import MicrosoftError, SettingsError, Throttled, Unavailable
+    from functions.errors import MicrosoftError, SettingsError, StorageUnavailable, Throttled, Unavailable
     from functions.signin import flow, pages
 
     # By family (the tree is in errors.py): the order matters, narrower first.
@@ -63,6 +76,10 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
         completed = flow.complete(dict(req.params), flow.parse_cookies(req.headers.get("cookie")))
     except flow.BadRequest as error:  # e.g. a reloaded callback: "already used"
         return _page(pages.bad_request(str(error), _again()), 400)
+    except flow.AlreadyLinked as refused:
+        return _page(pages.already_linked(refused.return_to, _again(refused.return_to)), 409)
+    except StorageUnavailable as error:
+        return _storage_unavailable(error)
     except flow.Denied as denied:
         return _page(pages.denied(denied.error, denied.return_to, _again(denied.return_to)), 200)
     except SettingsError as error:  # includes a client secret Microsoft refused

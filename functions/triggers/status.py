@@ -1,5 +1,7 @@
-"""The status page (function key): connections and their health at /api/status, and a browser of
-each mirror at /api/status/connections/{id}?folder=. Rendering lives in `status_page`.
+"""The status page (function key): connections and their health at /api/status, a browser of
+each mirror at /api/status/connections/{id}?folder=, and /api/status/connect, which makes an
+operator's connect session (no product user) and sends the browser to it. Rendering lives in
+`status_page`.
 
 And GET /api/health (anonymous): app-wide faults (settings, storage, ...) as JSON, 200 when healthy
 and 503 when not. Anonymous because what probes it (App Service health check, availability tests,
@@ -48,8 +50,31 @@ def _refresh(req: func.HttpRequest) -> bool:
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def status_overview(req: func.HttpRequest) -> func.HttpResponse:
     from functions.api import status_page
+    from functions.settings import settings
 
-    return _html(lambda: status_page.overview(key=req.params.get("code"), refresh=_refresh(req)))
+    def render() -> Page:
+        # Inside the render: a bad PUBLIC_BASE_URL is reported on the page, not as a 500.
+        connect_url = f"{settings().public_base_url}{status_page.Links(req.params.get('code'), True).connect()}"
+        return status_page.overview(key=req.params.get("code"), refresh=_refresh(req), connect_url=connect_url)
+
+    return _html(render)
+
+
+@bp.route(route="status/connect", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def status_connect(req: func.HttpRequest) -> func.HttpResponse:
+    """A fresh single-use connect link on every visit: the link `scripts/run` prints keeps working."""
+    from functions.api import status_page
+    from functions.errors import StorageUnavailable
+    from functions.signin import sessions
+
+    try:
+        created = sessions.create(sessions.Session(ref=""), require_ref=False)
+    except StorageUnavailable:
+        page = status_page.error_page("Storage is unavailable, so no connect link could be made. Try again shortly.")
+        return func.HttpResponse(page.html, status_code=503, headers={**status_page.HEADERS, "Retry-After": "30",
+                                 "Content-Type": "text/html; charset=utf-8"})
+    return func.HttpResponse(status_code=302, headers={"Location": created.url, "Cache-Control": "no-store",
+                                                       "Referrer-Policy": "no-referrer"})
 
 
 @bp.route(route="status/connections/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -41,7 +42,8 @@ class RunningStack:
 
     @property
     def app_url(self) -> str:
-        return self.connect_url.removesuffix("/api/connect")
+        parts = urlsplit(self.connect_url)  # {app}/api/status/connect?code=...: a fresh connect session per visit
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def emulator_url(self) -> str:

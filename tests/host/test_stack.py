@@ -63,7 +63,11 @@ def test_with_a_real_app_registration_the_stack_skips_the_emulator_and_sends_sig
         assert "Change the drive" not in text
         assert not (tmp_path / "data" / "emulator.log").exists()
 
-        redirect = httpx.get(f"http://localhost:{port}/api/connect")
+        printed = re.search(r"Connect a OneDrive:\s+(\S+)", text).group(1)
+        assert printed == f"http://localhost:{port}/api/status/connect?code=k"
+        session = httpx.get(printed)  # a fresh connect session on every visit
+        assert session.status_code == 302 and "/api/connect?session=" in session.headers["location"]
+        redirect = httpx.get(session.headers["location"])
         assert redirect.status_code == 302
         assert re.match(r"https://login\.microsoftonline\.com/consumers/oauth2/v2\.0/authorize\?.*client_id=11111111-2222",
                         redirect.headers["location"])

@@ -97,8 +97,15 @@ def test_mirror_browser_lists_folders_then_files_and_links_downloads(status, app
     docs = status.get(f"/api/status/connections/{connection_id}", params={"folder": "Docs", "code": app_server.function_key}).text
     assert "Sub/</a>" in docs and "a b#%.txt</a>" in docs and "10 B" in docs
     link = re.search(r'<a href="([^"]+)">a b#%.txt</a>', docs).group(1).replace("&amp;", "&")
-    assert link.startswith(f"/api/connections/{connection_id}/files/Docs/a%20b%23%25.txt?code=")
+    assert link.startswith(f"/api/connections/{connection_id}/content?path=Docs%2Fa%20b%23%25.txt&code=")
     assert httpx.get(app_server.url + link).content == b"hello docs"  # the key rides along in the link
+    # Names holding what looks like an encoded separator are listed, so their links must work too.
+    for name in ("x%2Fy.txt", "x%5Cy.txt", "%2e%2e", "%2e%2e%2Fsecret", "100%.txt"):
+        put_blob(connection_id, f"Docs/{name}", name.encode())
+        page = status.get(f"/api/status/connections/{connection_id}", params={"folder": "Docs", "code": app_server.function_key}).text
+        link = re.search(rf'<a href="([^"]+)">{re.escape(name)}</a>', page).group(1).replace("&amp;", "&")
+        answer = httpx.get(app_server.url + link)
+        assert answer.status_code == 200 and answer.content == name.encode(), (name, answer.text)
 
     sub = status.get(f"/api/status/connections/{connection_id}", params={"folder": "Docs/Sub/"}).text
     assert "deep.bin" in sub and "2.0 KB" in sub
@@ -129,7 +136,13 @@ def test_auto_refresh_can_be_paused(status):
 def test_empty_status_offers_the_connect_link(status, app_settings):
     text = status.get("/api/status").text
     assert "No OneDrive connected yet." in text
-    assert f'href="{app_settings["PUBLIC_BASE_URL"]}/api/connect"' in text
+    link = re.search(r'href="([^"]*/api/status/connect[^"]*)"', text).group(1)
+    assert link.startswith(app_settings["PUBLIC_BASE_URL"])
+    # The link makes a fresh connect session on every visit, so it never goes stale.
+    for _ in range(2):
+        redirect = status.get(link.replace("&amp;", "&"), follow_redirects=False)
+        assert redirect.status_code == 302 and "/api/connect?session=" in redirect.headers["location"]
+        assert httpx.get(redirect.headers["location"], follow_redirects=False).status_code == 302
 
 
 def test_mirror_page_lists_items_that_could_not_be_mirrored(status):

@@ -10,7 +10,7 @@ import pytest
 
 from functions import connections, storage
 from functions.settings import reload_settings
-from tests.fixtures.connected import Browser, connect_drive, connect_url, query_of
+from tests.fixtures.connected import Browser, connect_drive, connect_url, create_session, query_of
 
 
 def token_requests(emulator) -> list[dict]:
@@ -19,6 +19,11 @@ def token_requests(emulator) -> list[dict]:
 
 def rows(table: str) -> list[dict]:
     return list(storage.table(table).list_entities())
+
+
+def state_rows() -> list[dict]:
+    """Sign-in states (the table also holds the connect sessions, kept as spent until purged)."""
+    return [row for row in rows(storage.Tables.OAUTH_STATES) if row["RowKey"] == "state"]
 
 
 def queued_syncs() -> list[dict]:
@@ -65,7 +70,7 @@ def test_connect_redirects_to_authorize_with_pkce_and_a_cookie_bound_state(app_s
     assert "secure" not in attributes  # PUBLIC_BASE_URL is http here
 
     # Server side: the state only as a hash, nothing readable about the verifier.
-    [row] = rows(storage.Tables.OAUTH_STATES)
+    [row] = state_rows()
     assert row["PartitionKey"] == hashlib.sha256(query["state"].encode()).hexdigest()
     assert row["ref"] == "user-42"
     assert not any(query["state"] in str(value) for value in row.values())
@@ -75,9 +80,9 @@ def test_connect_redirects_to_authorize_with_pkce_and_a_cookie_bound_state(app_s
 def test_prompt_select_account_is_passed_on_and_other_prompts_are_refused(app_server):
     with Browser() as browser:
         chosen = browser.http.get(connect_url(app_server.url, prompt="select_account"))
-        refused = browser.http.get(connect_url(app_server.url, prompt="none"))
+    refused = create_session(app_server.url, ref="u", prompt="none")
     assert query_of(chosen.headers["Location"])["prompt"] == "select_account"
-    assert refused.status_code == 400
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_prompt"
 
 
 def test_full_connect_creates_an_active_connection_and_queues_the_initial_sync(connected_drive, emulator_user):
@@ -94,7 +99,7 @@ def test_full_connect_creates_an_active_connection_and_queues_the_initial_sync(c
     assert connection.email == emulator_user.email
     assert connection.display_name == emulator_user.display_name
     assert [row["PartitionKey"] for row in rows(storage.Tables.TOKENS)] == [connected_drive.connection_id]
-    assert rows(storage.Tables.OAUTH_STATES) == []  # consumed
+    assert state_rows() == []  # consumed
     assert {"connection_id": connected_drive.connection_id, "reason": "initial"} in queued_syncs()
 
 
@@ -118,11 +123,9 @@ def test_return_to_receives_the_browser_with_the_connection_id(app_server, emula
     ],
 )
 def test_an_open_redirect_attempt_is_refused_before_anything_is_stored(app_server, emulator, return_to):
-    with Browser() as browser:
-        response = browser.http.get(connect_url(app_server.url, return_to=return_to))
+    response = create_session(app_server.url, ref="u", return_to=return_to)
     assert response.status_code == 400
-    assert "return_to" in response.text
-    assert "Set-Cookie" not in response.headers
+    assert response.json()["error"]["code"] == "invalid_return_to"
     assert rows(storage.Tables.OAUTH_STATES) == []
 
 
@@ -137,7 +140,7 @@ def test_denied_consent_shows_a_clear_page_and_stores_nothing(app_server, emulat
     assert_offers_connect_again(page, app_server)
     assert token_requests(emulator) == []
     assert rows(storage.Tables.CONNECTIONS) == [] and rows(storage.Tables.TOKENS) == []
-    assert rows(storage.Tables.OAUTH_STATES) == []  # the state is spent all the same
+    assert state_rows() == []  # the state is spent all the same
     assert queued_syncs() == []
 
 
@@ -206,11 +209,12 @@ def test_a_cookie_from_another_flow_does_not_unlock_a_callback(app_server, emula
 
 def test_the_same_account_connecting_twice_is_one_connection(app_server, emulator, emulator_user):
     first = connect_drive(app_server, emulator, emulator_user, ref="product-user-1")
-    second = connect_drive(app_server, emulator, emulator_user)
+    second = connect_drive(app_server, emulator, emulator_user, ref="product-user-1")
     assert first.connection_id == second.connection_id
     [connection] = rows(storage.Tables.CONNECTIONS)
     assert connection["RowKey"] == first.connection_id
-    assert connection["ref"] == "product-user-1"  # a reconnect without ref keeps the product's id
+    assert connection["ref"] == "product-user-1"
+    assert not connection.get("previous_ref")  # the same product user: not a re-link
     assert len(rows(storage.Tables.TOKENS)) == 1
 
 
@@ -280,7 +284,7 @@ def test_an_expired_state_is_refused(app_server, emulator, emulator_user):
 
     with Browser() as browser:
         callback = callback_url_of(app_server, emulator, browser)
-        [row] = rows(storage.Tables.OAUTH_STATES)
+        [row] = state_rows()
         storage.table(storage.Tables.OAUTH_STATES).update_entity(
             {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "expires_at": datetime.now(UTC) - timedelta(seconds=1)},
             mode=UpdateMode.MERGE,
@@ -292,10 +296,11 @@ def test_an_expired_state_is_refused(app_server, emulator, emulator_user):
 
 
 def test_oversized_connect_parameters_are_refused(app_server):
+    assert create_session(app_server.url, ref="r" * 513).json()["error"]["code"] == "invalid_ref"
     with Browser() as browser:
-        response = browser.http.get(connect_url(app_server.url, ref="r" * 2049))
+        response = browser.http.get(connect_url(app_server.url) + "&padding=" + "p" * 2049)
     assert response.status_code == 400
-    assert rows(storage.Tables.OAUTH_STATES) == []
+    assert state_rows() == []
 
 
 def test_error_pages_escape_what_they_show(app_server, emulator, emulator_user):
@@ -317,7 +322,7 @@ def test_expired_states_of_abandoned_sign_ins_are_purged(app_server):
         browser.http.get(connect_url(app_server.url))
     assert signin.purge_expired_states() == 0
     assert signin.purge_expired_states(now=datetime.now(UTC) + timedelta(minutes=11)) == 2
-    assert rows(storage.Tables.OAUTH_STATES) == []
+    assert state_rows() == []
 
 
 def test_microsoft_unavailable_at_the_callback_gives_a_503_page_and_stores_nothing(app_server, emulator, emulator_user, monkeypatch):

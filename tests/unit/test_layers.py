@@ -5,7 +5,7 @@
     signin/ tokens/ notifications/ sync/ upkeep/ api/ health.py      capabilities
     connections.py messages.py                  the shared records (they persist through storage)
     microsoft/ storage/                         adapters: storage is the only importer of its SDKs
-    settings.py errors.py telemetry.py
+    settings.py return_urls.py errors.py telemetry.py
 
 Arrows point down only. Capabilities may use one another, but never in a circle (the sync does not
 call back into the disconnect that calls it). Outside storage/, nothing reaches for the SDK clients
@@ -27,7 +27,7 @@ RANKS = {
     **dict.fromkeys(("signin", "tokens", "notifications", "sync", "upkeep", "api", "health"), 4),
     **dict.fromkeys(("connections", "messages"), 3),
     **dict.fromkeys(("microsoft", "storage"), 2),
-    **dict.fromkeys(("settings", "errors", "telemetry"), 1),
+    **dict.fromkeys(("settings", "return_urls", "errors", "telemetry"), 1),
 }
 CAPABILITIES = frozenset(name for name, rank in RANKS.items() if rank == 4)
 STORAGE_SDKS = ("azure.storage", "azure.data", "azure.core")
