@@ -24,7 +24,7 @@ param microsoftClientSecret string
 @description('Token encryption key ring "<id>:<base64 of 32 bytes>[,...]", newest first (python -m devtools.keys); stored in Key Vault.')
 param tokenEncryptionKeys string
 
-@description('Where /api/connect may send the browser back: space-separated glob patterns, e.g. https://app.example.com/*')
+@description('Where a connect session may send the browser back (return_to): space-separated patterns, e.g. https://app.example.com/*')
 param allowedReturnUrls string
 
 @description('Sign-in authority: .../consumers for "Personal Microsoft accounts only" registrations, .../common for "any organizational directory and personal accounts".')
@@ -225,4 +225,5 @@ output FUNCTION_BASE_URL string = api.outputs.baseUrl
 // Register this exact URI in the app registration (Authentication > Web > Redirect URIs).
 output OAUTH_REDIRECT_URI string = '${api.outputs.baseUrl}/api/oauth/callback'
 output NOTIFICATION_URL string = '${api.outputs.baseUrl}/api/notifications'
-output CONNECT_URL string = '${api.outputs.baseUrl}/api/connect'
+// A connect link is made per user by the product's backend (POST /api/connect-sessions); this is where.
+output CONNECT_SESSIONS_URL string = '${api.outputs.baseUrl}/api/connect-sessions'
