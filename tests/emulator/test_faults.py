@@ -53,6 +53,17 @@ def test_server_errors_with_graph_bodies(emulator, emulator_user, graph, status,
     assert graph.get("/me/drive").status_code == 200
 
 
+def test_a_graph_fault_can_carry_a_chosen_code_and_message(emulator, emulator_user, graph):
+    # Graph's subscription refusals (403 limit, 401 ExtensionError) differ only in code and text.
+    emulator.faults.inject(path="/v1.0/me/drive$", status=403, code="ExtensionError",
+                           message="Maximum number of subscriptions has been reached.", times=1)
+    error = graph.get("/me/drive").json()["error"]
+    assert error["code"] == "ExtensionError"
+    assert error["message"] == "Maximum number of subscriptions has been reached."
+    emulator.faults.inject(path="/v1.0/me/drive$", status=403, times=1)
+    assert graph.get("/me/drive").json()["error"]["message"] == "Injected fault."
+
+
 def test_fraction_of_calls_with_a_seeded_rng(emulator, emulator_user, graph):
     def run() -> list[int]:
         emulator.faults.clear()

@@ -184,8 +184,8 @@ class FaultMiddleware:
                 headers.append((b"www-authenticate", WWW_AUTHENTICATE.encode()))
             body = {
                 "error": {
-                    "code": GRAPH_CODES.get(status, "generalException"),
-                    "message": "Injected fault.",
+                    "code": fault.code or GRAPH_CODES.get(status, "generalException"),
+                    "message": fault.message or "Injected fault.",
                     "innerError": {
                         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
                         "request-id": request_id,

@@ -10,6 +10,9 @@ response), "timeout" (no answer until the client gives up, then a reset), "laten
 then the normal answer), and ``after_bytes`` (the headers and that many body bytes, then a
 reset: a transfer cut in the middle).
 
+On Graph, ``code`` and ``message`` replace the error body's usual code and "Injected fault." text
+(Graph's subscription refusals differ only there).
+
 On the token endpoint, ``token_error`` answers one of sign-in's errors by name (``TOKEN_FAULTS``:
 ``interaction_required``, ``consent_required``, ``login_required``, ``invalid_grant``, and the
 app-wide ``invalid_client`` AADSTS7000215 / ``client_secret_expired`` AADSTS7000222).
@@ -47,6 +50,8 @@ class Fault:
     after_bytes: int | None = None
     hang: float = 120.0  # "timeout": the longest the request is held
     retry_after_in: float | None = None  # Retry-After as the HTTP date this many seconds ahead
+    code: str | None = None  # Graph error code instead of the status's usual one
+    message: str | None = None  # Graph error message instead of "Injected fault."
     fired: int = 0
     _pattern: re.Pattern = field(init=False, repr=False)
     _rng: random.Random = field(init=False, repr=False)
@@ -115,6 +120,8 @@ class Faults:
         hang: float = 120.0,
         retry_after_http_date_in: float | None = None,
         token_error: str | None = None,
+        code: str | None = None,
+        message: str | None = None,
     ) -> Fault:
         """Add a rule; returns it (``fault.fired`` counts how often it fired).
 
@@ -147,6 +154,8 @@ class Faults:
                 hang=hang,
                 retry_after_in=retry_after_http_date_in,
                 token_error=token_error,
+                code=code,
+                message=message,
             )
             self._next_id += 1
             self._rules.append(fault)
