@@ -60,6 +60,13 @@ class Connection:
     connected_at: datetime | None = None
     subscription_id: str = ""
     subscription_expires_at: datetime | None = None
+    # Written when Graph refuses the subscription: why, since when, and when to try again.
+    subscription_error: str = ""
+    subscription_error_at: datetime | None = None
+    subscription_retry_at: datetime | None = None
+    subscription_failures: int = 0
+    # Subscriptions whose remote deletion failed: retried by the next `subscriptions.ensure`.
+    stale_subscription_ids: str = ""
     # Written by the sync worker.
     last_sync_started_at: datetime | None = None
     last_sync_finished_at: datetime | None = None
@@ -101,6 +108,11 @@ class Connection:
             "createdAt": _iso(self.created_at),
             "connectedAt": _iso(self.connected_at),
             "subscriptionExpiresAt": _iso(self.subscription_expires_at),
+            "subscriptionError": {
+                "message": self.subscription_error,
+                "since": _iso(self.subscription_error_at),
+                "retryAt": _iso(self.subscription_retry_at),
+            } if self.subscription_error else None,
             "lastSync": {
                 "startedAt": _iso(self.last_sync_started_at),
                 "finishedAt": _iso(self.last_sync_finished_at),
@@ -199,6 +211,11 @@ class Update:
     # The subscription's owner (notifications/subscriptions.py).
     subscription_id: str | None = None
     subscription_expires_at: datetime | None = None
+    subscription_error: str | None = None
+    subscription_error_at: datetime | None = None
+    subscription_retry_at: datetime | None = None
+    subscription_failures: int | None = None
+    stale_subscription_ids: str | None = None
     # The sync worker's status and counters.
     last_sync_started_at: datetime | None = None
     last_sync_finished_at: datetime | None = None

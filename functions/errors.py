@@ -8,6 +8,7 @@ Failure                          every failure the app raises on purpose (a bug 
 ├── MicrosoftError               Microsoft's side (Graph or sign-in) failed
 │   ├── Throttled                wait `retry_after` seconds, longer than we can here
 │   ├── Unavailable              5xx or network through every retry
+│   ├── SubscriptionRefused      notifications/subscriptions.py: recorded on the connection, retried later
 │   ├── ReauthRequired           the refresh token was refused: the user must sign in again
 │   ├── IdentityError            microsoft/identity.py: the token endpoint refused a request
 │   └── GraphError               a non-retryable Graph answer (`status`, `code`)
@@ -78,6 +79,17 @@ class Unavailable(MicrosoftError):
     """Microsoft kept failing (5xx or network) through every retry."""
 
 
+class SubscriptionRefused(MicrosoftError):
+    """Graph would not create or renew the connection's subscription (a limit, a refusal, an outage).
+
+    Recorded on the connection; the next attempt is due after `retry_after` seconds, not sooner."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(f"{reason}; next attempt in {retry_after:.0f} s")
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class ReauthRequired(MicrosoftError):
     """The refresh token was refused (revoked, expired): the user must sign in again."""
 
@@ -89,6 +101,7 @@ class GraphError(MicrosoftError):
         super().__init__(f"Graph HTTP {status} {code}: {message[:200]}".rstrip(": "))
         self.status = status
         self.code = code
+        self.message = message  # Graph's text: some answers carry a value to act on (a cap, an id)
 
 
 class ResyncRequired(GraphError):

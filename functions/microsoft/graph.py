@@ -81,11 +81,13 @@ class GraphClient:
         """Send with auth; on 401 get a fresh token once and try again. Raises on 4xx/5xx."""
         url = self.url(path)
         response = self._send(method, url, json=json, params=params, force_refresh=False)
-        if response.status_code == 401:
+        # 401 `ExtensionError` on a subscription is Graph refusing the subscription, not our token
+        # (OneDrive/onedrive-api-docs#1740): a typed error for the caller, no sign-in verdict.
+        if response.status_code == 401 and error_of(response)[0] != "ExtensionError":
             response.close()
             response = self._send(method, url, json=json, params=params, force_refresh=True)
-            if response.status_code == 401:
-                code, _ = error_of(response)
+            code, _ = error_of(response) if response.status_code == 401 else ("", "")
+            if response.status_code == 401 and code != "ExtensionError":
                 raise ReauthRequired(f"Graph refused a fresh access token ({code})")
         if response.status_code >= 400:
             raise _typed_error(response)
@@ -135,6 +137,11 @@ class GraphClient:
 
     def reauthorize_subscription(self, subscription_id: str) -> None:
         self.request("POST", subscription_path(subscription_id) + "/reauthorize").close()
+
+    def list_subscriptions(self) -> list[Subscription]:
+        """The app's subscriptions for the signed-in user (one page: Graph allows one per resource)."""
+        listed = self._json("GET", "/subscriptions").get("value")
+        return [Subscription.from_graph(as_object(s)) for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
 
     def delete_subscription(self, subscription_id: str) -> None:
         """Delete it in Graph; one already gone (404) is fine."""

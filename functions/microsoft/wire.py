@@ -81,10 +81,11 @@ class DeltaPage:
 class Subscription:
     id: str
     expires_at: datetime | None  # what Graph granted (it may shorten the lifetime); None if it didn't say
+    resource: str = ""
 
     @classmethod
     def from_graph(cls, d: Json) -> Subscription:
-        return cls(_text(d.get("id")), _datetime(d.get("expirationDateTime")))
+        return cls(_text(d.get("id")), _datetime(d.get("expirationDateTime")), _text(d.get("resource")))
 
 
 def _datetime(value: object) -> datetime | None:

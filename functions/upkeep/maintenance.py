@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from functions import connections, messages, storage
 from functions.connections import Connection, ConnectionState
-from functions.errors import ReauthRequired, StorageError, Throttled
+from functions.errors import ReauthRequired, StorageError, SubscriptionRefused, Throttled
 from functions.messages import BadMessage, MaintenanceTask
 from functions.settings import settings
 
@@ -107,6 +107,9 @@ def _latest(*values: datetime | None) -> datetime | None:
 def needs(kind: str, connection: Connection, now: datetime, renewal_window: timedelta) -> datetime | None:
     """When `connection` started needing `kind` (for ordering: most overdue first), or None if it doesn't."""
     if kind == RENEW:
+        retry_at = connection.subscription_retry_at
+        if connection.subscription_error and retry_at is not None and retry_at > now:
+            return None  # Graph refused it lately: wait for the backoff, don't hammer it
         expires = connection.subscription_expires_at
         if not connection.subscription_id or expires is None:
             return _NEVER  # missing: most urgent
@@ -265,6 +268,11 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
         # The vault has marked the connection; it waits for the user to sign in again.
         log.warning("maintenance stopped: sign-in required", extra={"connection_id": task.connection_id, "action": task.action})
         return "reauth_required"
+    except SubscriptionRefused as refused:
+        # Recorded on the connection with its retry time; the timer tries again after it.
+        log.warning("maintenance: subscription refused (%s)", refused.reason,
+                    extra={"connection_id": task.connection_id, "action": task.action})
+        return "backed_off"
     except Throttled as throttled:
         # A wait is a delayed message, never a sleep.
         messages.enqueue_maintenance(task, delay_seconds=math.ceil(throttled.retry_after) + 1)

@@ -200,11 +200,11 @@ def test_lifecycle_reauthorization_required_reauthorizes_through_the_worker(subs
 
 def test_lifecycle_subscription_removed_recreates_and_syncs(subscribed):
     emulator = subscribed.emulator
-    emulator.allow_duplicate_subscriptions = True  # until the app handles it (issue 19 #1)
     old = only_subscription(emulator)
     emulator.send_lifecycle_notification(old["id"], "subscriptionRemoved")
+    emulator.notifier.subscriptions.pop(old["id"])  # what the event says: Graph removed it
     eventually(lambda: run_maintenance_worker(), message="a maintenance task from the lifecycle event")
-    new = only_subscription(emulator)  # the old one was deleted, not left to lapse
+    new = only_subscription(emulator)
     assert new["id"] != old["id"] and new["clientState"] != old["clientState"]
     assert drain(SYNC) == [{"connection_id": subscribed.connection_id, "reason": "subscription_removed"}]
     from functions import connections
@@ -212,6 +212,15 @@ def test_lifecycle_subscription_removed_recreates_and_syncs(subscribed):
     assert connections.require(subscribed.connection_id).subscription_id == new["id"]
     assert subscriptions.verify(old["id"], old["clientState"]) is None
     assert subscriptions.verify(new["id"], new["clientState"]) == subscribed.connection_id
+
+
+def test_lifecycle_subscription_removed_while_graph_still_has_it_keeps_that_one(subscribed):
+    emulator = subscribed.emulator
+    old = only_subscription(emulator)
+    emulator.send_lifecycle_notification(old["id"], "subscriptionRemoved")
+    eventually(lambda: run_maintenance_worker(), message="a maintenance task from the lifecycle event")
+    assert only_subscription(emulator)["id"] == old["id"]  # renewed: a POST would only meet a 409
+    assert subscriptions.verify(old["id"], old["clientState"]) == subscribed.connection_id
 
 
 def test_the_webhook_answers_fast(subscribed, app):

@@ -69,8 +69,6 @@ class Scenario:
         self.seed = seed
         self.rng = random.Random(seed)
         self.emulator = emulator
-        # Reconnecting after a revoke creates a subscription while the old one lives: Graph answers 409.
-        emulator.allow_duplicate_subscriptions = True  # until the app handles it (issue 19 #1)
         self.app_server = app_server
         self.outcome = Outcome(seed)
         self.killer = killer
