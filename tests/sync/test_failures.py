@@ -225,6 +225,15 @@ def test_a_sync_ended_by_a_revoked_consent_is_reported_finished_not_running(conn
     assert "revoked" in last_sync["error"]
 
 
+@pytest.mark.parametrize("refusal", ["interaction_required", "consent_required", "login_required"])
+def test_a_refresh_needing_the_user_stops_the_sync_as_reauth_not_a_retry(connected_drive, emulator, drive, refusal):
+    drive.write_file("a.txt", b"a")
+    emulator.faults.inject(method="POST", path="/oauth2/v2.0/token$", token_error=refusal)
+    emulator.expire_access_tokens(connected_drive.user)
+    assert engine.run(connected_drive.connection_id).outcome == "reauth"  # not raised into the queue's retries
+    assert connections.require(connected_drive.connection_id).state == connections.ConnectionState.REAUTH_REQUIRED
+
+
 @pytest.mark.parametrize("how", ["410", "400"])
 def test_a_dead_delta_link_means_full_enumeration_then_mark_and_sweep(connected_drive, emulator, drive, sync_until_done, how):
     drive.write_file("keep.txt", b"keep")
