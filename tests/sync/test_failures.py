@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,6 +187,18 @@ def test_a_broken_download_resumes_with_range(connected_drive, emulator, drive, 
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
     downloads = [r for r in emulator.requests if r["host"] == "download"]
     assert [r["status"] for r in downloads][-1] == 206  # the second attempt asked only for the rest
+
+
+def test_content_answered_with_the_bytes_instead_of_a_redirect_is_mirrored(connected_drive, emulator, drive, sync_until_done):
+    emulator.content_redirect = False
+    drive.write_file("small.txt", b"hello")
+    big = drive.write_file("Docs/big.bin", size=9 * 1024 * 1024 + 5, seed=23)
+    # Cut the big one mid-transfer: the retry asks /content itself for the rest.
+    emulator.faults.inject(method="GET", path=re.escape(big) + "/content$", host="api", after_bytes=5 * 1024 * 1024, times=1)
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    assert not [r for r in emulator.requests if r["host"] == "download"]  # never redirected
+    assert 206 in [r["status"] for r in content_requests(emulator)]  # the resumed read
 
 
 def test_an_expired_download_url_gets_a_fresh_one(connected_drive, emulator, drive, sync_until_done):
