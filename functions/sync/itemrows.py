@@ -137,6 +137,7 @@ class RowCache(dict[str, ItemState]):
         self.connection_id = connection_id
         self._lock = threading.Lock()
         self._missing: set[str] = set()
+        self.aliases: dict[str, str] = {}  # a parent id as delta spelt it -> the row's id (case differs)
 
     def load(self, item_ids: Iterable[str]) -> None:
         """Read the rows not cached yet: a dense run of keys (an initial sync's chunk) in one
@@ -192,8 +193,10 @@ class RowCache(dict[str, ItemState]):
         # a list would double at every level (2^depth ids for a folder 30 levels down).
         frontier = list(dict.fromkeys(item_ids))
         seen = set(frontier)
-        for _ in range(1000):
+        for depth in range(1000):
             self.load(frontier)
+            if depth:
+                frontier += self._load_case_variants([i for i in frontier if i in self._missing])
             nxt: dict[str, None] = {}
             for item_id in frontier:
                 row = self.get(item_id)
@@ -206,6 +209,25 @@ class RowCache(dict[str, ItemState]):
                 return
             seen.update(nxt)
             frontier = list(nxt)
+
+    def _load_case_variants(self, parent_ids: list[str]) -> list[str]:
+        """Parents not found under their exact id: read their case variants (the planner's
+        Resolver then uses what matched instead of declaring the subtree orphaned)."""
+        from functions.sync.plan import case_variants
+
+        found = []
+        for parent_id in parent_ids:
+            if parent_id in self.aliases:
+                continue
+            variants = case_variants(parent_id)
+            self.load(variants)
+            hit = next((v for v in variants if v in self), None)
+            if hit is not None:
+                log.info("parent id found only in another case", extra={"connection_id": self.connection_id,
+                                                                          "item_id": parent_id, "matched": hit})
+                self.aliases[parent_id] = hit
+                found.append(hit)
+        return found
 
     def put(self, state: ItemState) -> None:
         with self._lock:

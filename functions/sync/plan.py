@@ -14,6 +14,7 @@ changes one row, and a path can never be trusted from the wire (`parentReference
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,17 @@ from functions.storage.names import mirror_blob
 MAX_BLOB_NAME = 1024  # characters, Azure's limit on a blob name
 MAX_SEGMENTS = 254  # Azure: at most 254 path segments in a blob name
 MAX_DEPTH = 1000  # a parent chain longer than this is a cycle from a broken server
+
+log = logging.getLogger(__name__)
+
+
+def case_variants(item_id: str) -> list[str]:
+    """Spellings of an id the service may use for the same item: since 2025 the drive-id part of
+    `<DRIVEID>!s<hex>` ids comes in varying case (OneDrive/onedrive-api-docs#1902)."""
+    drive, sep, rest = item_id.partition("!")
+    found = dict.fromkeys((drive.upper() + sep + rest, drive.lower() + sep + rest, item_id.upper(), item_id.lower()))
+    found.pop(item_id, None)
+    return list(found)
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,33 @@ class Resolver:
         self.rows = rows
         self._desired: dict[str, Resolved] = {}
         self.max_path = MAX_BLOB_NAME - (len(connection_id) + 1 if connection_id else 0)
+        self._by_casefold: dict[str, str] | None = None
+        self._aliases: dict[str, str | None] = {}
+
+    def row(self, item_id: str | None) -> ItemState | None:
+        """The row of `item_id`, or of the same id in another case: ids are opaque, but a parent
+        spelt differently is not an unknown parent (never delete a subtree as orphaned for that)."""
+        if not item_id:
+            return None
+        found = self.rows.get(item_id)
+        if found is not None:
+            return found
+        if item_id not in self._aliases:
+            self._aliases[item_id] = self._alias(item_id)
+        alias = self._aliases[item_id]
+        return self.rows.get(alias) if alias else None
+
+    def _alias(self, item_id: str) -> str | None:
+        loaded = getattr(self.rows, "aliases", None)  # RowCache: found by reading the variants
+        alias = loaded.get(item_id) if isinstance(loaded, dict) else None
+        if alias is None:
+            if self._by_casefold is None:
+                self._by_casefold = {key.casefold(): key for key in self.rows}
+            alias = self._by_casefold.get(item_id.casefold())
+        if alias is not None and alias != item_id:
+            log.info("parent id matched an item id only ignoring case", extra={"item_id": item_id, "matched": alias})
+            return alias
+        return None
 
     def desired(self, item_id: str) -> Resolved:
         known = self._desired.get(item_id)
@@ -155,7 +194,7 @@ class Resolver:
             if len(chain) > MAX_DEPTH:
                 result = Resolved(None, "orphan")
                 break
-            current = self.rows.get(current.parent_id) if current.parent_id else None
+            current = self.row(current.parent_id)
         # Unwind: each link gets its own answer, nearest the root first.
         for link in reversed(chain):
             result = _step(result, link, self.max_path)
@@ -188,7 +227,7 @@ class Resolver:
             if current.m_name is None or current.m_parent_id is None:
                 return None
             parts.append(current.m_name)
-            current = self.rows.get(current.m_parent_id)
+            current = self.row(current.m_parent_id)
         return None
 
 
