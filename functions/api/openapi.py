@@ -63,6 +63,13 @@ SCHEMAS: dict[str, Any] = {
             "createdAt": _TIMESTAMP,
             "connectedAt": _TIMESTAMP,
             "subscriptionExpiresAt": _TIMESTAMP,
+            "subscriptionError": {
+                "description": "Why Graph refused the change subscription lately (null when all is well); "
+                               "the next attempt is not before retryAt",
+                "type": ["object", "null"],
+                "required": ["message"],
+                "properties": {"message": {"type": "string"}, "since": _TIMESTAMP, "retryAt": _TIMESTAMP},
+            },
             "lastSync": {
                 "type": "object",
                 "properties": {

@@ -147,6 +147,10 @@ def _state_badge(connection: connections.Connection) -> str:
 
 
 def _subscription(connection: connections.Connection, now: datetime) -> str:
+    if connection.subscription_error:
+        retry = connection.subscription_retry_at
+        return (f'<span class="error">{_e(connection.subscription_error)}</span>'
+                f'<div class="muted">next attempt {_when(retry, now)}</div>')
     expires = connection.subscription_expires_at
     if connection.state == connections.ConnectionState.DISCONNECTED:
         return '<span class="muted">none (disconnected)</span>'  # removed with the connection: nothing expired
