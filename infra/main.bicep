@@ -106,6 +106,7 @@ var tableNames = [
   'driveitems'
   'pendingitems'
   'faileditems'
+  'appstate'
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -218,12 +218,23 @@ def overview(*, key: str | None, refresh: bool, connect_url: str | None = None, 
     for connection in found:
         by_state[str(connection.state)] = by_state.get(str(connection.state), 0) + 1
     summary = " · ".join(f"{count} {STATE_LABELS.get(state, state).lower()}" for state, count in sorted(by_state.items())) or "none"
-    body = _faults_banner() + (
+    body = _faults_banner() + _app_alerts() + (
         f'<section class="cards"><div class="card"><div class="label">Connections</div><div class="figure">{len(found)}</div>'
         f'<div class="sub">{_e(summary)}</div></div>{_queue_cards()}</section>'
         f'<section><h2>Connections</h2>{table}</section>'
     )
     return Page(200, _layout("Status", body, links, links.flipped().overview(), crumbs=[("Status", None)], now=now))
+
+
+def _app_alerts() -> str:
+    """Conditions that stop every connection alike, above everything else."""
+    from functions.tokens import app_credentials
+
+    ok, detail = app_credentials.health()
+    if ok:
+        return ""
+    return (f'<div class="alert"><strong>Syncs are paused:</strong> {_e(detail)}. Put a valid client secret '
+            "in MICROSOFT_CLIENT_SECRET (Key Vault); syncs resume by themselves, nothing is lost.</div>")
 
 
 def _folder_entries(connection_id: str, folder: str) -> tuple[list[str], list[storage.blobs.BlobEntry], bool]:

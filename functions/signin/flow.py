@@ -282,11 +282,17 @@ def _connect(code: str, flow: _Flow) -> Completed:
     from functions.tokens import vault
 
     deadline = Deadline(CALLBACK_BUDGET_SECONDS)
+    from functions.tokens import app_credentials
+
     try:
         response = identity.redeem_code(code, flow.verifier, deadline=deadline)
+    except identity.CredentialsRejected as refused:
+        app_credentials.rejected(str(refused))
+        raise
     except ReauthRequired:
         # invalid_grant on a code: expired, already redeemed, or not ours.
         raise BadRequest("Microsoft did not accept this sign-in (it may have expired). Start connecting again.") from None
+    app_credentials.accepted()
     graph = GraphClient("signing-in", lambda force_refresh: response.access_token, deadline=deadline)
     account = graph.me()
     drive = graph.drive()

@@ -28,6 +28,7 @@ from functions import connections, messages
 from functions.errors import GraphError, NotFound, ReauthRequired, ResyncRequired, StorageUnavailable, Throttled
 from functions.microsoft.driveitem import DELTA_SELECT, Kind
 from functions.microsoft.graph import GraphClient, TokenSource
+from functions.microsoft.identity import CredentialsRejected
 from functions.microsoft.transport import Deadline
 from functions.settings import settings
 from functions.sync import forget, itemrows
@@ -36,6 +37,7 @@ from functions.sync.apply import Applier, OutOfTime, Stats, keep_folders
 from functions.sync.mirror import BlobInfo, Mirror
 from functions.sync.plan import ItemState, Resolver
 from functions.sync.state import Busy, Lease, LeaseLost, Phase
+from functions.tokens import app_credentials
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class _Restarts:
 
 @dataclass
 class RunResult:
-    outcome: str  # "done" | "busy" | "continued" | "throttled" | "backoff" | "reauth" | "inactive" | "lost"
+    outcome: str  # "done" | "busy" | "continued" | "throttled" | "backoff" | "reauth" | "inactive" | "lost" | "paused"
     passes: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     retry_after: float = 0.0
@@ -81,6 +83,12 @@ def run(
         if connection is not None and connection.state == connections.ConnectionState.DISCONNECTED:
             forget.after_disconnect(connection_id)  # in case a lost sync's own clean-up failed
         return RunResult("inactive")
+    if paused := app_credentials.pause_seconds():
+        # Microsoft refuses the app's client secret: every connection would fail alike. Wait
+        # (a delayed message, nothing lost) instead of failing into the poison queue.
+        messages.enqueue_sync(connection_id, reason, delay_seconds=math.ceil(paused))
+        log.warning("sync paused: Microsoft refuses the app's credentials", extra=context)
+        return RunResult("paused", retry_after=paused)
     owner = owner or uuid.uuid4().hex
     lease = syncstate.acquire(connection_id, owner, lease_seconds=lease_seconds or syncstate.LEASE_SECONDS)
     if isinstance(lease, Busy):
@@ -155,6 +163,14 @@ def run(
             return RunResult("reauth", passes, stats.as_dict())
         forget.after_disconnect(connection_id)
         return RunResult("lost", passes, stats.as_dict())
+    except CredentialsRejected:
+        # Recorded app-wide by the vault; this sync waits out the pause like every other.
+        delay = max(app_credentials.pause_seconds(), float(app_credentials.BACKOFF_START_SECONDS))
+        _report(connection_id, stats, finished=False, error="paused: Microsoft refuses the app's client credentials")
+        lease.release()
+        messages.enqueue_sync(connection_id, reason, delay_seconds=math.ceil(delay))
+        log.warning("sync paused: Microsoft refuses the app's credentials", extra=context)
+        return RunResult("paused", passes, stats.as_dict(), retry_after=delay)
     except LeaseLost:
         log.warning("sync stopped: lease lost (another worker, or a disconnect)", extra=context)
         forget.after_disconnect(connection_id)

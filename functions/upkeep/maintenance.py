@@ -249,6 +249,12 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
         log.info("maintenance skipped: connection not active", extra={"connection_id": task.connection_id, "action": task.action})
         return "skipped"
     window = timedelta(hours=settings().subscription_renewal_window_hours)
+    from functions.microsoft.identity import CredentialsRejected
+    from functions.tokens import app_credentials
+
+    if paused := app_credentials.pause_seconds(now):
+        messages.enqueue_maintenance(task, delay_seconds=math.ceil(paused) + 1)
+        return "paused"  # the app's client secret is refused: nothing here could work now
     try:
         if task.action == RENEW:
             if needs(RENEW, connection, now, window) is None:
@@ -268,6 +274,12 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
         # The vault has marked the connection; it waits for the user to sign in again.
         log.warning("maintenance stopped: sign-in required", extra={"connection_id": task.connection_id, "action": task.action})
         return "reauth_required"
+    except CredentialsRejected:
+        delay = max(app_credentials.pause_seconds(), float(app_credentials.BACKOFF_START_SECONDS))
+        messages.enqueue_maintenance(task, delay_seconds=math.ceil(delay) + 1)
+        log.warning("maintenance paused: Microsoft refuses the app's credentials",
+                    extra={"connection_id": task.connection_id, "action": task.action})
+        return "paused"
     except SubscriptionRefused as refused:
         # Recorded on the connection with its retry time; the timer tries again after it.
         log.warning("maintenance: subscription refused (%s)", refused.reason,

@@ -382,3 +382,17 @@ def test_a_connect_link_on_another_name_of_this_machine_moves_to_the_public_orig
     assert moved.headers["Location"] == f"{app_server.url}/api/connect?ref=user-7&return_to=http%3A%2F%2Flocalhost%3A3000%2Fdone"
     assert "set-cookie" not in moved.headers  # nothing started on the wrong host name
     assert rows(storage.Tables.OAUTH_STATES) == []
+
+
+def test_an_expired_client_secret_at_sign_in_is_recorded_app_wide_and_a_good_sign_in_clears_it(app_server, emulator, emulator_user):
+    from functions.tokens import app_credentials
+
+    expired = emulator.faults.inject(method="POST", path="/oauth2/v2.0/token$", token_error="client_secret_expired")
+    with Browser() as browser:
+        page = browser.open(callback_url_of(app_server, emulator, browser))
+    assert page.status_code == 500
+    ok, detail = app_credentials.health()
+    assert not ok and "AADSTS7000222" in detail
+    emulator.faults.remove(expired.id)
+    connect_drive(app_server, emulator, emulator_user)
+    assert app_credentials.health()[0]
