@@ -100,3 +100,20 @@ def _storage() -> list[Fault]:
     except StorageUnavailable as error:
         return [Fault("storage", str(error))]
     return []
+
+
+@register("client_secret")
+def _client_secret() -> list[Fault]:
+    from functions.errors import StorageError
+    from functions.settings import FEATURES
+    from functions.tokens import app_credentials
+
+    def features_affected_by(setting: str) -> tuple[str, ...]:
+        return tuple(feature for feature, names in FEATURES.items() if setting in names)
+
+    try:
+        ok, detail = app_credentials.health()
+    except StorageError:
+        return []  # the storage check reports that; the recorded refusal can't be read meanwhile
+    return [] if ok else [Fault("client_secret", f"Microsoft refuses the app's client secret: {detail}",
+                                "MICROSOFT_CLIENT_SECRET", features_affected_by("MICROSOFT_CLIENT_SECRET"))]

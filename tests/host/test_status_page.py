@@ -203,7 +203,21 @@ def test_a_setting_the_page_itself_needs_is_reported_as_a_setting_not_as_storage
 def test_health_is_anonymous_and_healthy_with_good_settings_and_storage(app_server):
     response = httpx.get(f"{app_server.url}/api/health")
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "healthy", "checks": {"settings": "ok", "storage": "ok"}, "faults": []}
+    assert response.json() == {"status": "healthy", "checks": {"settings": "ok", "storage": "ok", "client_secret": "ok"},
+                               "faults": []}
+
+
+def test_health_reports_a_client_secret_microsoft_refuses_until_it_is_accepted_again(app_server):
+    from functions.tokens import app_credentials
+
+    app_credentials.rejected("Microsoft refused the app's credentials (invalid_client, AADSTS7000222)")
+    response = httpx.get(f"{app_server.url}/api/health")
+    assert response.status_code == 503, response.text
+    [fault] = response.json()["faults"]
+    assert fault["check"] == "client_secret" and fault["setting"] == "MICROSOFT_CLIENT_SECRET"
+    assert "AADSTS7000222" in fault["message"] and "sync" in fault["features"]
+    app_credentials.accepted()
+    assert httpx.get(f"{app_server.url}/api/health").status_code == 200
 
 
 @pytest.mark.parametrize("name,value,features", [
@@ -219,7 +233,7 @@ def test_health_names_a_bad_setting_and_the_features_it_stops(app_server, monkey
     response = httpx.get(f"{app_server.url}/api/health")
     assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "faulty" and body["checks"] == {"settings": "fault", "storage": "ok"}
+    assert body["status"] == "faulty" and body["checks"] == {"settings": "fault", "storage": "ok", "client_secret": "ok"}
     [fault] = body["faults"]
     assert fault["setting"] == name and fault["features"] == features and name in fault["message"]
 
