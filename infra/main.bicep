@@ -63,6 +63,10 @@ param downloadInlineMaxBytes int = 16777216
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
+@description('Always-ready instances kept warm for the HTTP functions, so Graph\'s validation (10 s) and notification (3 s) deadlines survive a cold start; billed while ready.')
+@minValue(1)
+param httpAlwaysReadyInstances int = 1
+
 @description('Memory per instance in MB.')
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
@@ -197,6 +201,7 @@ module api 'app/api.bicep' = {
     tokenKeyRingUri: keyVault.outputs.tokenKeyRingUri
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpAlwaysReadyInstances: httpAlwaysReadyInstances
     appSettings: {
       MICROSOFT_CLIENT_ID: microsoftClientId
       MICROSOFT_AUTHORITY: microsoftAuthority
