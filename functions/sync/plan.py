@@ -212,7 +212,7 @@ class Resolver:
             if current.kind is Kind.ROOT:
                 return "/".join(reversed(parts))
             parts.append(current.name or "")
-            current = self.rows.get(current.parent_id) if current.parent_id else None
+            current = self.row(current.parent_id)
         return None
 
     def mirrored(self, item_id: str) -> str | None:
