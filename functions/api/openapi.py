@@ -175,6 +175,28 @@ def _file_bytes(description: str, extra_headers: dict[str, Any] | None = None) -
     }
 
 
+# The two download routes answer alike: the conditional and range headers they read, and their answers.
+_DOWNLOAD_HEADERS: list[dict[str, Any]] = [
+    {"name": "Range", "in": "header", "schema": {"type": "string"}, "example": "bytes=0-1023"},
+    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+    {"name": "If-Modified-Since", "in": "header", "schema": {"type": "string"}},
+    {"name": "If-Range", "in": "header", "schema": {"type": "string"}},
+]
+_DOWNLOAD_RESPONSES: dict[str, Any] = {
+    "200": _file_bytes("The whole file", {"Content-Type": _TEXT}),
+    "206": _file_bytes("Part of the file; Content-Range says which (possibly less than asked)",
+                       {"Content-Range": _TEXT}),
+    "302": {"description": "Redirect to a read-only signed URL valid for 10 minutes",
+            "headers": {"Location": {"schema": {"type": "string", "format": "uri"}, "required": True}}},
+    "304": {"description": "Not modified (If-None-Match / If-Modified-Since)", "headers": {"ETag": _TEXT}},
+    "400": _error("Invalid path"),
+    "401": _UNAUTHORIZED,
+    "404": _error("No such connection, or no such file"),
+    "409": _error("The file kept changing during the download"),
+    "413": _error("Too large to serve whole here, and redirects are disabled: use Range"),
+    "416": {"description": "Range not satisfiable", "headers": {"Content-Range": _TEXT}},
+}
+
 PATHS: dict[str, Any] = {
     "/connect-sessions": {"post": {
         "operationId": "create_connect_session",
@@ -246,25 +268,9 @@ PATHS: dict[str, Any] = {
         "parameters": [
             _CONNECTION_ID,
             {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
-            {"name": "Range", "in": "header", "schema": {"type": "string"}, "example": "bytes=0-1023"},
-            {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
-            {"name": "If-Modified-Since", "in": "header", "schema": {"type": "string"}},
-            {"name": "If-Range", "in": "header", "schema": {"type": "string"}},
+            *_DOWNLOAD_HEADERS,
         ],
-        "responses": {
-            "200": _file_bytes("The whole file", {"Content-Type": _TEXT}),
-            "206": _file_bytes("Part of the file; Content-Range says which (possibly less than asked)",
-                               {"Content-Range": _TEXT}),
-            "302": {"description": "Redirect to a read-only signed URL valid for 10 minutes",
-                    "headers": {"Location": {"schema": {"type": "string", "format": "uri"}, "required": True}}},
-            "304": {"description": "Not modified (If-None-Match / If-Modified-Since)", "headers": {"ETag": _TEXT}},
-            "400": _error("Invalid path"),
-            "401": _UNAUTHORIZED,
-            "404": _error("No such connection, or no such file"),
-            "409": _error("The file kept changing during the download"),
-            "413": _error("Too large to serve whole here, and redirects are disabled: use Range"),
-            "416": {"description": "Range not satisfiable", "headers": {"Content-Range": _TEXT}},
-        },
+        "responses": _DOWNLOAD_RESPONSES,
     }},
     "/connections/{id}/content": {"get": {
         "operationId": "download_content",
@@ -277,25 +283,9 @@ PATHS: dict[str, Any] = {
         "parameters": [
             _CONNECTION_ID,
             {"name": "path", "in": "query", "required": True, "schema": {"type": "string"}, "example": "Docs/a.txt"},
-            {"name": "Range", "in": "header", "schema": {"type": "string"}, "example": "bytes=0-1023"},
-            {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
-            {"name": "If-Modified-Since", "in": "header", "schema": {"type": "string"}},
-            {"name": "If-Range", "in": "header", "schema": {"type": "string"}},
+            *_DOWNLOAD_HEADERS,
         ],
-        "responses": {
-            "200": _file_bytes("The whole file", {"Content-Type": _TEXT}),
-            "206": _file_bytes("Part of the file; Content-Range says which (possibly less than asked)",
-                               {"Content-Range": _TEXT}),
-            "302": {"description": "Redirect to a read-only signed URL valid for 10 minutes",
-                    "headers": {"Location": {"schema": {"type": "string", "format": "uri"}, "required": True}}},
-            "304": {"description": "Not modified (If-None-Match / If-Modified-Since)", "headers": {"ETag": _TEXT}},
-            "400": _error("Invalid path"),
-            "401": _UNAUTHORIZED,
-            "404": _error("No such connection, or no such file"),
-            "409": _error("The file kept changing during the download"),
-            "413": _error("Too large to serve whole here, and redirects are disabled: use Range"),
-            "416": {"description": "Range not satisfiable", "headers": {"Content-Range": _TEXT}},
-        },
+        "responses": _DOWNLOAD_RESPONSES,
     }}
 }
 
