@@ -13,9 +13,9 @@ import mimetypes
 import random
 import threading
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable, Iterator
 
 from .content import BytesContent, Content, GeneratedContent, quick_xor_hash
 from .options import Options

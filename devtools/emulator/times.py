@@ -6,12 +6,12 @@ import asyncio
 import re
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def graph_time(moment: datetime) -> str:
@@ -21,7 +21,7 @@ def graph_time(moment: datetime) -> str:
 
 def iso(moment: datetime) -> str:
     """Subscription timestamps: Graph writes 7 fractional digits."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
 
 
 def parse_iso(text: str) -> datetime | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
@@ -37,8 +37,8 @@ def test_retry_after_as_an_http_date(emulator, emulator_user, graph):
     emulator.faults.inject(path="/me$", status=429, retry_after_http_date_in=30, times=1)
     response = graph.get("/me")
     moment = parsedate_to_datetime(response.headers["retry-after"])
-    assert 20 < (moment - datetime.now(timezone.utc)).total_seconds() <= 31
-    emulator.faults.inject(path="/me$", status=503, retry_after=datetime(2030, 1, 1, tzinfo=timezone.utc), times=1)
+    assert 20 < (moment - datetime.now(UTC)).total_seconds() <= 31
+    emulator.faults.inject(path="/me$", status=503, retry_after=datetime(2030, 1, 1, tzinfo=UTC), times=1)
     assert graph.get("/me").headers["retry-after"] == "Tue, 01 Jan 2030 00:00:00 GMT"
 
 
@@ -125,10 +125,9 @@ def test_faults_on_the_download_host(emulator, emulator_user, graph):
     assert httpx.get(location).status_code == 503
     emulator.faults.inject(host="download", path="^/download/", after_bytes=1 << 20, times=1)
     received = 0
-    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
-        with httpx.stream("GET", location) as response:
-            for chunk in response.iter_raw():
-                received += len(chunk)
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)), httpx.stream("GET", location) as response:
+        for chunk in response.iter_raw():
+            received += len(chunk)
     assert 0 < received <= 1 << 20
     resumed = httpx.get(location, headers={"Range": f"bytes={received}-"})
     assert resumed.status_code == 206 and len(resumed.content) == (4 << 20) - received

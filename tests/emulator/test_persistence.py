@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from devtools.emulator import Emulator
-from devtools.emulator.content import quick_xor_hash
 
 from .helpers import Hook, all_delta_pages, authorize, echo, pkce_pair, sign_in, wait_for
 from .test_subscriptions import in_minutes

@@ -7,7 +7,7 @@ Content is streamed in 64 KiB chunks: memory stays flat whatever the file's size
 from __future__ import annotations
 
 import re
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.requests import Request

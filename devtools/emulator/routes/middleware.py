@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from ..services.faults import TOKEN_FAULTS, Fault, Faults, RequestLog
@@ -44,10 +45,8 @@ def reset_connection(scope: dict) -> None:
         raise RuntimeError("connection reset needs the emulator's uvicorn protocol")
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     transport.abort()
 
 
@@ -75,7 +74,7 @@ class FaultMiddleware:
         method = scope["method"]
         started = time.monotonic()
         entry: dict = {
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": datetime.now(UTC).isoformat(),
             "host": self.host,
             "method": method,
             # Download URLs are signed: log only that one was used.
@@ -144,17 +143,15 @@ class FaultMiddleware:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(until_disconnect(), hang)
-        except asyncio.TimeoutError:
-            pass
 
     async def _error(self, scope: dict, send, fault: Fault) -> None:
         status = fault.status or 500
         headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
         retry_after = fault.retry_after
         if fault.retry_after_in is not None:
-            moment = datetime.fromtimestamp(time.time() + fault.retry_after_in, timezone.utc)
+            moment = datetime.fromtimestamp(time.time() + fault.retry_after_in, UTC)
             retry_after = format_datetime(moment, usegmt=True)
         if retry_after is not None:
             headers.append((b"retry-after", retry_after.encode()))
@@ -166,7 +163,7 @@ class FaultMiddleware:
                 _, error, code, message = TOKEN_FAULTS[fault.token_error]
                 message = message.format(client_id=self.state.client_id)
             trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
-            timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+            timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
             body: dict = {
                 "error": error,
                 "error_description": f"AADSTS{code}: {message} Trace ID: {trace_id} "
@@ -187,7 +184,7 @@ class FaultMiddleware:
                     "code": fault.code or GRAPH_CODES.get(status, "generalException"),
                     "message": fault.message or "Injected fault.",
                     "innerError": {
-                        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                         "request-id": request_id,
                         "client-request-id": request_id,
                     },

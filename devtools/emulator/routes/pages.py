@@ -15,8 +15,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..drive import Drive, Item
-from ..services.identity import GRAPH_SCOPES, OIDC_SCOPES
 from ..services import Services
+from ..services.identity import GRAPH_SCOPES, OIDC_SCOPES
 from ..state import State, User
 
 BASE_CSS = """
@@ -348,7 +348,7 @@ document.querySelectorAll('[data-delete]').forEach(b => b.onclick = async () => 
   if (confirm('Delete ' + path + '?')) {{ await call('delete', {{path}}); location.reload(); }}
 }});
 </script>"""
-    return _document(f"My files - OneDrive emulator", DRIVE_CSS, body)
+    return _document("My files - OneDrive emulator", DRIVE_CSS, body)
 
 
 def _users_page(state: State) -> str:

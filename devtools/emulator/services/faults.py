@@ -28,7 +28,7 @@ import random
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -94,7 +94,7 @@ def retry_after_value(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return format_datetime(value.astimezone(timezone.utc), usegmt=True)
+        return format_datetime(value.astimezone(UTC), usegmt=True)
     return str(value)
 
 

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -242,7 +242,7 @@ class Notifier:
                 "delayed": delayed,  # modelled seconds held back by the slow-endpoint rule
                 "retrying_for": round(retrying_for, 3),  # modelled seconds since the first attempt
                 "subscription_ids": subscription_ids,
-                "at": datetime.now(timezone.utc).isoformat(),
+                "at": datetime.now(UTC).isoformat(),
             }
         )
 
@@ -318,14 +318,14 @@ class Notifier:
 
     def expire(self, subscription_id: str) -> None:
         with self.state.lock:
-            self.state.subscriptions[subscription_id].expires_at = datetime.fromtimestamp(0, timezone.utc)
+            self.state.subscriptions[subscription_id].expires_at = datetime.fromtimestamp(0, UTC)
             self.state.changed()
 
     def _expiration(self, value) -> datetime:
         expires = parse_iso(value) if isinstance(value, str) else None
         if expires is None:
             raise GraphError(400, "InvalidRequest", "expirationDateTime is missing or invalid.")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         limit = self.state.options.max_subscription_minutes
         if expires > now + timedelta(minutes=limit):
             raise GraphError(400, "ExtensionError", f"Subscription expiration can only be {limit} minutes in the future.")

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..content import BytesContent, Content, GeneratedContent
-from ..drive import Drive, Item, SeededSmallContent
+from ..drive import Item, SeededSmallContent
 from ..state import AuthCode, Grant, State, Subscription, User
 from .drives import Drives
 
