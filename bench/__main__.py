@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale] [--delta-items 5000,20000,100000]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale] [--delta-items 5000,20000,100000]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,7 +17,7 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "scale")
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale")
 DELTA_ITEMS = (5_000, 20_000, 100_000)
 
 
@@ -55,6 +55,12 @@ def _delta(quick: bool) -> report.Section:
     return delta.run(sizes=(500, 2000) if quick else DELTA_ITEMS, changes=100)
 
 
+def _deep(quick: bool) -> report.Section:
+    from . import deep
+
+    return deep.run(files=50 if quick else 250, depth=40, rounds=1 if quick else 3)
+
+
 def _scale(quick: bool) -> report.Section:
     from . import scale
 
@@ -66,7 +72,7 @@ def _command(args: argparse.Namespace, wanted: list[str]) -> str:
             + (f" --delta-items {args.delta_items}" if args.delta_items != "5000,20000,100000" else ""))
 
 
-RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "scale": _scale}
+RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale}
 
 
 def main() -> int:

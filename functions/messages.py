@@ -1,4 +1,10 @@
-"""Queue messages between the triggers, parsed at the edge into small typed objects."""
+"""Queue messages between the triggers, parsed at the edge into small typed objects.
+
+Poison messages, one rule for every queue trigger: a message that can never succeed (`BadMessage`:
+unreadable, or a task no version of the code would run) is `park`ed at once, unchanged, in the
+queue's poison twin, for inspection; any other failure propagates, so the host retries the message
+and parks it itself after `maxDequeueCount` attempts (host.json).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from functions import storage
+from functions.errors import BadInput
 
 
-class BadMessage(ValueError):
+class BadMessage(BadInput):
     """A queue message that can never be processed (kept in the poison queue for inspection)."""
 
 
 def _json_object(body: bytes | str) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BadMessage(f"not JSON: {error}") from None
     if not isinstance(payload, dict):
         raise BadMessage("not a JSON object")
@@ -68,3 +75,8 @@ def enqueue_sync(connection_id: str, reason: str, *, delay_seconds: int = 0, pat
 
 def enqueue_maintenance(task: MaintenanceTask, *, delay_seconds: int = 0, patient: bool = True) -> None:
     storage.send(storage.Queues.MAINTENANCE, task.to_message(), delay_seconds=delay_seconds, patient=patient)
+
+
+def park(queue_name: str, body: bytes) -> None:
+    """Keep a message that can never succeed in `queue_name`'s poison queue, as it came."""
+    storage.queues.send_text(storage.poison_queue(queue_name), body.decode("utf-8", "replace"))

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_FAILED_ITEMS_SHOWN = 100
+MAX_SKIPPED_ITEMS_SHOWN = 100
 _MAX_REF = 512
 
 
@@ -42,22 +43,35 @@ def list_connections(*, ref: str | None, cursor: str | None, limit: str | None) 
 def get_connection(connection_id: str) -> dict[str, Any]:
     connection = require_connection(connection_id)
     failed, truncated = failed_items(connection_id)
-    return {**connection.to_public(), "failedItems": failed, "failedItemsTruncated": truncated}
+    skipped, skipped_truncated = skipped_items(connection_id)
+    return {**connection.to_public(), "failedItems": failed, "failedItemsTruncated": truncated,
+            "skippedItems": skipped, "skippedItemsTruncated": skipped_truncated}
+
+
+def skipped_items(connection_id: str) -> tuple[list[dict[str, Any]], bool]:
+    """The items the mirror leaves out on purpose, with the reason (at most MAX_SKIPPED_ITEMS_SHOWN),
+    each with its path in the drive."""
+    from functions.sync import itemrows, plan
+
+    found, truncated = itemrows.skipped(connection_id, limit=MAX_SKIPPED_ITEMS_SHOWN)
+    rows = itemrows.RowCache(connection_id)
+    rows.load_chains(state.id for state, _ in found)
+    resolver = plan.Resolver(rows, connection_id)
+    return [{"itemId": state.id, "path": resolver.drive_path(state.id), "reason": reason} for state, reason in found], truncated
 
 
 def failed_items(connection_id: str) -> tuple[list[dict[str, Any]], bool]:
     """The items the sync parked after repeated failures, with their last error (at most
     MAX_FAILED_ITEMS_SHOWN; the connection's `itemsFailed` counter has the total)."""
-    rows = storage.table(storage.Tables.FAILED_ITEMS).query_entities(
-        "PartitionKey eq @pk", parameters={"pk": connection_id}, results_per_page=MAX_FAILED_ITEMS_SHOWN + 1
-    )
+    rows = storage.Table(storage.Tables.FAILED_ITEMS).query("PartitionKey eq @pk", {"pk": connection_id},
+                                                             page_size=MAX_FAILED_ITEMS_SHOWN + 1)
     shown: list[dict[str, Any]] = []
     truncated = False
     for row in rows:
         if len(shown) == MAX_FAILED_ITEMS_SHOWN:
             truncated = True
             break
-        timestamp = row.get("failed_at") or getattr(row, "metadata", {}).get("timestamp")
+        timestamp = row.get("failed_at") or row.timestamp
         shown.append({
             "itemId": str(row.get("item_id") or unquote(row["RowKey"])),
             "path": row.get("path") or None,
@@ -78,7 +92,7 @@ def _resolve_paths(connection_id: str, items: list[dict[str, Any]]) -> None:
 
     rows = itemrows.RowCache(connection_id)
     rows.load_chains(item["itemId"] for item in items)
-    resolver = plan.Resolver(rows)
+    resolver = plan.Resolver(rows, connection_id)
     for item in items:
         item["path"] = resolver.desired(item["itemId"]).path or None
 

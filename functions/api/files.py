@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from functions import storage
 from functions.api import downloads
 from functions.api.support import ApiError, bad_request, decode_cursor, encode_cursor, parse_limit, require_connection
+from functions.errors import Conflict, NotFound, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,9 @@ def _unsafe_reason(text: str) -> str | None:
         return "control characters are not allowed"
     lowered = text.lower()
     if "%2f" in lowered or "%5c" in lowered:
-        # An encoded separator some host left undecoded (ASP.NET keeps %2F): never a real name here.
-        return "encoded slashes are not allowed"
+        # An encoded separator some host left undecoded (ASP.NET keeps %2F), or a name holding these
+        # characters: a path can't tell them apart; /content?path= can.
+        return "encoded slashes are not allowed (for a name holding '%2F' or '%5C', use /content?path=)"
     return None
 
 
@@ -64,8 +66,34 @@ def validate_path(path: str, *, request_url: str | None = None, connection_id: s
     return path
 
 
+def validate_exact_path(path: str, *, connection_id: str = "") -> str:
+    """A path from a query parameter (`?path=`), which every host decodes exactly once: the text is
+    the name itself, so a literal `%2F` or `%2e%2e` in a name is just characters. Still refused:
+    what the mirror can never hold (backslashes, control characters, empty, `.` or `..` segments)."""
+    if not path:
+        raise bad_request("A file path is required.", "invalid_path")
+    segments = path.split("/")
+    reason = None
+    if "\\" in path:
+        reason = "backslashes are not allowed"
+    elif any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in path):
+        reason = "control characters are not allowed"
+    elif any(segment == "" for segment in segments):
+        reason = "empty path segments (leading, trailing or double slashes) are not allowed"
+    elif any(segment in (".", "..") for segment in segments):
+        reason = "'.' and '..' segments are not allowed"
+    elif len(connection_id) + 1 + len(path) > _MAX_BLOB_NAME or len(segments) >= _MAX_SEGMENTS:
+        reason = "the path is too long"
+    if reason:
+        raise bad_request(f"Invalid file path: {reason}.", "invalid_path")
+    return path
+
+
 def _raw_file_path(url: str, connection_id: str) -> str | None:
-    raw_path = urlsplit(url).path
+    # Not urlsplit: it raises on a netloc like `[::1` (a Host header is caller input).
+    after_scheme = url.split("://", 1)[-1]
+    raw_path = "/" + after_scheme.split("/", 1)[1] if "/" in after_scheme else ""
+    raw_path = raw_path.split("?", 1)[0].split("#", 1)[0]
     marker = f"/connections/{connection_id}/files/"
     at = raw_path.find(marker)
     return raw_path[at + len(marker):] if at >= 0 else None
@@ -93,32 +121,26 @@ def validate_prefix(prefix: str) -> str:
 
 def list_files(connection_id: str, *, prefix: str | None, cursor: str | None, limit: str | None) -> dict[str, Any]:
     """One page of the mirror under `prefix`, ordered by path; `nextCursor` continues it."""
-    from azure.core.exceptions import HttpResponseError
-
     require_connection(connection_id)
     prefix = validate_prefix(prefix or "")
     page_size = parse_limit(limit, default=DEFAULT_PAGE, maximum=MAX_PAGE)
     scope = {"c": connection_id, "p": prefix}
     marker = decode_cursor(cursor, scope=scope).get("m") if cursor else None
-    base = f"{connection_id}/"
-    pages = storage.files_container().list_blobs(
-        name_starts_with=base + prefix, include=["metadata"], results_per_page=page_size
-    ).by_page(continuation_token=marker)
+    base = storage.mirror_prefix(connection_id)
     try:
-        blobs = list(next(pages, []))
-    except HttpResponseError as error:
-        if error.status_code == 400 and marker:
+        blobs, next_marker = storage.blobs.files().page(base + prefix, page_size=page_size, marker=marker)
+    except StorageError as error:
+        if error.status == 400 and marker:
             raise bad_request("cursor is not valid for this listing; start again without it.", "invalid_cursor") from None
         raise
-    next_marker = pages.continuation_token
     return {
         "files": [_listed(blob, base) for blob in blobs],
         "nextCursor": encode_cursor({**scope, "m": next_marker}) if next_marker else None,
     }
 
 
-def _listed(blob: Any, base: str) -> dict[str, Any]:
-    metadata = blob.metadata or {}
+def _listed(blob: storage.blobs.BlobEntry, base: str) -> dict[str, Any]:
+    metadata = blob.metadata
     item_id = metadata.get("item_id")
     return {
         "path": blob.name[len(base):],
@@ -155,27 +177,28 @@ class Download:
 _ATTEMPTS = 3
 
 
-def download(connection_id: str, path: str, *, request_headers: Mapping[str, str], request_url: str | None = None) -> Download:
+def download(connection_id: str, path: str, *, request_headers: Mapping[str, str], request_url: str | None = None,
+             exact: bool = False) -> Download:
     """Answer a download: bytes (whole or a range), 304, 416, 413 or a redirect to a signed URL.
     `request_headers` has lowercase names."""
-    from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
     from functions.settings import settings
 
     require_connection(connection_id)
-    path = validate_path(path, request_url=request_url, connection_id=connection_id)
-    blob = storage.files_container().get_blob_client(f"{connection_id}/{path}")
+    if exact:  # `path` came from a query parameter: decoded once, unambiguous
+        path = validate_exact_path(path, connection_id=connection_id)
+    else:
+        path = validate_path(path, request_url=request_url, connection_id=connection_id)
+    container = storage.blobs.files()
+    name = storage.mirror_blob(connection_id, path)
     config = settings()
     for _attempt in range(_ATTEMPTS):
-        try:
-            properties = blob.get_blob_properties()
-        except ResourceNotFoundError:
-            raise ApiError(404, "file_not_found", "No such file in this connection's mirror.") from None
+        properties = container.probe(name)
+        if properties is None:
+            raise ApiError(404, "file_not_found", "No such file in this connection's mirror.")
         stored = downloads.StoredFile(
             path=path,
             size=properties.size,
-            etag=entity_tag(properties.metadata or {}, properties.etag),
+            etag=entity_tag(properties.metadata, properties.etag),
             last_modified=properties.last_modified,
         )
         plan = downloads.plan(stored, request_headers, redirect_mode=config.download_redirect,
@@ -183,7 +206,7 @@ def download(connection_id: str, path: str, *, request_headers: Mapping[str, str
         if plan.redirect:
             from functions.api import signed_urls
 
-            location = signed_urls.read_url(blob.blob_name, content_type=stored.content_type,
+            location = signed_urls.read_url(name, content_type=stored.content_type,
                                             content_disposition=stored.content_disposition)
             return Download(302, {**plan.headers, "Location": location})
         if plan.status == 413:
@@ -194,12 +217,11 @@ def download(connection_id: str, path: str, *, request_headers: Mapping[str, str
             return Download(plan.status, plan.headers)
         try:
             # Bound to the ETag we planned with: a file replaced meanwhile is planned again.
-            body = blob.download_blob(offset=plan.body.start, length=plan.body.length,
-                                      etag=properties.etag, match_condition=MatchConditions.IfNotModified).readall()
-        except ResourceModifiedError:
+            body = container.read(name, offset=plan.body.start, length=plan.body.length, etag=properties.etag)
+        except Conflict:
             log.info("file changed during a download; planning again", extra={"connection_id": connection_id})
             continue
-        except ResourceNotFoundError:
+        except NotFound:
             raise ApiError(404, "file_not_found", "No such file in this connection's mirror.") from None
         return Download(plan.status, plan.headers, body)
     raise ApiError(409, "file_changing", "The file kept changing during the download; try again.")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from functions.errors import BadInput
 from functions.microsoft.driveids import normalise_drive_id
 
 # What the mirror needs from delta; Graph bakes the $select into the links it returns.
@@ -30,7 +31,7 @@ class Kind(StrEnum):
         return self in (Kind.FOLDER, Kind.ROOT)
 
 
-class BadItem(ValueError):
+class BadItem(BadInput):
     """An item the feed sent without an id: nothing can be done with it."""
 
 
@@ -55,7 +56,8 @@ class DriveItem:
         item_id = d.get("id")
         if not isinstance(item_id, str) or not item_id:
             raise BadItem("a delta item without an id")
-        parent = d.get("parentReference") if isinstance(d.get("parentReference"), dict) else {}
+        raw_parent = d.get("parentReference")
+        parent: dict[str, Any] = raw_parent if isinstance(raw_parent, dict) else {}
         deleted = d.get("deleted") is not None
         kind = _kind(d)
         name = d.get("name") if isinstance(d.get("name"), str) else None

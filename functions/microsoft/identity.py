@@ -8,26 +8,25 @@ the description can quote request values, and tokens, codes and secrets never en
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 
-from functions.errors import ReauthRequired, Unavailable
+from functions.errors import MicrosoftError, ReauthRequired, SettingsError
 from functions.microsoft import transport
 from functions.microsoft.transport import Deadline
-from functions.settings import SettingsError, settings
+from functions.microsoft.wire import MalformedTokenResponse, TokenResponse, as_object
+from functions.settings import settings
 
 log = logging.getLogger(__name__)
 
-# `temporarily_unavailable` arrives as a 400 that transport.send does not retry: retried here.
-TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
-MAX_TRANSIENT_ATTEMPTS = 4
+# Refusals only the user can answer, by going through /authorize again: a revoked or expired grant,
+# MFA or a new consent now required, a session that ended (microsoft.md §6).
+USER_ACTION_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
+
+__all__ = ["CredentialsRejected", "IdentityError", "TokenResponse", "redeem_code", "refresh", "token_url"]
 
 
-class IdentityError(Exception):
+class IdentityError(MicrosoftError):
     """The token endpoint refused the request for a reason that is neither transient nor a revoked grant."""
 
     def __init__(self, error: str, codes: tuple[int, ...] = (), status: int = 400) -> None:
@@ -40,14 +39,6 @@ class IdentityError(Exception):
 
 class CredentialsRejected(SettingsError):
     """Microsoft refused the app's own credentials: a configuration problem, not the user's."""
-
-
-@dataclass(frozen=True)
-class TokenResponse:
-    access_token: str = field(repr=False)
-    refresh_token: str | None = field(repr=False)  # absent when a refresh does not rotate it
-    expires_at: datetime
-    scope: str = ""
 
 
 def token_url() -> str:
@@ -84,61 +75,45 @@ def _request(form: dict[str, str], *, deadline: Deadline | None, what: str) -> T
     deadline = deadline or Deadline()
     body = {**form, "client_id": s.microsoft_client_id, "client_secret": s.microsoft_client_secret}
     url = token_url()
-    for attempt in range(1, MAX_TRANSIENT_ATTEMPTS + 1):
-        response = transport.send(
-            lambda: transport.client().build_request("POST", url, data=body, headers={"Accept": "application/json"}),
-            deadline=deadline,
-            what=what,
+    # Transient answers (5xx, `temporarily_unavailable`) are retried inside transport.send.
+    response = transport.send(
+        lambda: transport.client().build_request("POST", url, data=body, headers={"Accept": "application/json"}),
+        deadline=deadline,
+        what=what,
+    )
+    if response.status_code == 200:
+        return _parse_tokens(response)
+    error, codes = _error_of(response)
+    if error in USER_ACTION_ERRORS:
+        raise ReauthRequired(f"Microsoft refused the grant ({error} {', '.join(f'AADSTS{c}' for c in codes)})".rstrip())
+    if error in ("invalid_client", "unauthorized_client"):
+        raise CredentialsRejected(
+            f"Microsoft refused the app's credentials ({error}"
+            + "".join(f", AADSTS{c}" for c in codes)
+            + "): check MICROSOFT_CLIENT_ID, MICROSOFT_CLIENT_SECRET and that MICROSOFT_AUTHORITY "
+            "matches the app registration's account types"
         )
-        if response.status_code == 200:
-            return _parse_tokens(response)
-        error, codes = _error_of(response)
-        if error in TRANSIENT_ERRORS and attempt < MAX_TRANSIENT_ATTEMPTS:
-            delay = transport.backoff_delay(attempt)
-            if delay >= deadline.remaining():
-                break
-            log.warning("%s: %s, retrying in %.1f s", what, error, delay)
-            time.sleep(delay)
-            continue
-        if error in TRANSIENT_ERRORS:
-            break
-        if error == "invalid_grant":
-            raise ReauthRequired(f"Microsoft refused the grant (invalid_grant {', '.join(f'AADSTS{c}' for c in codes)})".rstrip())
-        if error in ("invalid_client", "unauthorized_client"):
-            raise CredentialsRejected(
-                f"Microsoft refused the app's credentials ({error}"
-                + "".join(f", AADSTS{c}" for c in codes)
-                + "): check MICROSOFT_CLIENT_ID, MICROSOFT_CLIENT_SECRET and that MICROSOFT_AUTHORITY "
-                "matches the app registration's account types"
-            )
-        raise IdentityError(error, codes, response.status_code)
-    raise Unavailable(f"{what}: the token endpoint stayed unavailable")
+    raise IdentityError(error, codes, response.status_code)
 
 
 def _error_of(response: httpx.Response) -> tuple[str, tuple[int, ...]]:
     try:
-        payload: Any = response.json()
+        payload = as_object(response.json())
     except ValueError:
-        payload = None
-    if not isinstance(payload, dict) or not isinstance(payload.get("error"), str):
+        payload = {}
+    error = payload.get("error")
+    if not isinstance(error, str):
         return (f"http{response.status_code}", ())
-    codes = tuple(c for c in payload.get("error_codes") or () if isinstance(c, int))
-    return (payload["error"], codes)
+    raw_codes = payload.get("error_codes")
+    codes = tuple(c for c in raw_codes if isinstance(c, int)) if isinstance(raw_codes, list) else ()
+    return (error, codes)
 
 
 def _parse_tokens(response: httpx.Response) -> TokenResponse:
     try:
         payload = response.json()
-        access_token = payload["access_token"]
-        expires_in = float(payload.get("expires_in", 3599))
-    except (ValueError, KeyError, TypeError):
+        if not isinstance(payload, dict):
+            raise MalformedTokenResponse("not an object")
+        return TokenResponse.from_json(as_object(payload))
+    except ValueError:  # not JSON, or MalformedTokenResponse
         raise IdentityError("malformed_token_response", status=response.status_code) from None
-    refresh_token = payload.get("refresh_token")
-    if not isinstance(access_token, str) or not access_token or not (refresh_token is None or isinstance(refresh_token, str)):
-        raise IdentityError("malformed_token_response", status=response.status_code)
-    return TokenResponse(
-        access_token=access_token,
-        refresh_token=refresh_token or None,
-        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
-        scope=str(payload.get("scope") or ""),
-    )

@@ -1,8 +1,10 @@
 """HTTP to Microsoft: one shared client, timeouts, and the retry policy for every call.
 
 Retries cover what is transient on Microsoft's side: 429/503 (honouring Retry-After), other 5xx,
-timeouts and dropped connections. A wait that would not fit in the caller's time budget is not
-slept: it is raised as `Throttled` so the caller can re-queue the work with a delay.
+the identity platform's `temporarily_unavailable` (a 400 with that error in its body), timeouts and
+dropped connections. `classify` is the one place that decides; callers never loop on statuses. A
+wait that would not fit in the caller's time budget is not slept: it is raised as `Throttled` so
+the caller can re-queue the work with a delay.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 509})
+# The identity platform answers some transient failures with HTTP 400 and one of these errors.
+TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 MAX_ATTEMPTS = 5
 BASE_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
@@ -79,6 +83,36 @@ def client() -> httpx.Client:
     return httpx.Client(timeout=TIMEOUT, follow_redirects=False, limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
 
 
+@dataclass(frozen=True)
+class Retry:
+    """`classify`'s verdict on a transient answer."""
+
+    retry_after: float | None = None  # what the server asked for (Retry-After on a 429/503)
+    longer: bool = False  # a bandwidth limit (509): back off longer than for a plain 5xx
+
+
+def classify(response: httpx.Response, *, stream: bool = False) -> Retry | None:
+    """Whether an answer is worth sending again, and how soon; None: it is final (any 2xx/3xx, and
+    4xx other than 429 and the identity platform's transient 400s)."""
+    status = response.status_code
+    if status in RETRYABLE_STATUS:
+        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+        return Retry(retry_after, longer=status == 509)
+    if status == 400 and not stream and _token_error(response) in TRANSIENT_TOKEN_ERRORS:
+        return Retry()
+    return None
+
+
+def _token_error(response: httpx.Response) -> str:
+    """The identity platform's `{"error": "..."}`, or "" (a Graph body, or no JSON at all)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return ""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, str) else ""
+
+
 class Pause:
     """A shared "don't call before" mark, so one 429 pauses every request of a connection."""
 
@@ -104,7 +138,7 @@ def send(
 ) -> httpx.Response:
     """Send `build()` (a fresh httpx.Request each attempt) until it gets a non-retryable answer.
 
-    Returns the response of the first attempt that is not retryable (any 2xx/3xx/4xx except 429).
+    Returns the response of the first attempt that `classify` calls final.
     With `stream=True` the body is not read; the caller must close the response.
     """
     deadline = deadline or Deadline()
@@ -125,12 +159,13 @@ def send(
             log.warning("%s: %s, retrying in %.1f s", what, type(error).__name__, delay)
             _wait(delay, deadline, status=0)
             continue
-        if response.status_code not in RETRYABLE_STATUS:
+        verdict = classify(response, stream=stream)
+        if verdict is None:
             return response
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = verdict.retry_after
         response.close()
         attempt += 1
-        if response.status_code in (429, 503) and retry_after is not None:
+        if retry_after is not None:
             pause.extend(retry_after)
             if attempt >= MAX_ATTEMPTS:
                 raise Throttled(retry_after, response.status_code)
@@ -140,8 +175,7 @@ def send(
                 raise Throttled(backoff_delay(attempt) + MAX_BACKOFF_SECONDS, 429)
             raise Unavailable(f"{what} failed after {attempt} attempts: HTTP {response.status_code}")
         else:
-            # 509 (bandwidth limit) asks for a longer pause than a plain 5xx.
-            delay = backoff_delay(attempt + (2 if response.status_code == 509 else 0))
+            delay = backoff_delay(attempt + (2 if verdict.longer else 0))
         log.warning("%s: HTTP %s, retrying in %.1f s", what, response.status_code, delay)
         _wait(delay, deadline, status=response.status_code)
 

@@ -7,33 +7,23 @@ Nothing here calls Graph: Graph wants an answer within 3 s, and anything slow go
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from functions import messages
+from functions.errors import StorageError, StorageUnavailable
+from functions.microsoft.wire import MAX_NOTIFICATIONS, MalformedBatch, Notification, NotificationBatch
 from functions.notifications import subscriptions
+
+__all__ = ["MAX_BODY_BYTES", "MAX_NOTIFICATIONS", "MalformedBatch", "Notification", "Outcome", "accept_changes",
+           "accept_lifecycle", "parse_batch"]
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_NOTIFICATIONS = 1000  # per POST; Graph batches far fewer, and each costs a point read
-
-
-class MalformedBatch(ValueError):
-    """The body is not a notification batch; the message is safe to show the sender."""
-
-
-class StorageUnavailable(RuntimeError):
-    """Storage failed while handling a batch: answer 5xx so Graph delivers it again."""
-
-
-@dataclass(frozen=True)
-class Notification:
-    subscription_id: str
-    client_state: str
-    lifecycle_event: str = ""  # lifecycle notifications only
 
 
 @dataclass(frozen=True)
@@ -44,45 +34,38 @@ class Outcome:
 
 
 def parse_batch(body: bytes) -> list[Notification]:
-    """`{"value": [{"subscriptionId", "clientState", "lifecycleEvent"?, ...}, ...]}` into Notifications."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedBatch("the body is not JSON") from None
-    entries = payload.get("value") if isinstance(payload, dict) else None
-    if not isinstance(entries, list):
-        raise MalformedBatch("expected an object with a 'value' array")
-    if len(entries) > MAX_NOTIFICATIONS:
-        raise MalformedBatch(f"at most {MAX_NOTIFICATIONS} notifications per request")
-    batch = []
-    for position, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise MalformedBatch(f"value[{position}] is not an object")
-        subscription_id = entry.get("subscriptionId")
-        client_state = entry.get("clientState")
-        event = entry.get("lifecycleEvent")
-        if not isinstance(subscription_id, str) or not subscription_id:
-            raise MalformedBatch(f"value[{position}].subscriptionId must be a non-empty string")
-        if client_state is not None and not isinstance(client_state, str):
-            raise MalformedBatch(f"value[{position}].clientState must be a string")
-        if event is not None and not isinstance(event, str):
-            raise MalformedBatch(f"value[{position}].lifecycleEvent must be a string")
-        batch.append(Notification(subscription_id, client_state or "", event or ""))
-    return batch
+    """A webhook body into its notifications (`MalformedBatch` when it is not a batch)."""
+    return list(NotificationBatch.from_body(body).notifications)
+
+
+# Storage reads one POST may cause (distinct subscriptions not remembered): a forged POST of 1,000
+# random ids cost 1,000 sequential reads (~2 s). Beyond it, unremembered ids are dropped (counted);
+# a real batch naming more than this many different drives has not been seen.
+MAX_DISTINCT_SUBSCRIPTIONS = 100
 
 
 def accept_changes(batch: list[Notification]) -> Outcome:
-    """Queue one sync per connection that a verified notification names."""
+    """Queue a sync for each connection a verified notification names, unless one is already
+    waiting: a message nobody has picked up yet starts its sync after this change (sync/state.py)."""
+    from functions.sync import state as syncstate
+
     checked = _verify_each(batch)
     connection_ids = tuple(dict.fromkeys(connection_id for _, connection_id in checked if connection_id))
+    queued = 0
 
     def enqueue() -> None:
+        nonlocal queued
         for connection_id in connection_ids:
+            waiting = syncstate.queued_sync(connection_id)
+            if waiting.pending:
+                continue
             messages.enqueue_sync(connection_id, "notification", patient=False)
+            queued += 1
+            syncstate.mark_sync_queued(connection_id, waiting.etag)
 
     _guarded(enqueue)
     outcome = Outcome(len(batch), sum(1 for _, connection_id in checked if not connection_id), connection_ids)
-    _log(outcome, kind="change", queued=len(connection_ids))
+    _log(outcome, kind="change", queued=queued)
     return outcome
 
 
@@ -121,16 +104,27 @@ def accept_lifecycle(batch: list[Notification]) -> Outcome:
 
 
 def _verify_each(batch: list[Notification]) -> list[tuple[Notification, str | None]]:
-    # Duplicates are the norm (Graph retries, bursts): one point read per distinct pair.
+    # Duplicates are the norm (Graph retries, bursts): one check per distinct pair, and reads for
+    # at most MAX_DISTINCT_SUBSCRIPTIONS distinct subscriptions.
     cache: dict[tuple[str, str], str | None] = {}
+    distinct: dict[str, None] = {}
+    over_cap = 0
 
     def check(notification: Notification) -> str | None:
+        nonlocal over_cap
         key = (notification.subscription_id, notification.client_state)
         if key not in cache:
-            cache[key] = _guarded(lambda: subscriptions.verify(*key))
+            distinct[notification.subscription_id] = None
+            may_read = len(distinct) <= MAX_DISTINCT_SUBSCRIPTIONS
+            cache[key] = _guarded(lambda: subscriptions.verify(*key, may_read=may_read))
+            over_cap += cache[key] is None and not may_read
         return cache[key]
 
-    return [(notification, check(notification)) for notification in batch]
+    checked = [(notification, check(notification)) for notification in batch]
+    if over_cap:
+        log.warning("notifications: %d distinct subscriptions over the cap of %d were not looked up",
+                    over_cap, MAX_DISTINCT_SUBSCRIPTIONS, extra={"over_cap": over_cap})
+    return checked
 
 
 def _log(outcome: Outcome, *, kind: str, queued: int) -> None:
@@ -140,10 +134,12 @@ def _log(outcome: Outcome, *, kind: str, queued: int) -> None:
             extra={"received": outcome.received, "dropped": outcome.dropped, "queued": queued})
 
 
-def _guarded(call: Callable):
-    from azure.core.exceptions import AzureError
-
+def _guarded(call: Callable[[], T]) -> T:
+    """Any storage failure while handling a batch is `StorageUnavailable`: the webhook answers 5xx
+    so Graph delivers the batch again."""
     try:
         return call()
-    except AzureError as error:
-        raise StorageUnavailable(type(error).__name__) from None
+    except StorageUnavailable:
+        raise
+    except StorageError as error:
+        raise StorageUnavailable(str(error), error.status) from None

@@ -1,260 +1,66 @@
-"""The only place that builds Blob, Queue and Table clients, and the names of what they reach.
+"""Azure Storage: the only importer of its SDKs; the core gets rows, blobs and messages, and the
+project's own errors (`NotFound`, `Conflict`, `StorageUnavailable`).
 
-`AzureWebJobsStorage` is a connection string locally (Azurite) and, in Azure, an identity-based
-connection (`AzureWebJobsStorage__accountName`, or `__blobServiceUri`/`__queueServiceUri`/
-`__tableServiceUri`, with `__clientId` for a user-assigned identity), exactly as the Functions
-host reads it. Each client is created on first use and reused by every invocation.
+  names     tables, queues, the files container, the mirror's blob names
+  tables    `Table` (get, insert, merge, replace-if-unchanged, upsert, query, batch) and `swap`
+  blobs     `Container` (list, probe, read, upload, staged blocks, copy, delete, signed URLs)
+  queues    `send`, `depth`
+  clients   the SDK clients behind them (built once, lazily); for tests and the devtools
+  faults    where the SDKs' exceptions become the project's
 """
 
-from __future__ import annotations
+from functions.errors import StorageUnavailable
+from functions.storage import blobs, clients, queues, tables
+from functions.storage.blobs import Container
+from functions.storage.clients import (
+    _CLIENT_OPTIONS,
+    DEVELOPMENT_ACCOUNT,
+    DEVELOPMENT_KEY,
+    DEVELOPMENT_STORAGE,
+    _endpoints,
+    blob_service,
+    container,
+    development_connection_string,
+    files_container,
+    queue,
+    queue_service,
+    reset_clients,
+    table,
+    table_service,
+)
+from functions.storage.names import (
+    CONNECTION,
+    Queues,
+    Tables,
+    files_container_name,
+    mirror_blob,
+    mirror_prefix,
+    poison_queue,
+)
+from functions.storage.queues import send
+from functions.storage.tables import Int64, Keep, Op, Row, Table, Write, swap
 
-import contextlib
-import functools
-import json
-import os
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the SDKs are imported lazily: cold start
-    from azure.data.tables import TableClient, TableServiceClient
-    from azure.storage.blob import BlobServiceClient, ContainerClient
-    from azure.storage.queue import QueueClient, QueueServiceClient
-
-CONNECTION = "AzureWebJobsStorage"
-
-
-class Tables:
-    CONNECTIONS = "connections"  # one row per connected drive: profile and status
-    TOKENS = "tokens"  # encrypted tokens, one row per connection (ETag-guarded)
-    OAUTH_STATES = "oauthstates"  # single-use sign-in states
-    SUBSCRIPTIONS = "subscriptions"  # Graph subscription id -> connection, clientState hash
-    SYNC_STATE = "syncstate"  # delta link, checkpoint and lock per connection
-    DRIVE_ITEMS = "driveitems"  # the id map: every item of every drive
-    PENDING_ITEMS = "pendingitems"  # items changed by delta and not yet applied to the mirror
-    FAILED_ITEMS = "faileditems"  # items parked after repeated failures, retried later
-
-    ALL = (CONNECTIONS, TOKENS, OAUTH_STATES, SUBSCRIPTIONS, SYNC_STATE, DRIVE_ITEMS, PENDING_ITEMS, FAILED_ITEMS)
-
-
-class Queues:
-    SYNC = "sync-requests"  # "this drive changed": consumed by the sync worker
-    MAINTENANCE = "maintenance-tasks"  # per-connection upkeep fanned out by the timer
-    EVENTS = "change-events"  # one message per applied change, for the product
-
-    TRIGGERED = (SYNC, MAINTENANCE)  # each has a `<name>-poison` twin made by the host
-    ALL = (SYNC, MAINTENANCE, EVENTS)
-
-
-def poison_queue(name: str) -> str:
-    return f"{name}-poison"
+__all__ = [
+    "CONNECTION", "DEVELOPMENT_ACCOUNT", "DEVELOPMENT_KEY", "DEVELOPMENT_STORAGE", "_CLIENT_OPTIONS", "Container",
+    "Int64", "Keep", "Op", "Queues", "Row", "Table", "Tables", "Write", "_endpoints", "blob_service", "blobs",
+    "clients", "container", "development_connection_string", "files_container", "files_container_name",
+    "mirror_blob", "mirror_prefix", "poison_queue", "queue", "queue_service", "queues", "reset_clients", "send",
+    "swap", "table", "table_service", "tables",
+]
 
 
-def files_container_name() -> str:
-    from functions.settings import settings
-
-    return settings().files_container
-
-
-@dataclass(frozen=True)
-class _Endpoints:
-    connection_string: str | None
-    blob_url: str | None = None
-    queue_url: str | None = None
-    table_url: str | None = None
-    client_id: str | None = None
-
-
-def _endpoints() -> _Endpoints:
-    conn = os.environ.get(CONNECTION, "").strip()
-    if conn:
-        if conn.lower().replace(" ", "") == "usedevelopmentstorage=true":
-            conn = DEVELOPMENT_STORAGE
-        return _Endpoints(connection_string=conn)
-    prefix = CONNECTION + "__"
-    account = os.environ.get(prefix + "accountName", "").strip()
-
-    def uri(service: str) -> str | None:
-        explicit = os.environ.get(f"{prefix}{service}ServiceUri", "").strip()
-        return explicit or (f"https://{account}.{service}.core.windows.net" if account else None)
-
-    endpoints = _Endpoints(
-        connection_string=None,
-        blob_url=uri("blob"),
-        queue_url=uri("queue"),
-        table_url=uri("table"),
-        client_id=os.environ.get(prefix + "clientId", "").strip() or None,
-    )
-    if not (endpoints.blob_url and endpoints.queue_url and endpoints.table_url):
-        from functions.settings import SettingsError
-
-        raise SettingsError(
-            f"Setting {CONNECTION} is missing: a connection string (UseDevelopmentStorage=true locally), "
-            f"or {prefix}accountName (or {prefix}blobServiceUri, __queueServiceUri and __tableServiceUri) "
-            "for an identity-based connection"
-        )
-    return endpoints
-
-
-# Azurite's well-known development account (public, documented by Microsoft).
-DEVELOPMENT_ACCOUNT = "devstoreaccount1"
-DEVELOPMENT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def development_connection_string(blob_port: int, queue_port: int, table_port: int, host: str = "127.0.0.1") -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={DEVELOPMENT_ACCOUNT};AccountKey={DEVELOPMENT_KEY};"
-        f"BlobEndpoint=http://{host}:{blob_port}/{DEVELOPMENT_ACCOUNT};"
-        f"QueueEndpoint=http://{host}:{queue_port}/{DEVELOPMENT_ACCOUNT};"
-        f"TableEndpoint=http://{host}:{table_port}/{DEVELOPMENT_ACCOUNT};"
-    )
-
-
-DEVELOPMENT_STORAGE = development_connection_string(10000, 10001, 10002)
-
-
-@functools.cache
-def _credential() -> Any:
-    from azure.identity import DefaultAzureCredential
-
-    # Managed identity in Azure (user-assigned when a client id is set); developer sign-in elsewhere.
-    return DefaultAzureCredential(managed_identity_client_id=_endpoints().client_id)
-
-
-# The SDKs' default retries wait up to ~90 s (blob/queue) or minutes (tables) before giving up,
-# longer than a sync should stall on one call. These ride out an outage of ~15 s, then raise so
-# the queue message is retried later with nothing advanced.
-_CLIENT_OPTIONS = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 5, "retry_connect": 3,
-                   "initial_backoff": 1, "increment_base": 2}
-_TABLE_OPTIONS = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 6, "retry_connect": 5,
-                  "retry_backoff_factor": 0.5, "retry_backoff_max": 8}
-
-
-POOL_SIZE = 32  # connections kept per host: a sync runs up to 16 blob threads, 8 copies, 16 row reads
-
-
-def _transport(options: dict[str, Any]) -> Any:
-    """One connection pool per service, big enough for the sync's threads (requests keeps 10: the
-    rest were opened and closed per call). With no proxy configured, requests is told not to look
-    for one: it reads the proxy variables and ~/.netrc again on every call (a third of the CPU
-    of a small upload went there)."""
-    import urllib.request
-
-    import requests
-    from azure.core.pipeline.transport import RequestsTransport
-    from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
-    from urllib3.util.retry import Retry
-
-    session = requests.Session()
-    session.trust_env = bool(urllib.request.getproxies())
-    adapter = BiggerBlockSizeHTTPAdapter(max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-                                         pool_connections=4, pool_maxsize=POOL_SIZE)
-    for scheme in ("http://", "https://"):
-        session.mount(scheme, adapter)
-    return RequestsTransport(session=session, session_owner=True, connection_timeout=options["connection_timeout"],
-                             read_timeout=options["read_timeout"])
-
-
-def _service(client_class: Any, url: str | None, options: dict[str, Any]) -> Any:
-    ep = _endpoints()
-    options = {**options, "transport": _transport(options)}
-    if ep.connection_string:
-        return client_class.from_connection_string(ep.connection_string, **options)
-    return client_class(url, credential=_credential(), **options)
-
-
-@functools.cache
-def blob_service() -> BlobServiceClient:
-    from azure.storage.blob import BlobServiceClient
-
-    return _service(BlobServiceClient, _endpoints().blob_url, _CLIENT_OPTIONS)
-
-
-@functools.cache
-def queue_service() -> QueueServiceClient:
-    from azure.storage.queue import QueueServiceClient
-
-    return _service(QueueServiceClient, _endpoints().queue_url, _CLIENT_OPTIONS)
-
-
-@functools.cache
-def table_service() -> TableServiceClient:
+def check_reachable() -> None:
+    """One cheap round trip to the table service, without the clients' long retries. Raises
+    StorageUnavailable naming the error type only, never a credential."""
+    from azure.core.exceptions import AzureError
     from azure.data.tables import TableServiceClient
 
-    return _service(TableServiceClient, _endpoints().table_url, _TABLE_OPTIONS)
-
-
-_create_lock = threading.Lock()
-
-
-def _ensure_exists(create: Callable[[], Any]) -> None:
-    # In Azure the infrastructure (Bicep) declares every table, queue and container and the app's
-    # identity may not create them; with a connection string (Azurite) we create them on first use.
-    if _endpoints().connection_string is None:
-        return
-    from azure.core.exceptions import ResourceExistsError
-
-    with _create_lock, contextlib.suppress(ResourceExistsError):
-        create()
-
-
-@functools.cache
-def table(name: str) -> TableClient:
-    client = table_service().get_table_client(name)
-    _ensure_exists(client.create_table)
-    return client
-
-
-@functools.cache
-def queue(name: str) -> QueueClient:
-    """A queue client that writes and reads base64, as the Functions queue trigger expects."""
-    from azure.storage.queue import BinaryBase64DecodePolicy, TextBase64EncodePolicy
-
-    client = queue_service().get_queue_client(
-        name,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=BinaryBase64DecodePolicy(),
-    )
-    _ensure_exists(client.create_queue)
-    return client
-
-
-@functools.cache
-def container(name: str) -> ContainerClient:
-    client = blob_service().get_container_client(name)
-    _ensure_exists(client.create_container)
-    return client
-
-
-def files_container() -> ContainerClient:
-    return container(files_container_name())
-
-
-def int64(value: int) -> Any:
-    """A table value that may pass 2**31 (sizes, byte counts): plain ints are stored as Int32."""
-    from azure.data.tables import EdmType, EntityProperty
-
-    return EntityProperty(value, EdmType.INT64)
-
-
-def plain(value: Any) -> Any:
-    """The Python value of a table property: Int64 values come back wrapped in EntityProperty."""
-    return value.value if hasattr(value, "edm_type") else value
-
-
-def send(queue_name: str, payload: dict[str, Any], *, delay_seconds: int = 0, patient: bool = True) -> None:
-    """Put one JSON message on a queue; `delay_seconds` keeps it invisible that long (max 7 days).
-
-    `patient=False` fails at once instead of retrying: for callers that must answer quickly and
-    have someone to retry for them (the webhook answers 503 and Graph delivers again).
-    """
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    retries = {} if patient else {"retry_total": 0}
-    queue(queue_name).send_message(body, visibility_timeout=max(0, min(int(delay_seconds), 7 * 24 * 3600)) or None, **retries)
-
-
-def reset_clients() -> None:
-    """Forget every client (tests point the app at a fresh Azurite)."""
-    for cached in (_credential, blob_service, queue_service, table_service, table, queue, container):
-        cached.cache_clear()
+    try:
+        ep = _endpoints()
+        service = (TableServiceClient.from_connection_string(ep.connection_string, connection_timeout=3, read_timeout=5,
+                                                             retry_total=0) if ep.connection_string
+                   else TableServiceClient(clients._url(ep.table_url), credential=clients._credential(),
+                                           connection_timeout=3, read_timeout=5, retry_total=0))
+        next(iter(service.list_tables(results_per_page=1)), None)
+    except AzureError as error:
+        raise StorageUnavailable(f"storage did not answer ({type(error).__name__})", unreachable=True) from None

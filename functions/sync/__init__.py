@@ -1,1 +1,1 @@
-"""Sync: one sync of one connection: lease, delta collect, plan, apply to blobs, change events."""
+"""Sync: one sync of one connection: lease, delta collect, plan, apply to blobs, change events, forget."""

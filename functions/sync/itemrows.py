@@ -7,7 +7,6 @@ neither clobbers the other, and a resumed collect or apply is idempotent.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -30,7 +29,8 @@ READ_THREADS = 16
 RANGE_READ_MIN = 20
 # Not dense (an incremental pass): the changed ids are scattered over the whole drive, and how many
 # a range page settles depends on the drive's size; point reads cost one call per id whatever the
-# drive holds. Ranges only for many ids at once (a big folder's listing).
+# drive holds. Ranges only for many ids at once, or where a caller asks (a folder's relocation
+# lists all its blobs: by point reads, a short budget could be spent before the first move).
 RANGE_READ_SPARSE_MIN = 1000
 RANGE_READ_IDS = 300
 RANGE_READ_SLACK = 3
@@ -41,26 +41,20 @@ def row_key(item_id: str) -> str:
     return quote(item_id, safe="!-_.~")
 
 
-def _items():
-    return storage.table(storage.Tables.DRIVE_ITEMS)
+def _items() -> storage.Table:
+    return storage.Table(storage.Tables.DRIVE_ITEMS)
 
 
-def _pending():
-    return storage.table(storage.Tables.PENDING_ITEMS)
+def _pending() -> storage.Table:
+    return storage.Table(storage.Tables.PENDING_ITEMS)
 
 
-def _failed():
-    return storage.table(storage.Tables.FAILED_ITEMS)
+def _failed() -> storage.Table:
+    return storage.Table(storage.Tables.FAILED_ITEMS)
 
 
-def _batches(operations: list[tuple], size: int = BATCH) -> Iterator[list[tuple]]:
-    for start in range(0, len(operations), size):
-        yield operations[start : start + size]
-
-
-def _submit(table, operations: list[tuple]) -> None:
-    for chunk in _batches(operations):
-        table.submit_transaction(chunk)
+def _upserts(entities: Iterable[dict[str, Any]]) -> list[storage.Op]:
+    return [storage.Op("upsert", entity) for entity in entities]
 
 
 # ----- collect ---------------------------------------------------------------------------------
@@ -92,23 +86,23 @@ def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: 
                 kind=str(item.kind),
                 name=item.name or "",
                 parent_id=item.parent_id or "",
-                size=storage.int64(item.size if item.size is not None else -1),
+                size=storage.Int64(item.size if item.size is not None else -1),
                 quickxorhash=item.quickxorhash or "",
                 ctag=item.ctag,
                 malware=item.malware,
             )
         else:
             entity["tomb_kind"] = str(item.kind)  # used only when we never saw the item alive
-        desired_ops.append(("upsert", entity, {"mode": "merge"}))
-        pending_ops.append(("upsert", {
+        desired_ops.append(storage.Op("upsert", entity))
+        pending_ops.append(storage.Op("upsert", {
             "PartitionKey": connection_id,
             "RowKey": row_key(item.id),
             "item_id": item.id,
             "folder": item.kind.holds_children or (item.deleted and item.kind is Kind.FOLDER),
-        }, {"mode": "merge"}))
+        }))
     # The id map first: a pending row must never point at a row that doesn't exist.
-    _submit(_items(), desired_ops)
-    _submit(_pending(), pending_ops)
+    _items().batch(desired_ops)
+    _pending().batch(pending_ops)
     return len(latest)
 
 
@@ -121,7 +115,7 @@ def _state(entity: dict[str, Any]) -> ItemState:
         kind = Kind(kind_text)
     except ValueError:
         kind = Kind.FILE
-    size = storage.plain(entity.get("size"))
+    size = entity.get("size")
     return ItemState(
         id=entity.get("item_id") or unquote(entity["RowKey"]),
         kind=kind,
@@ -139,7 +133,7 @@ def _state(entity: dict[str, Any]) -> ItemState:
     )
 
 
-class RowCache(dict):
+class RowCache(dict[str, ItemState]):
     """Rows read during one run, by item id. One worker owns a connection at a time (the lease),
     so what it wrote itself is what the table holds."""
 
@@ -149,12 +143,14 @@ class RowCache(dict):
         self.dense = dense  # the ids asked for are most of the drive's (a full enumeration)
         self._lock = threading.Lock()
         self._missing: set[str] = set()
+        self.aliases: dict[str, str] = {}  # a parent id as delta spelt it -> the row's id (case differs)
 
-    def load(self, item_ids: Iterable[str]) -> None:
+    def load(self, item_ids: Iterable[str], *, dense: bool | None = None) -> None:
         """Read the rows not cached yet: a dense run of keys (an initial sync's chunk) in one
-        range query, the rest by point reads, concurrently."""
+        range query, the rest by point reads, concurrently. `dense` overrides the cache's own."""
         wanted = [i for i in dict.fromkeys(item_ids) if i and i not in self and i not in self._missing]
-        if len(wanted) >= (RANGE_READ_MIN if self.dense else RANGE_READ_SPARSE_MIN):
+        dense = self.dense if dense is None else dense
+        if len(wanted) >= (RANGE_READ_MIN if dense else RANGE_READ_SPARSE_MIN):
             ordered = sorted(wanted, key=row_key)
             slices = [ordered[start:start + RANGE_READ_IDS] for start in range(0, len(ordered), RANGE_READ_IDS)]
             with ThreadPoolExecutor(min(READ_THREADS, len(slices))) as pool:
@@ -178,13 +174,11 @@ class RowCache(dict):
         keys = {row_key(i): i for i in wanted}
         low, high = min(keys), max(keys)
         page_size = min(1000, RANGE_READ_SLACK * len(keys))
-        pages = _items().query_entities("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
-                                        parameters={"pk": self.connection_id, "low": low, "high": high},
-                                        results_per_page=page_size).by_page()
-        page = list(next(pages, []))
+        page, more = _items().first_page("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+                                         {"pk": self.connection_id, "low": low, "high": high}, page_size=page_size)
         # A page with a continuation may stop short of `high` (or be empty): ids past its last key
         # are still unknown.
-        covered = high if pages.continuation_token is None else (page[-1]["RowKey"] if page else "")
+        covered = high if not more else (page[-1]["RowKey"] if page else "")
         with self._lock:
             for entity in page:
                 item_id = keys.get(entity["RowKey"])
@@ -200,22 +194,51 @@ class RowCache(dict):
                     unsettled.append(item_id)
         return unsettled
 
-    def load_chains(self, item_ids: Iterable[str]) -> None:
-        """The rows of these items and of all their ancestors, desired and mirrored."""
-        frontier = list(item_ids)
-        for _ in range(1000):
-            self.load(frontier)
-            nxt = []
+    def load_chains(self, item_ids: Iterable[str], *, dense: bool | None = None) -> None:
+        """The rows of these items and of all their ancestors, desired and mirrored (`dense`: of
+        the items themselves, as in `load`)."""
+        # Each level is a set: siblings share a parent, and parent_id usually equals m_parent_id;
+        # a list would double at every level (2^depth ids for a folder 30 levels down).
+        frontier = list(dict.fromkeys(item_ids))
+        seen = set(frontier)
+        for depth in range(1000):
+            if depth == 0 and dense is not None:
+                self.load(frontier, dense=dense)
+            else:
+                self.load(frontier)
+            if depth:
+                frontier += self._load_case_variants([i for i in frontier if i in self._missing])
+            nxt: dict[str, None] = {}
             for item_id in frontier:
                 row = self.get(item_id)
                 if row is None:
                     continue
                 for parent in (row.parent_id, row.m_parent_id):
-                    if parent and parent not in self and parent not in self._missing:
-                        nxt.append(parent)
+                    if parent and parent not in seen and parent not in self and parent not in self._missing:
+                        nxt[parent] = None
             if not nxt:
                 return
-            frontier = nxt
+            seen.update(nxt)
+            frontier = list(nxt)
+
+    def _load_case_variants(self, parent_ids: list[str]) -> list[str]:
+        """Parents not found under their exact id: read their case variants (the planner's
+        Resolver then uses what matched instead of declaring the subtree orphaned)."""
+        from functions.sync.plan import case_variants
+
+        found = []
+        for parent_id in parent_ids:
+            if parent_id in self.aliases:
+                continue
+            variants = case_variants(parent_id)
+            self.load(variants)
+            hit = next((v for v in variants if v in self), None)
+            if hit is not None:
+                log.info("parent id found only in another case", extra={"connection_id": self.connection_id,
+                                                                          "item_id": parent_id, "matched": hit})
+                self.aliases[parent_id] = hit
+                found.append(hit)
+        return found
 
     def put(self, state: ItemState) -> None:
         with self._lock:
@@ -229,12 +252,8 @@ class RowCache(dict):
 
 
 def _read(connection_id: str, item_id: str) -> ItemState | None:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        return _state(_items().get_entity(connection_id, row_key(item_id)))
-    except ResourceNotFoundError:
-        return None
+    row = _items().get(connection_id, row_key(item_id))
+    return None if row is None else _state(row)
 
 
 # ----- apply: mirrored values, pending list ----------------------------------------------------
@@ -257,27 +276,24 @@ def mirrored_entity(connection_id: str, item_id: str, *, name: str | None, paren
 def set_mirrored(connection_id: str, item_id: str, *, name: str | None, parent_id: str | None, content: str = "",
                  skipped: str = "") -> None:
     """Record where the mirror now holds an item (name None: nowhere; `skipped`: why not)."""
-    from azure.data.tables import UpdateMode
-
-    entity = mirrored_entity(connection_id, item_id, name=name, parent_id=parent_id, content=content, skipped=skipped)
-    _items().upsert_entity(entity, mode=UpdateMode.MERGE)
+    _items().upsert(mirrored_entity(connection_id, item_id, name=name, parent_id=parent_id, content=content, skipped=skipped))
 
 
 def write_mirrored(entities: list[dict[str, Any]]) -> None:
     """Many `mirrored_entity` values of one partition, in batch transactions (one RowKey each)."""
-    _submit(_items(), [("upsert", entity, {"mode": "merge"}) for entity in entities])
+    _items().batch(_upserts(entities))
 
 
 def forget(connection_id: str, item_ids: list[str]) -> None:
     """Remove dead items from the id map."""
-    _delete_rows(_items(), connection_id, item_ids)
+    _items().delete_rows(connection_id, [row_key(i) for i in item_ids])
 
 
 def pending_ids(connection_id: str, *, folders: bool, limit: int) -> list[str]:
     query = "PartitionKey eq @pk and folder eq @folder"
     found = []
-    for entity in _pending().query_entities(query, parameters={"pk": connection_id, "folder": folders},
-                                           select=["item_id", "RowKey"], results_per_page=min(limit, 1000)):
+    for entity in _pending().query(query, {"pk": connection_id, "folder": folders}, select=["item_id", "RowKey"],
+                                   page_size=min(limit, 1000)):
         found.append(entity.get("item_id") or unquote(entity["RowKey"]))
         if len(found) >= limit:
             break
@@ -285,15 +301,14 @@ def pending_ids(connection_id: str, *, folders: bool, limit: int) -> list[str]:
 
 
 def has_pending(connection_id: str) -> bool:
-    for _ in _pending().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}, select=["RowKey"], results_per_page=1):
+    for _ in _pending().query("PartitionKey eq @pk", {"pk": connection_id}, select=["RowKey"], page_size=1):
         return True
     return False
 
 
 def mark_pending(connection_id: str, states: list[ItemState]) -> None:
-    ops = [("upsert", {"PartitionKey": connection_id, "RowKey": row_key(s.id), "item_id": s.id,
-                       "folder": s.kind.holds_children}, {"mode": "merge"}) for s in states]
-    _submit(_pending(), ops)
+    _pending().batch(_upserts({"PartitionKey": connection_id, "RowKey": row_key(s.id), "item_id": s.id,
+                               "folder": s.kind.holds_children} for s in states))
 
 
 class CopyCheckpoints:
@@ -304,62 +319,97 @@ class CopyCheckpoints:
         self.connection_id = connection_id
 
     def load(self, item_id: str) -> str | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            entity = _pending().get_entity(self.connection_id, row_key(item_id), select=["copy_checkpoint"])
-        except ResourceNotFoundError:
-            return None
-        value = entity.get("copy_checkpoint")
+        row = _pending().get(self.connection_id, row_key(item_id))
+        value = row.get("copy_checkpoint") if row is not None else None
         return value if isinstance(value, str) and value else None
 
     def save(self, item_id: str, value: str) -> None:
-        from azure.data.tables import UpdateMode
-
-        # MERGE: collect's own MERGE of the pending row keeps it (a changed file's checkpoint names
-        # other bytes and is ignored).
-        _pending().upsert_entity({"PartitionKey": self.connection_id, "RowKey": row_key(item_id), "item_id": item_id,
-                                  "folder": False, "copy_checkpoint": value}, mode=UpdateMode.MERGE)
+        # Insert or merge: collect's own merge of the pending row keeps it (a changed file's
+        # checkpoint names other bytes and is ignored).
+        _pending().upsert({"PartitionKey": self.connection_id, "RowKey": row_key(item_id), "item_id": item_id,
+                           "folder": False, "copy_checkpoint": value})
 
 
 def done(connection_id: str, item_ids: list[str]) -> None:
-    _delete_rows(_pending(), connection_id, item_ids)
+    # Rows already gone (a resumed apply) are fine.
+    _pending().delete_rows(connection_id, [row_key(i) for i in item_ids])
 
 
-def _delete_rows(table, connection_id: str, item_ids: list[str]) -> None:
-    from azure.core.exceptions import ResourceNotFoundError
-    from azure.data.tables import TableTransactionError
+# ----- resync: mark and sweep, in pages ----------------------------------------------------------
+# A full reconciliation visits every row of a drive that may hold a million items: these stream
+# the partition a page at a time (only the columns the sweep reads), never all of it at once.
 
-    ops = [("delete", {"PartitionKey": connection_id, "RowKey": row_key(i)}) for i in dict.fromkeys(item_ids)]
-    for chunk in _batches(ops):
-        try:
-            table.submit_transaction(chunk)
-        except (TableTransactionError, ResourceNotFoundError):
-            # One row of the batch is already gone (a resumed apply): delete the rest one by one.
-            for _, entity in chunk:
-                with contextlib.suppress(ResourceNotFoundError):
-                    table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+SCAN_PAGE = 1000
+_SCAN_COLUMNS = ["RowKey", "item_id", "kind", "tomb_kind", "name", "parent_id", "size", "quickxorhash", "ctag",
+                 "etag", "deleted", "malware", "m_present", "m_name", "m_parent_id", "m_content", "seen_epoch",
+                 "blob_epoch"]
 
 
-# ----- resync: mark and sweep ------------------------------------------------------------------
+def _scan(connection_id: str) -> Iterator[dict[str, Any]]:
+    yield from _items().query("PartitionKey eq @pk", {"pk": connection_id}, select=_SCAN_COLUMNS, page_size=SCAN_PAGE)
 
 
 def unseen(connection_id: str, epoch: str) -> Iterator[ItemState]:
     """Rows the last full enumeration did not contain (not stamped with its epoch)."""
-    for entity in _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}):
+    for entity in _scan(connection_id):
         if entity.get("seen_epoch") != epoch and not entity.get("deleted"):
             yield _state(entity)
 
 
+def unverified(connection_id: str, epoch: str) -> Iterator[ItemState]:
+    """Live files whose row says the mirror holds them, but whose blob this sweep did not find
+    where the row says, with the bytes the row says (not stamped by `stamp_verified`)."""
+    for entity in _scan(connection_id):
+        if (entity.get("m_present") and not entity.get("deleted") and entity.get("kind") == "file"
+                and entity.get("blob_epoch") != epoch):
+            yield _state(entity)
+
+
+def stamp_verified(connection_id: str, item_ids: list[str], epoch: str) -> None:
+    """These items' blobs were found as their rows describe them, in this sweep."""
+    _items().batch(_upserts({"PartitionKey": connection_id, "RowKey": row_key(i), "blob_epoch": epoch}
+                            for i in dict.fromkeys(item_ids)))
+
+
+def forget_blobs(connection_id: str, item_ids: list[str], epoch: str) -> None:
+    """The mirror does not hold these items after all: copy them again. Stamped, so that a sweep
+    resumed after the copies does not take them for missing again."""
+    entities = [{**mirrored_entity(connection_id, i, name=None, parent_id=None), "blob_epoch": epoch}
+                for i in dict.fromkeys(item_ids)]
+    _items().batch(_upserts(entities))
+
+
 def mark_deleted(connection_id: str, states: list[ItemState]) -> None:
-    ops = [("upsert", {"PartitionKey": connection_id, "RowKey": row_key(s.id), "deleted": True}, {"mode": "merge"})
-           for s in states]
-    _submit(_items(), ops)
+    _items().batch(_upserts({"PartitionKey": connection_id, "RowKey": row_key(s.id), "deleted": True} for s in states))
 
 
 def all_rows(connection_id: str) -> Iterator[ItemState]:
-    for entity in _items().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id}):
+    for entity in _scan(connection_id):
         yield _state(entity)
+
+
+# ----- skipped items ---------------------------------------------------------------------------
+
+
+def all_skipped(connection_id: str) -> Iterator[ItemState]:
+    """Every row the apply phase skipped (one filtered query: skipped items are few)."""
+    for entity in _items().query("PartitionKey eq @pk and skipped ne ''", {"pk": connection_id}, select=_SCAN_COLUMNS,
+                                 page_size=SCAN_PAGE):
+        if not entity.get("deleted"):
+            yield _state(entity)
+
+
+def skipped(connection_id: str, *, limit: int) -> tuple[list[tuple[ItemState, str]], bool]:
+    """Up to `limit` rows the apply phase skipped, with the reason; True when there are more."""
+    found: list[tuple[ItemState, str]] = []
+    query = "PartitionKey eq @pk and skipped ne ''"
+    for entity in _items().query(query, {"pk": connection_id}, page_size=min(limit + 1, 1000)):
+        if entity.get("deleted") or not entity.get("skipped"):
+            continue
+        if len(found) == limit:
+            return found, True
+        found.append((_state(entity), str(entity["skipped"])))
+    return found, False
 
 
 # ----- failed items ----------------------------------------------------------------------------
@@ -370,16 +420,11 @@ RETRY_MAX = timedelta(hours=24)
 
 def park(connection_id: str, item_id: str, error: str, *, now: datetime | None = None) -> timedelta:
     """Put an item on the retry list (its pending row is removed by the caller). Returns the delay."""
-    from azure.core.exceptions import ResourceNotFoundError
-    from azure.data.tables import UpdateMode
-
     now = now or datetime.now(UTC)
-    try:
-        attempts = int(_failed().get_entity(connection_id, row_key(item_id)).get("attempts") or 0)
-    except ResourceNotFoundError:
-        attempts = 0
-    delay = min(RETRY_MAX, RETRY_BASE * (2**min(attempts, 10)))
-    _failed().upsert_entity({
+    previous = _failed().get(connection_id, row_key(item_id))
+    attempts = int(previous.get("attempts") or 0) if previous is not None else 0
+    delay: timedelta = min(RETRY_MAX, RETRY_BASE * (1 << max(0, min(attempts, 10))))
+    _failed().upsert({
         "PartitionKey": connection_id,
         "RowKey": row_key(item_id),
         "item_id": item_id,
@@ -387,12 +432,12 @@ def park(connection_id: str, item_id: str, error: str, *, now: datetime | None =
         "attempts": attempts + 1,
         "failed_at": now,
         "retry_at": now + delay,
-    }, mode=UpdateMode.REPLACE)
+    }, replace=True)
     return delay
 
 
 def failed(connection_id: str) -> list[dict[str, Any]]:
-    return [dict(e) for e in _failed().query_entities("PartitionKey eq @pk", parameters={"pk": connection_id})]
+    return [dict(e) for e in _failed().query("PartitionKey eq @pk", {"pk": connection_id})]
 
 
 def due_failed(connection_id: str, *, now: datetime | None = None) -> list[str]:
@@ -408,4 +453,4 @@ def due_failed(connection_id: str, *, now: datetime | None = None) -> list[str]:
 
 
 def unpark(connection_id: str, item_ids: list[str]) -> None:
-    _delete_rows(_failed(), connection_id, item_ids)
+    _failed().delete_rows(connection_id, [row_key(i) for i in item_ids])

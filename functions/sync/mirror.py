@@ -12,31 +12,29 @@ its staged blocks and its hash state, and the next invocation downloads only the
 from __future__ import annotations
 
 import base64
-import contextlib
+import hashlib
 import json
 import logging
 import string
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, unquote
 
 import httpx
 import quickxorhash
 
 from functions import storage
-from functions.errors import Forbidden, GraphError, ItemNotFound, Throttled, Unavailable
+from functions.errors import Conflict, Failure, Forbidden, ItemNotFound, LinkExpired, Throttled, Unavailable
 from functions.microsoft.driveitem import ZERO_HASH
 from functions.microsoft.transport import backoff_delay
 from functions.sync.plan import Copy, blob_name
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient
-
     from functions.microsoft.graph import GraphClient
 
 log = logging.getLogger(__name__)
@@ -46,6 +44,11 @@ IN_FLIGHT = 4  # blocks staging at once: a copy holds at most IN_FLIGHT + 1 bloc
 MAX_BLOCKS = 50_000  # Azure: committed blocks per blob (a 250 GB file needs blocks over 4 MiB)
 CHECKPOINT_BLOCKS = 64  # a long copy checkpoints its staged blocks this often, not only at the budget
 READ_CHUNK = 256 * 1024
+# A file of many blocks is downloaded in ranges of about SEGMENT_SECONDS each (whole blocks, sized
+# from the rate of the one before; the first is one block): the budget is checked between ranges,
+# where no byte is in transit, so a pause discards nothing it downloaded.
+SEGMENT_SECONDS = 2.0
+MAX_SEGMENT_BLOCKS = 64
 STREAM_ATTEMPTS = 5  # broken streams resumed (with Range) before the copy counts as failed
 VERIFY_ATTEMPTS = 2  # whole downloads whose bytes don't match the listing before we give up
 COPY_POLL_SECONDS = 120.0
@@ -79,8 +82,23 @@ class CopyResult:
     error: str = ""
 
 
-class Mismatch(Exception):
-    pass
+class Mismatch(Failure):
+    """The bytes downloaded are not the ones the listing described (size or quickXorHash)."""
+
+
+# Outcomes of Mirror.move.
+MOVED = "moved"
+MISSING = "missing"
+OCCUPIED = "occupied"
+STAGING_PREFIX = ".~moving-"  # a name no drive item has in practice; the sweep removes any left over
+
+
+def staging_path(target: str, item_id: str) -> str:
+    """Where a blob waits while another item's blob still holds its target: beside the target
+    (same folder, so that the folder's relocation lists it), under a name of fixed length."""
+    folder = target.rpartition("/")[0]
+    name = STAGING_PREFIX + hashlib.sha256(item_id.encode()).hexdigest()[:16]
+    return f"{folder}/{name}" if folder else name
 
 
 class Mirror:
@@ -88,91 +106,85 @@ class Mirror:
 
     def __init__(self, connection_id: str) -> None:
         self.connection_id = connection_id
-        self.container = storage.files_container()
-        self.prefix = connection_id + "/"
+        self.container = storage.blobs.files()
+        self.prefix = storage.mirror_prefix(connection_id)
 
-    def _blob(self, path: str) -> BlobClient:
-        return self.container.get_blob_client(blob_name(self.connection_id, path))
+    def _name(self, path: str) -> str:
+        return blob_name(self.connection_id, path)
 
     # ----- reading ------------------------------------------------------------------------------
 
     def list(self, under: str = "") -> Iterator[BlobInfo]:
         """Blobs under a folder path ("" = the whole mirror), with their metadata."""
         prefix = self.prefix + (under + "/" if under else "")
-        for blob in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+        for blob in self.container.entries(prefix):
             yield _info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag)
+
+    def pages(self, size: int, marker: str | None = None) -> Iterator[tuple[Sequence[BlobInfo], str | None]]:
+        """The whole mirror, `size` blobs a page, in name order, from a continuation `marker`:
+        each page with the marker of the next one (None after the last)."""
+        while True:
+            entries, marker = self.container.page(self.prefix, page_size=size, marker=marker or None)
+            yield [_info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag) for blob in entries], marker
+            if not marker:
+                return
 
     def paths(self, limit: int) -> frozenset[str] | None:
         """Every blob path in the mirror now (names only: 5,000 a call), or None past `limit`."""
         found: set[str] = set()
-        for name in self.container.list_blob_names(name_starts_with=self.prefix):
+        for name in self.container.names(self.prefix):
             if len(found) >= limit:
                 return None
             found.add(name[len(self.prefix):])
         return frozenset(found)
 
     def probe(self, path: str) -> BlobInfo | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            props = self._blob(path).get_blob_properties()
-        except ResourceNotFoundError:
-            return None
-        return _info(path, props.metadata, props.size, props.etag)
+        found = self.container.probe(self._name(path))
+        return None if found is None else _info(path, found.metadata, found.size, found.etag)
 
     # ----- moving and deleting ------------------------------------------------------------------
 
     def delete(self, path: str, item_id: str) -> bool:
         """Delete the blob at `path` if it still holds `item_id`. True if deleted."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
         found = self.probe(path)
         if found is None or found.item_id != item_id:
             return False
-        try:
-            self._blob(path).delete_blob(etag=found.etag, match_condition=MatchConditions.IfNotModified)
-        except (ResourceNotFoundError, ResourceModifiedError):
-            return False
-        return True
+        return self.container.delete(self._name(path), etag=found.etag)
 
     def delete_raw(self, path: str, etag: str) -> None:
         """Delete a blob found by listing (its name may not pass our path rules: a stray)."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        self.container.delete(self.prefix + path, etag=etag)
 
-        with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
-            self.container.delete_blob(self.prefix + path, etag=etag, match_condition=MatchConditions.IfNotModified)
-
-    def move(self, item_id: str, source: str, target: str, new_metadata: dict[str, str] | None = None) -> bool:
+    def move(self, item_id: str, source: str, target: str, new_metadata: dict[str, str] | None = None, *,
+             may_overwrite: Callable[[str | None], bool] = lambda occupant: True) -> str:
         """Server-side copy of the blob at `source` (if it holds `item_id`) to `target`, then
-        delete the source. False if the source no longer holds the item (the caller copies it)."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
+        delete the source. Returns MOVED; MISSING if the source no longer holds the item (the
+        caller copies it); OCCUPIED if `target` holds a blob of another item that
+        `may_overwrite(its item id)` says must stay (a live item not moved yet: a swap or a
+        cycle of names), and then nothing was done."""
         found = self.probe(source)
         if found is None or found.item_id != item_id:
-            return False
-        source_client = self._blob(source)
-        target_client = self._blob(target)
-        copy = target_client.start_copy_from_url(source_client.url, metadata=new_metadata, requires_sync=None)
-        status = copy.get("copy_status")
-        deadline = time.monotonic() + COPY_POLL_SECONDS
-        while status == "pending":
-            if time.monotonic() > deadline:
-                raise Unavailable(f"server-side copy did not finish in {COPY_POLL_SECONDS:.0f} s")
-            time.sleep(0.2)
-            status = target_client.get_blob_properties().copy.status
+            return MISSING
+        try:
+            # Only onto a free name: the common case costs no extra call.
+            status = self.container.copy(self._name(source), self._name(target), new_metadata, timeout=COPY_POLL_SECONDS,
+                                         only_onto_free_name=True)
+        except Conflict:
+            occupant = self.probe(target)
+            if occupant is not None and occupant.item_id != item_id and not may_overwrite(occupant.item_id):
+                return OCCUPIED
+            status = self.container.copy(self._name(source), self._name(target), new_metadata, timeout=COPY_POLL_SECONDS)
+        if status == "pending":
+            raise Unavailable(f"server-side copy did not finish in {COPY_POLL_SECONDS:.0f} s")
         if status != "success":
             raise Unavailable(f"server-side copy ended {status}")
-        with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
-            source_client.delete_blob(etag=found.etag, match_condition=MatchConditions.IfNotModified)
-        return True
+        self.container.delete(self._name(source), etag=found.etag)
+        return MOVED
 
     # ----- copying from OneDrive ----------------------------------------------------------------
 
     def write_empty(self, path: str, blob_metadata: dict[str, str]) -> None:
-        self._blob(path).upload_blob(b"", overwrite=True, metadata=blob_metadata)
+        self.container.upload(self._name(path), b"", blob_metadata)
 
     def copy(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str],
              listed: frozenset[str] | None = None, *, out_of_time: Callable[[], bool] = lambda: False,
@@ -218,10 +230,10 @@ class Mirror:
                 checkpoints: Checkpoints | None, resume: bool) -> int:
         """Download into staged blocks (IN_FLIGHT staging at once, hashed in order), verify, commit.
         Raises Paused once `out_of_time()` says so, after checkpointing the blocks staged so far."""
-        blob = self._blob(plan.path)
+        name = self._name(plan.path)
         block_size = block_size_for(plan.size)
         content = _content_key(plan)
-        staged = self._staged(blob, plan.item_id, content, block_size, checkpoints) if resume and plan.size > block_size else None
+        staged = self._staged(name, plan.item_id, content, block_size, checkpoints) if resume and plan.size > block_size else None
         # The bytes of earlier invocations' blocks are known only by their hash state: the state of
         # the whole file combines it with the hasher of what this invocation downloads.
         nonce = staged.nonce if staged else uuid.uuid4().hex[:12]  # block ids of this attempt only
@@ -233,7 +245,7 @@ class Mirror:
         failures = 0
         single: bytes | None = None
         stager: ThreadPoolExecutor | None = None
-        in_flight: deque[Future[Any]] = deque()
+        in_flight: deque[Future[None]] = deque()
 
         def settle(keep: int = 0) -> None:
             # Oldest first: every block before the last `keep` is staged (a failed one raises here).
@@ -248,43 +260,65 @@ class Mirror:
                 settle()
                 checkpoints.save(plan.item_id, Staged(content, nonce, blocks, block_size, hash_state()).to_text())
 
+        late_since = 0.0
+
         def stage(data: bytes) -> None:
-            nonlocal offset, stager, blocks
+            nonlocal offset, stager, blocks, late_since
             settle(keep=IN_FLIGHT - 1)
             if stager is None:
                 stager = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="stage-block")
-            in_flight.append(stager.submit(blob.stage_block, _block_id(nonce, blocks), data))
+            in_flight.append(stager.submit(self.container.stage_block, name, _block_id(nonce, blocks), data))
             # Counted once handed over: a resumed download continues after it, and a block that
             # fails to stage raises (in settle) before anything is committed.
             hasher.update(data)
             blocks += 1
             offset += len(data)
             if len(data) == block_size and offset < plan.size:
+                # Out of time mid-range: the range ends within SEGMENT_SECONDS, and the pause
+                # between ranges discards nothing. A range much slower than that pauses here
+                # (what was in transit is downloaded again).
                 if out_of_time():
-                    raise Paused(offset)  # the download is closed first, then checkpointed
+                    late_since = late_since or time.monotonic()
+                    if time.monotonic() - late_since > 2 * SEGMENT_SECONDS:
+                        raise Paused(offset)  # the download is closed first, then checkpointed
                 if blocks % CHECKPOINT_BLOCKS == 0:
                     checkpoint()  # a worker killed past here resumes here
 
+        segment = block_size  # bytes asked for in one range (many-block files only)
         try:
             while True:
                 buffer.clear()
                 try:
-                    with graph.download(plan.item_id, start=offset) as response:
-                        if offset and not _resumes_at(response, offset):
-                            # Range ignored (200) or answered from elsewhere: start over from byte 0.
-                            settle()
-                            blocks, offset, prefix_state, prefix_length = 0, 0, 0, 0
-                            hasher = quickxorhash.quickxorhash()
-                        for chunk in response.iter_bytes(READ_CHUNK):
-                            buffer += chunk
-                            if offset + len(buffer) > plan.size:
-                                raise Mismatch(f"more bytes than the listed {plan.size}")
-                            while len(buffer) >= block_size:
-                                stage(bytes(memoryview(buffer)[:block_size]))
-                                del buffer[:block_size]
-                        if buffer and (blocks or offset):
-                            stage(bytes(buffer))
-                            buffer.clear()
+                    while True:  # one range after the other (a file of one block: one request)
+                        start = offset + len(buffer)
+                        ranged = plan.size > block_size and start + segment < plan.size
+                        if start and start < plan.size and not buffer and out_of_time():
+                            raise Paused(offset)  # between two ranges: nothing in transit
+                        asked_at = time.monotonic()
+                        with graph.download(plan.item_id, start=start, end=start + segment - 1 if ranged else None,
+                                            more=ranged) as response:
+                            if start and not _resumes_at(response, start):
+                                # Range ignored (200) or answered from elsewhere: start over from byte 0.
+                                settle()
+                                blocks, offset, prefix_state, prefix_length = 0, 0, 0, 0
+                                hasher = quickxorhash.quickxorhash()
+                                buffer.clear()
+                            for chunk in response.iter_bytes(READ_CHUNK):
+                                buffer += chunk
+                                if offset + len(buffer) > plan.size:
+                                    raise Mismatch(f"more bytes than the listed {plan.size}")
+                                while len(buffer) >= block_size:
+                                    stage(bytes(memoryview(buffer)[:block_size]))
+                                    del buffer[:block_size]
+                            got = offset + len(buffer) - start
+                        if offset + len(buffer) >= plan.size or not got:
+                            break  # the whole file (or a server that sends nothing more: checked below)
+                        # The next range: as many whole blocks as SEGMENT_SECONDS at this one's rate.
+                        rate = got / max(time.monotonic() - asked_at, 1e-3)
+                        segment = block_size * max(1, min(MAX_SEGMENT_BLOCKS, int(rate * SEGMENT_SECONDS) // block_size))
+                    if buffer and (blocks or offset):
+                        stage(bytes(buffer))
+                        buffer.clear()
                     if buffer:
                         # The whole file fits in one block: hash it now, upload it in one call
                         # below (with its metadata) only once it is verified.
@@ -294,11 +328,7 @@ class Mirror:
                     break
                 except (httpx.TransportError, Unavailable) as error:
                     reason = type(error).__name__
-                except GraphError as error:
-                    # The download host refusing a URL it issued: it expired mid-transfer. /content
-                    # gives a fresh one on the next attempt.
-                    if isinstance(error, (ItemNotFound,)) or error.code == "malwareDetected" or error.status not in (401, 403, 410, 416):
-                        raise
+                except LinkExpired as error:  # /content gives a fresh URL on the next attempt
                     reason = f"HTTP {error.status}"
                 failures += 1
                 if failures >= STREAM_ATTEMPTS:
@@ -325,14 +355,12 @@ class Mirror:
         if not plan.quickxorhash:
             blob_metadata = {**blob_metadata, "quickxorhash": meta(digest)}
         if single is not None:
-            blob.upload_blob(single, overwrite=True, metadata=blob_metadata)
+            self.container.upload(name, single, blob_metadata)
         else:
-            from azure.storage.blob import BlobBlock
-
-            blob.commit_block_list([BlobBlock(_block_id(nonce, index)) for index in range(blocks)], metadata=blob_metadata)
+            self.container.commit_blocks(name, [_block_id(nonce, index) for index in range(blocks)], blob_metadata)
         return offset
 
-    def _staged(self, blob: BlobClient, item_id: str, content: str, block_size: int,
+    def _staged(self, name: str, item_id: str, content: str, block_size: int,
                 checkpoints: Checkpoints | None) -> Staged | None:
         """The checkpoint of an earlier invocation's copy of these bytes, if its blocks are all
         still staged (a commit or a write of the blob discards them; Azure drops them after 7 days)."""
@@ -340,13 +368,7 @@ class Mirror:
         staged = Staged.from_text(text) if text else None
         if staged is None or staged.content != content or staged.block_size != block_size or not staged.blocks:
             return None
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            _, uncommitted = blob.get_block_list("uncommitted")
-        except ResourceNotFoundError:
-            return None
-        sizes = {block.id: block.size for block in uncommitted}
+        sizes = self.container.uncommitted_blocks(name)
         if any(sizes.get(_block_id(staged.nonce, index)) != block_size for index in range(staged.blocks)):
             return None
         log.info("copy resumes at byte %d with the blocks staged before", staged.offset,
@@ -354,7 +376,7 @@ class Mirror:
         return staged
 
 
-class Paused(Exception):
+class Paused(Failure):
     """The time budget ended mid-copy: the staged blocks are checkpointed for the next invocation."""
 
 
@@ -447,6 +469,6 @@ def _resumes_at(response: httpx.Response, offset: int) -> bool:
     return unit == "bytes" and start == offset
 
 
-def _info(path: str, blob_metadata: dict[str, str] | None, size: int | None, etag: str) -> BlobInfo:
+def _info(path: str, blob_metadata: Mapping[str, str] | None, size: int | None, etag: str) -> BlobInfo:
     values = {k.lower(): unquote(v or "") for k, v in (blob_metadata or {}).items()}
     return BlobInfo(path, values.get("item_id") or None, values.get("quickxorhash") or None, int(size or 0), etag)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import os
 
+from functions.errors import Failure
 from functions.settings import EncryptionKey, settings
 
 _VERSION = "v1"
 _NONCE_BYTES = 12
 
 
-class SealError(Exception):
+class SealError(Failure):
     """A sealed value could not be opened (unknown key id, tampered, or bound to something else)."""
 
 

@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions import connections, storage
-from functions.errors import ReauthRequired
+from functions.errors import Conflict, NotFound, ReauthRequired
 from functions.microsoft import identity
-from functions.tokens import keyring
+from functions.tokens import app_credentials, keyring
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _table():
-    return storage.table(storage.Tables.TOKENS)
+def _table() -> storage.Table:
+    return storage.Table(storage.Tables.TOKENS)
 
 
 # In-process copy of fresh access tokens, so a sync making thousands of Graph calls does not read
@@ -104,17 +104,14 @@ def _entity(connection_id: str, tokens: TokenSet) -> dict[str, Any]:
 
 
 def _read(connection_id: str) -> _Stored | None:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        entity = _table().get_entity(connection_id, ROW)
-    except ResourceNotFoundError:
+    entity = _table().get(connection_id, ROW)
+    if entity is None:
         return None
     secret = json.loads(keyring.open_sealed(entity["sealed"], connection_id))
     tokens = TokenSet(secret["access_token"], secret["refresh_token"], _utc(entity["expires_at"]), entity.get("scope") or "")
     return _Stored(
         tokens=tokens,
-        etag=entity.metadata["etag"],
+        etag=entity.etag,
         reauth_required=bool(entity.get("reauth_required")),
     )
 
@@ -125,14 +122,10 @@ def _utc(value: datetime) -> datetime:
 
 def _replace_if_unchanged(connection_id: str, entity: dict[str, Any], etag: str) -> bool:
     """Write `entity` only if the row still has `etag`; False when someone else wrote first."""
-    from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-    from azure.data.tables import UpdateMode
-
     try:
-        _table().update_entity(entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        _table().replace(entity, etag=etag)
         return True
-    except (ResourceModifiedError, ResourceNotFoundError):
+    except Conflict:
         return False
 
 
@@ -141,7 +134,7 @@ def _replace_if_unchanged(connection_id: str, entity: dict[str, Any], etag: str)
 
 def store(connection_id: str, tokens: TokenSet) -> None:
     """Save the tokens of a fresh sign-in. It replaces whatever was there: a new consent is the newest grant."""
-    _table().upsert_entity(_entity(connection_id, tokens))
+    _table().upsert(_entity(connection_id, tokens))
     _remember(connection_id, tokens)
     log.info("tokens stored", extra={"connection_id": connection_id})
 
@@ -189,11 +182,8 @@ def refresh(connection_id: str) -> None:
 
 def delete(connection_id: str) -> None:
     """Forget the connection's tokens (idempotent)."""
-    from azure.core.exceptions import ResourceNotFoundError
-
     _remember(connection_id, None)
-    with contextlib.suppress(ResourceNotFoundError):
-        _table().delete_entity(connection_id, ROW)
+    _table().delete(connection_id, ROW)
 
 
 def _require(connection_id: str) -> _Stored:
@@ -210,6 +200,9 @@ def _refresh(connection_id: str, stored: _Stored) -> TokenSet:
     for _ in range(3):
         try:
             response = identity.refresh(stored.tokens.refresh_token)
+        except identity.CredentialsRejected as refused:
+            app_credentials.rejected(str(refused))  # the app's secret, not this user's grant
+            raise
         except ReauthRequired:
             current = _read(connection_id)
             if current is not None and current.etag != stored.etag and not current.reauth_required:
@@ -221,6 +214,7 @@ def _refresh(connection_id: str, stored: _Stored) -> TokenSet:
                 continue
             _mark_reauth_required(connection_id, stored.etag)
             raise ReauthRequired(REAUTH_MESSAGE) from None
+        app_credentials.accepted()
         tokens = TokenSet.from_response(response, stored.tokens.refresh_token)
         if _replace_if_unchanged(connection_id, _entity(connection_id, tokens), stored.etag):
             _remember(connection_id, tokens)
@@ -236,27 +230,16 @@ def _refresh(connection_id: str, stored: _Stored) -> TokenSet:
 
 
 def _mark_reauth_required(connection_id: str, etag: str) -> None:
-    from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-    from azure.data.tables import UpdateMode
-
     _remember(connection_id, None)
     try:
         # Only if nothing changed: a sign-in that stored fresh tokens meanwhile must not be flagged.
-        _table().update_entity(
-            {"PartitionKey": connection_id, "RowKey": ROW, "reauth_required": True},
-            mode=UpdateMode.MERGE,
-            etag=etag,
-            match_condition=MatchConditions.IfNotModified,
-        )
-    except (ResourceModifiedError, ResourceNotFoundError):
+        _table().merge({"PartitionKey": connection_id, "RowKey": ROW, "reauth_required": True}, etag=etag)
+    except Conflict:
         return
     connections.leave_active(connection_id, connections.ConnectionState.REAUTH_REQUIRED, error=REAUTH_MESSAGE)
     log.warning("refresh token refused: connection needs a new sign-in", extra={"connection_id": connection_id})
 
 
 def _note_refresh(connection_id: str) -> None:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    with contextlib.suppress(ResourceNotFoundError):
-        connections.update(connection_id, last_token_refresh_at=_now())
+    with contextlib.suppress(NotFound):
+        connections.update(connection_id, connections.Update(last_token_refresh_at=_now()))

@@ -21,20 +21,20 @@ def maintenance_timer(timer: func.TimerRequest) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name=Queues.MAINTENANCE, connection="AzureWebJobsStorage")
 def maintenance_worker(msg: func.QueueMessage) -> None:
-    from functions import messages, storage
+    from functions import messages
     from functions.upkeep import maintenance
 
     try:
         task = messages.MaintenanceTask.from_message(msg.get_body())
     except messages.BadMessage as error:
-        # Retrying can't help: park it in the poison queue at once, for inspection.
+        # Retrying can't help: parked at once, for inspection (the rule is in messages.py).
         log.error("maintenance message unreadable (%s); moved to the poison queue", error)
-        storage.queue(storage.poison_queue(Queues.MAINTENANCE)).send_message(msg.get_body().decode("utf-8", "replace"))
+        messages.park(Queues.MAINTENANCE, msg.get_body())
         return
     try:
         outcome = maintenance.run_task(task)
     except messages.BadMessage as error:
         log.error("maintenance task refused (%s); moved to the poison queue", error, extra={"connection_id": task.connection_id})
-        storage.send(storage.poison_queue(Queues.MAINTENANCE), task.to_message())
+        messages.park(Queues.MAINTENANCE, msg.get_body())
         return
     log.info("maintenance %s: %s", task.action, outcome, extra={"connection_id": task.connection_id, "action": task.action})

@@ -1,14 +1,16 @@
-"""Queue trigger: "this drive changed" → one sync of that connection (functions/engine.py)."""
+"""Queue trigger: "this drive changed" → one sync of that connection (functions/sync/engine.py)."""
 
 import logging
 
 import azure.functions as func
 
+from functions.storage import Queues  # names only: storage imports no SDK at module level
+
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="sync-requests", connection="AzureWebJobsStorage")
+@bp.queue_trigger(arg_name="msg", queue_name=Queues.SYNC, connection="AzureWebJobsStorage")
 def sync_worker(msg: func.QueueMessage) -> None:
     from functions import messages
     from functions.sync import engine
@@ -16,8 +18,8 @@ def sync_worker(msg: func.QueueMessage) -> None:
     try:
         request = messages.SyncRequest.from_message(msg.get_body())
     except messages.BadMessage as error:
-        # Can never succeed: fail so the host moves it to the poison queue after its retries,
-        # where it stays for inspection.
-        log.error("bad sync message: %s", error, extra={"message_id": msg.id})
-        raise
+        # Retrying can't help: parked at once, for inspection (the rule is in messages.py).
+        log.error("bad sync message (%s); moved to the poison queue", error, extra={"message_id": msg.id})
+        messages.park(Queues.SYNC, msg.get_body())
+        return
     engine.run(request.connection_id, reason=request.reason)

@@ -31,6 +31,7 @@ def _webhook(req: func.HttpRequest, *, lifecycle: bool) -> func.HttpResponse:
         return _validation(token)
     if _media_type(req.headers.get("Content-Type")) != "application/json":
         return _text("expected Content-Type: application/json", 415)
+    from functions.errors import StorageUnavailable
     from functions.notifications import batches as core
 
     body = req.get_body()
@@ -42,7 +43,7 @@ def _webhook(req: func.HttpRequest, *, lifecycle: bool) -> func.HttpResponse:
         return _text(str(error), 400)
     try:
         (core.accept_lifecycle if lifecycle else core.accept_changes)(batch)
-    except core.StorageUnavailable as error:
+    except StorageUnavailable as error:
         log.error("webhook: storage unavailable (%s); asking Graph to retry", error)
         return _text("storage unavailable, retry later", 503, headers={"Retry-After": "30"})
     return func.HttpResponse(status_code=202)

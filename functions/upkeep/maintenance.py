@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from functions import connections, messages, storage
 from functions.connections import Connection, ConnectionState
-from functions.errors import ReauthRequired, Throttled
+from functions.errors import ReauthRequired, StorageError, SubscriptionRefused, Throttled
 from functions.messages import BadMessage, MaintenanceTask
 from functions.settings import settings
 
@@ -107,6 +107,9 @@ def _latest(*values: datetime | None) -> datetime | None:
 def needs(kind: str, connection: Connection, now: datetime, renewal_window: timedelta) -> datetime | None:
     """When `connection` started needing `kind` (for ordering: most overdue first), or None if it doesn't."""
     if kind == RENEW:
+        retry_at = connection.subscription_retry_at
+        if connection.subscription_error and retry_at is not None and retry_at > now:
+            return None  # Graph refused it lately: wait for the backoff, don't hammer it
         expires = connection.subscription_expires_at
         if not connection.subscription_id or expires is None:
             return _NEVER  # missing: most urgent
@@ -152,7 +155,7 @@ def plan(rows: Iterable[Connection], *, now: datetime, renewal_window: timedelta
         queue = sorted(candidates[kind.name])
         # Start after the last task a previous run queued, so two runs never double the pace.
         start = math.ceil((busy_until[kind.name] - now).total_seconds()) + (1 if busy_until[kind.name] > now else 0)
-        planned = []
+        planned: list[tuple[str, int]] = []
         for position, (_, connection_id) in enumerate(queue):
             delay = start + kind.pace.delay(position)
             if delay >= HORIZON_SECONDS or len(planned) >= max_tasks:
@@ -191,13 +194,11 @@ def schedule(*, now: datetime | None = None) -> Plan:
 
 
 def _purge_abandoned_sign_ins() -> None:
-    from azure.core.exceptions import AzureError
-
     from functions.signin import flow
 
     try:
         purged = flow.purge_expired_states()
-    except AzureError as error:  # housekeeping: never worth failing the timer over
+    except StorageError as error:  # housekeeping: never worth failing the timer over
         log.warning("could not purge expired sign-in states: %s", type(error).__name__)
         return
     if purged:
@@ -212,26 +213,24 @@ def _sender(kind: str, connection_id: str, delay: int) -> Callable[[], None]:
 
 def _mark(current: Plan) -> None:
     """Write `<kind>_due_at` on each row that got a task, 100 rows per transaction (one partition)."""
-    from azure.core.exceptions import AzureError
-
     marks: dict[str, dict[str, datetime]] = {}
     for kind, planned in current.work.items():
         for connection_id, delay in planned:
             marks.setdefault(connection_id, {})[f"{kind}_due_at"] = current.now + timedelta(seconds=delay)
-    table = storage.table(storage.Tables.CONNECTIONS)
+    table = storage.Table(storage.Tables.CONNECTIONS)
     items = list(marks.items())
 
     def mark(chunk: list[tuple[str, dict[str, datetime]]]) -> None:
-        operations = [("update", {"PartitionKey": connections.PARTITION, "RowKey": cid, **fields}, {"mode": "merge"})
+        operations = [storage.Op("merge", {"PartitionKey": connections.PARTITION, "RowKey": cid, **fields})
                       for cid, fields in chunk]
         try:
-            table.submit_transaction(operations)
-        except AzureError:
+            table.batch(operations)
+        except StorageError:
             # One row vanished (disconnect deletes nothing, but a product may): mark the rest one by one.
             for connection_id, fields in chunk:
                 try:
-                    connections.update(connection_id, **fields)
-                except AzureError:
+                    connections.update(connection_id, connections.Update(due=fields))
+                except StorageError:
                     log.warning("could not mark maintenance", extra={"connection_id": connection_id})
 
     with ThreadPoolExecutor(SEND_THREADS) as pool:
@@ -250,6 +249,12 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
         log.info("maintenance skipped: connection not active", extra={"connection_id": task.connection_id, "action": task.action})
         return "skipped"
     window = timedelta(hours=settings().subscription_renewal_window_hours)
+    from functions.microsoft.identity import CredentialsRejected
+    from functions.tokens import app_credentials
+
+    if paused := app_credentials.pause_seconds(now):
+        messages.enqueue_maintenance(task, delay_seconds=math.ceil(paused) + 1)
+        return "paused"  # the app's client secret is refused: nothing here could work now
     try:
         if task.action == RENEW:
             if needs(RENEW, connection, now, window) is None:
@@ -269,6 +274,17 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
         # The vault has marked the connection; it waits for the user to sign in again.
         log.warning("maintenance stopped: sign-in required", extra={"connection_id": task.connection_id, "action": task.action})
         return "reauth_required"
+    except CredentialsRejected:
+        delay = max(app_credentials.pause_seconds(), float(app_credentials.BACKOFF_START_SECONDS))
+        messages.enqueue_maintenance(task, delay_seconds=math.ceil(delay) + 1)
+        log.warning("maintenance paused: Microsoft refuses the app's credentials",
+                    extra={"connection_id": task.connection_id, "action": task.action})
+        return "paused"
+    except SubscriptionRefused as refused:
+        # Recorded on the connection with its retry time; the timer tries again after it.
+        log.warning("maintenance: subscription refused (%s)", refused.reason,
+                    extra={"connection_id": task.connection_id, "action": task.action})
+        return "backed_off"
     except Throttled as throttled:
         # A wait is a delayed message, never a sleep.
         messages.enqueue_maintenance(task, delay_seconds=math.ceil(throttled.retry_after) + 1)

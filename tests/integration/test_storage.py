@@ -43,3 +43,59 @@ def test_queue_message_decodes_as_the_functions_trigger_does(storage):
 def test_each_test_starts_with_empty_storage(storage):
     assert list(app_storage.table_service().list_tables()) == []
     assert list(app_storage.queue_service().list_queues()) == []
+
+
+# ----- the adapter the core uses: the project's errors, and one compare-and-swap loop ----------
+
+
+def test_the_adapter_raises_the_projects_errors_never_the_sdks(storage):
+    from functions.errors import Conflict, NotFound
+
+    table = app_storage.Table(app_storage.Tables.SYNC_STATE)
+    with pytest.raises(NotFound):
+        table.merge({"PartitionKey": "c1", "RowKey": "r", "x": 1})  # must exist
+    etag = table.insert({"PartitionKey": "c1", "RowKey": "r", "x": 1})
+    with pytest.raises(Conflict):
+        table.insert({"PartitionKey": "c1", "RowKey": "r", "x": 2})  # insert-new only
+    table.merge({"PartitionKey": "c1", "RowKey": "r", "x": 3})
+    with pytest.raises(Conflict):
+        table.replace({"PartitionKey": "c1", "RowKey": "r", "x": 4}, etag=etag)  # changed since
+    table.delete("c1", "r")
+    with pytest.raises(Conflict):  # gone since: a conditional write loses too
+        table.merge({"PartitionKey": "c1", "RowKey": "r", "x": 5}, etag=etag)
+    assert table.get("c1", "r") is None
+    container = app_storage.Container("onedrive-files")
+    assert container.probe("c1/none") is None and container.delete("c1/none") is False
+    container.upload("c1/a", b"abc", {})
+    old = container.probe("c1/a")
+    container.upload("c1/a", b"abd", {})
+    with pytest.raises(Conflict):  # the bytes planned with are not the bytes there now
+        container.read("c1/a", offset=0, length=3, etag=old.etag)
+
+
+def test_large_integers_round_trip_as_plain_ints(storage):
+    table = app_storage.Table(app_storage.Tables.DRIVE_ITEMS)
+    table.upsert({"PartitionKey": "c1", "RowKey": "r", "big": 5 * 1024**3, "small": app_storage.Int64(7)})
+    row = table.get("c1", "r")
+    assert row is not None and (row["big"], row["small"]) == (5 * 1024**3, 7)
+    assert type(row["big"]) is int and type(row["small"]) is int
+    raw = app_storage.table(app_storage.Tables.DRIVE_ITEMS).get_entity("c1", "r")
+    assert raw["small"].edm_type == "Edm.Int64"  # stored as asked, whatever the value
+
+
+def test_swap_decides_again_on_the_row_that_won_a_race(storage):
+    table = app_storage.Table(app_storage.Tables.SYNC_STATE)
+    seen: list[object] = []
+
+    def add_one(row):
+        seen.append(None if row is None else row["n"])
+        if len(seen) == 2:  # someone else writes between our read and our write
+            table.merge({"PartitionKey": "c1", "RowKey": "r", "n": 10})
+        return app_storage.Write({"n": (0 if row is None else row["n"]) + 1}, "done")
+
+    assert app_storage.swap(table, "c1", "r", add_one, attempts=5).result == "done"  # inserted: n = 1
+    assert app_storage.swap(table, "c1", "r", add_one, attempts=5).result == "done"  # lost once, then 11
+    assert seen == [None, 1, 10]
+    assert table.get("c1", "r")["n"] == 11
+    kept = app_storage.swap(table, "c1", "r", lambda row: app_storage.Keep(row["n"]), attempts=1)
+    assert (kept.result, kept.etag) == (11, None)

@@ -7,6 +7,7 @@ import pytest
 from functions import connections, storage
 from functions.connections import ConnectionState
 from functions.notifications import subscriptions
+from functions.sync import forget
 from functions.upkeep import disconnect
 from tests.notifications.conftest import drain, queued_count
 
@@ -19,7 +20,7 @@ def rows(table_name: str, connection_id: str) -> list[dict]:
 
 def seed_sync_state(connection_id: str, count: int = 3) -> None:
     """Rows in every per-connection table, as the sync worker leaves them (and a neighbour's)."""
-    for table_name in disconnect.PER_CONNECTION_TABLES:
+    for table_name in forget.PER_CONNECTION_TABLES:
         for owner in (connection_id, OTHER):
             for start in range(0, count, 100):
                 storage.table(table_name).submit_transaction(
@@ -57,7 +58,7 @@ def test_disconnect_removes_the_subscription_tokens_and_sync_state_and_keeps_the
     assert emulator.subscriptions == []
     assert rows(storage.Tables.TOKENS, connection_id) == []
     assert subscriptions.lookup(subscription["id"]) is None
-    for table_name in disconnect.PER_CONNECTION_TABLES:
+    for table_name in forget.PER_CONNECTION_TABLES:
         assert rows(table_name, connection_id) == [], table_name
         assert len(rows(table_name, OTHER)) == 150, table_name
     connection = connections.require(connection_id)

@@ -34,7 +34,7 @@ def expiring_soon(drive, hours: float = 1) -> str:
     subscription_id = connections.require(drive.connection_id).subscription_id
     soon = datetime.now(UTC) + timedelta(hours=hours)
     graph_subscription(drive.emulator, subscription_id).expires_at = soon
-    connections.update(drive.connection_id, subscription_expires_at=soon)
+    connections.update(drive.connection_id, connections.Update(subscription_expires_at=soon))
     return subscription_id
 
 
@@ -81,8 +81,8 @@ def test_a_missing_subscription_is_created_with_a_sync(subscribed):
 def test_a_reauth_required_connection_is_left_alone(subscribed):
     emulator = subscribed.emulator
     subscription_id = expiring_soon(subscribed)
-    connections.update(subscribed.connection_id, last_token_refresh_at=datetime.now(UTC) - timedelta(days=30),
-                       last_sync_finished_at=datetime.now(UTC) - timedelta(days=3))
+    connections.update(subscribed.connection_id, connections.Update(last_token_refresh_at=datetime.now(UTC) - timedelta(days=30),
+                       last_sync_finished_at=datetime.now(UTC) - timedelta(days=3)))
     connections.set_state(subscribed.connection_id, ConnectionState.REAUTH_REQUIRED)
     requests_before = len(emulator.requests)
     run_timer()
@@ -109,7 +109,7 @@ def test_revoked_consent_during_renewal_marks_the_connection_and_stops(subscribe
 
 def test_an_idle_token_is_refreshed(subscribed):
     long_ago = datetime.now(UTC) - timedelta(days=8)
-    connections.update(subscribed.connection_id, last_token_refresh_at=long_ago, connected_at=long_ago)
+    connections.update(subscribed.connection_id, connections.Update(last_token_refresh_at=long_ago, connected_at=long_ago))
     token_calls = len([r for r in subscribed.emulator.requests if r["path"].endswith("/oauth2/v2.0/token")])
     run_timer()
     assert run_maintenance_worker() == [{"connection_id": subscribed.connection_id, "action": "refresh_token"}]
@@ -119,7 +119,7 @@ def test_an_idle_token_is_refreshed(subscribed):
 
 def test_a_drive_not_synced_for_a_day_gets_a_safety_sync_once(subscribed):
     long_ago = datetime.now(UTC) - timedelta(hours=25)
-    connections.update(subscribed.connection_id, last_sync_finished_at=long_ago, last_sync_started_at=long_ago, connected_at=long_ago)
+    connections.update(subscribed.connection_id, connections.Update(last_sync_finished_at=long_ago, last_sync_started_at=long_ago, connected_at=long_ago))
     run_timer()
     assert drain(SYNC) == [{"connection_id": subscribed.connection_id, "reason": "safety_net"}]
     run_timer()  # the sync worker hasn't run it yet: no second one

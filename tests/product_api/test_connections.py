@@ -41,8 +41,8 @@ def test_a_connection_cursor_only_continues_the_listing_it_came_from(api, connec
 
 def test_a_connection_shows_state_account_sync_counts_and_expiry_but_never_a_token(api, drive):
     expiry = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
-    connections.update(drive.connection_id, subscription_expires_at=expiry, items_copied=12, bytes_copied=3456,
-                       last_sync_error="Graph HTTP 503")
+    connections.update(drive.connection_id, connections.Update(subscription_expires_at=expiry, items_copied=12, bytes_copied=3456,
+                       last_sync_error="Graph HTTP 503"))
 
     response = api.get(f"/api/connections/{drive.connection_id}")
 
@@ -156,5 +156,6 @@ def test_the_openapi_document_is_public_and_describes_every_route(app_server):
     response = httpx.get(f"{app_server.url}/api/openapi.json", timeout=30)
     assert response.status_code == 200
     paths = response.json()["paths"]
-    assert set(paths) == {"/connections", "/connections/{id}", "/connections/{id}/files", "/connections/{id}/files/{path}"}
+    assert set(paths) == {"/connect-sessions", "/connections", "/connections/{id}", "/connections/{id}/files",
+                          "/connections/{id}/files/{path}", "/connections/{id}/content"}
     assert set(paths["/connections/{id}"]) == {"get", "delete"}

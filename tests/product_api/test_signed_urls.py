@@ -39,11 +39,11 @@ class KeyService:
 @pytest.fixture
 def key_service(monkeypatch) -> KeyService:
     service = KeyService()
-    monkeypatch.setattr(storage, "blob_service", lambda: service)
-    monkeypatch.setattr(storage, "files_container_name", lambda: "onedrive-files")
-    signed_urls._delegation.clear()
+    monkeypatch.setattr(storage.clients, "blob_service", lambda: service)
+    monkeypatch.setattr(storage.blobs, "files_container_name", lambda: "onedrive-files")
+    storage.blobs._delegation.clear()
     yield service
-    signed_urls._delegation.clear()
+    storage.blobs._delegation.clear()
 
 
 def test_without_an_account_key_the_url_is_signed_with_a_cached_user_delegation_key(key_service):
@@ -65,6 +65,6 @@ def test_without_an_account_key_the_url_is_signed_with_a_cached_user_delegation_
 
 def test_a_delegation_key_close_to_its_expiry_is_renewed(key_service):
     signed_urls.read_url("c1/a", content_type="text/plain", content_disposition="attachment")
-    signed_urls._delegation["expires"] = datetime.now(UTC) + timedelta(minutes=30)
+    storage.blobs._delegation[0].expires = datetime.now(UTC) + timedelta(minutes=30)
     signed_urls.read_url("c1/a", content_type="text/plain", content_disposition="attachment")
     assert len(key_service.issued) == 2

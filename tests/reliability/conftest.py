@@ -22,7 +22,8 @@ FIRST_SEED = int(os.environ.get("RELIABILITY_FIRST_SEED", "0"))
 
 # Collected over the session, printed at the end (see pytest_terminal_summary).
 TOTALS: dict = {"scenarios": 0, "faults": Counter(), "divergences": [], "seconds": 0.0, "files": 0, "operations": 0,
-          "calls": 0, "failed_calls": 0}
+          "calls": 0, "failed_calls": 0, "kinds": Counter(), "passes": 0, "pass_seconds": 0.0, "widest_traversal": 0,
+          "repeated_ids": 0}
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +50,7 @@ def compressed_time(monkeypatch: pytest.MonkeyPatch, app_settings) -> None:
     # A dead worker's lease runs out after 2 s instead of 60.
     monkeypatch.setattr(state, "LEASE_SECONDS", 2.0)
     # The storage SDKs' first retry after an outage: ~0.3 s instead of 15 s.
-    monkeypatch.setattr(storage, "_CLIENT_OPTIONS", {**storage._CLIENT_OPTIONS, "initial_backoff": 0.3,
+    monkeypatch.setattr(storage.clients, "_CLIENT_OPTIONS", {**storage.clients._CLIENT_OPTIONS, "initial_backoff": 0.3,
                                                     "increment_base": 2, "random_jitter_range": 0.2, "retry_total": 6})
     storage.reset_clients()
     yield
@@ -87,6 +88,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if TOTALS["calls"]:
         write(f"calls to Microsoft (sign-in, Graph, downloads): {TOTALS['calls']}, of which failed by injection: "
               f"{TOTALS['failed_calls']} ({TOTALS['failed_calls'] / TOTALS['calls']:.0%}; 20% while a round's faults are armed)")
+    write("drive operations, by kind:")
+    for kind, count in sorted(TOTALS["kinds"].items(), key=lambda kv: (-kv[1], kv[0])):
+        write(f"  {count:6d}  {kind}")
+    write(f"sync passes: {TOTALS['passes']}, longest {TOTALS['pass_seconds']:.1f} s; widest parent-chain traversal "
+          f"{TOTALS['widest_traversal']} ids, ids asked for twice: {TOTALS['repeated_ids']}")
     write("faults injected, by kind:")
     for kind, count in sorted(TOTALS["faults"].items(), key=lambda kv: (-kv[1], kv[0])):
         if not count:

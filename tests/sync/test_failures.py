@@ -188,6 +188,20 @@ def test_a_broken_download_resumes_with_range(connected_drive, emulator, drive, 
     assert [r["status"] for r in downloads][-1] == 206  # the second attempt asked only for the rest
 
 
+def test_content_answered_with_the_bytes_instead_of_a_redirect_is_mirrored(connected_drive, emulator, drive, sync_until_done):
+    emulator.content_redirect = False
+    drive.write_file("small.txt", b"hello")
+    big = drive.write_file("Docs/big.bin", size=9 * 1024 * 1024 + 5, seed=23)
+    # The copy goes through the download URL delta listed; cut the big one mid-transfer: that URL
+    # is used once, so the retry asks /content itself for the rest.
+    emulator.faults.inject(method="GET", path=r"/download/.*/big\.bin$", after_bytes=5 * 1024 * 1024, times=1)
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    answered = [r["status"] for r in emulator.requests if r["host"] == "api" and r["path"].endswith(big + "/content")]
+    assert answered and all(status in (200, 206) for status in answered), answered  # never redirected
+    assert 206 in answered  # the resumed read
+
+
 def test_an_expired_download_url_gets_a_fresh_one(connected_drive, emulator, drive, sync_until_done):
     drive.write_file("a.bin", size=50_000, seed=2)
     emulator.faults.inject(method="GET", path=r"/download/", status=401, times=1)
@@ -217,6 +231,24 @@ def test_revoked_consent_marks_the_connection_and_stops_quietly(connected_drive,
     assert not state.lease_owner and state.delta_link == ""
     assert [m["reason"] for m in queued_sync_requests()] == ["initial"] or sync_queue_length() <= 1  # nothing re-queued
     assert engine.run(connected_drive.connection_id).outcome == "inactive"
+
+
+def test_a_sync_ended_by_a_revoked_consent_is_reported_finished_not_running(connected_drive, emulator, drive):
+    emulator.revoke_consent(connected_drive.user)
+    emulator.expire_access_tokens(connected_drive.user)
+    assert engine.run(connected_drive.connection_id).outcome == "reauth"
+    last_sync = connections.require(connected_drive.connection_id).to_public()["lastSync"]
+    assert last_sync["finishedAt"] >= last_sync["startedAt"], last_sync
+    assert "revoked" in last_sync["error"]
+
+
+@pytest.mark.parametrize("refusal", ["interaction_required", "consent_required", "login_required"])
+def test_a_refresh_needing_the_user_stops_the_sync_as_reauth_not_a_retry(connected_drive, emulator, drive, refusal):
+    drive.write_file("a.txt", b"a")
+    emulator.faults.inject(method="POST", path="/oauth2/v2.0/token$", token_error=refusal)
+    emulator.expire_access_tokens(connected_drive.user)
+    assert engine.run(connected_drive.connection_id).outcome == "reauth"  # not raised into the queue's retries
+    assert connections.require(connected_drive.connection_id).state == connections.ConnectionState.REAUTH_REQUIRED
 
 
 @pytest.mark.parametrize("how", ["410", "400"])
@@ -260,21 +292,24 @@ def test_time_budget_checkpoints_and_continues_in_a_new_message(connected_drive,
     assert status.items_copied == 30 and status.last_sync_finished_at  # the whole sync, not its last message
 
 
-def test_the_queue_trigger_runs_a_sync_and_refuses_bad_messages(connected_drive, drive):
+def test_the_queue_trigger_runs_a_sync_and_parks_bad_messages_at_once(connected_drive, drive):
     from azure.functions.queue import QueueMessage
 
-    from functions import messages
     from functions.triggers.sync_worker import sync_worker
 
     drive.write_file("via-trigger.txt", b"queued")
     body = json.dumps({"connection_id": connected_drive.connection_id, "reason": "notification"}).encode()
     sync_worker.build().get_user_function()(QueueMessage(body=body, dequeue_count=1))
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
-    with pytest.raises(messages.BadMessage):
-        sync_worker.build().get_user_function()(QueueMessage(body=b"not json", dequeue_count=1))
+    # Retrying can't help a message that can never be read: it goes to the poison queue unchanged,
+    # without failing the invocation (the same rule as the maintenance worker's).
+    sync_worker.build().get_user_function()(QueueMessage(body=b"not json", dequeue_count=1))
+    poison = storage.queue(storage.poison_queue(storage.Queues.SYNC))
+    assert [m.content for m in poison.receive_messages(max_messages=32)] == [b"not json"]
 
 
 def test_a_sync_running_during_a_disconnect_leaves_no_rows_or_files_behind(connected_drive, emulator, drive):
+    from functions.sync import forget
     from functions.upkeep import disconnect
     from tests.notifications.test_disconnect import mirrored, rows
 
@@ -292,6 +327,6 @@ def test_a_sync_running_during_a_disconnect_leaves_no_rows_or_files_behind(conne
     # missing tokens did not turn the user's "disconnected" into "sign in again".
     assert outcome["result"].outcome == "lost"
     assert connections.require(connection_id).state == connections.ConnectionState.DISCONNECTED
-    for table_name in disconnect.PER_CONNECTION_TABLES:
+    for table_name in forget.PER_CONNECTION_TABLES:
         assert rows(table_name, connection_id) == [], table_name
     assert mirrored(connection_id) == []
