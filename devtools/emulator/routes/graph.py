@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..addressing import DELTA_ACTION, normalise_drive_id, parse_item_path
+from ..addressing import DELTA_ACTION, app_folder_of, in_app_folder, normalise_drive_id, parse_item_path
 from ..drive import Drive, Item
 from ..errors import GraphError
 from ..services import Services
@@ -23,6 +23,7 @@ from ..state import User
 from .responses import from_graph_error, graph_error, request_ids, unauthenticated
 
 FILES_SCOPES = {"files.read", "files.readwrite", "files.read.all", "files.readwrite.all", "files.readwrite.appfolder"}
+APP_FOLDER_SCOPE = "files.readwrite.appfolder"
 
 
 class Graph:
@@ -45,9 +46,16 @@ class Graph:
             return None, unauthenticated(request, why)
         return user, None
 
-    def _has_files_scope(self, request: Request) -> bool:
+    def _files_scopes(self, request: Request) -> set[str]:
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
-        return any(s.lower() in FILES_SCOPES for s in self.services.identity.scopes_for_access_token(token))
+        return {s.lower() for s in self.services.identity.scopes_for_access_token(token)} & FILES_SCOPES
+
+    def _has_files_scope(self, request: Request) -> bool:
+        return bool(self._files_scopes(request))
+
+    def _app_folder_only(self, request: Request) -> bool:
+        """A token granted Files.ReadWrite.AppFolder and no other Files scope sees only the app folder."""
+        return self._files_scopes(request) == {APP_FOLDER_SCOPE}
 
     async def dispatch(self, request: Request) -> Response:
         try:
@@ -79,11 +87,15 @@ class Graph:
         item = self._item(drive, parsed.kind, parsed.value)
         if item is None:
             return graph_error(request, 404, "itemNotFound", "Item not found")
+        if self._app_folder_only(request) and not in_app_folder(drive, item):
+            # Graph: an app-folder token is denied everything outside Apps/{app}.
+            return graph_error(request, 403, "accessDenied", "Access denied")
         if delta_action is not None:
             if not item.is_folder_like:
                 return graph_error(request, 400, "invalidRequest", "Delta is only supported on folders.")
             link_base = f"{self.state.graph_base_url}/{parsed.drive}/" + (
-                "root" if item.id == drive.root_id else f"items/{quote(item.id)}"
+                "root" if item.id == drive.root_id else "special/approot" if parsed.kind == "approot"
+                else f"items/{quote(item.id)}"
             ) + "/delta"
             token = delta_action.group("token")
             token = unquote(token) if token is not None else request.query_params.get("token")
@@ -137,6 +149,8 @@ class Graph:
             item = drive.find(value)
         elif kind == "root":
             item = drive.get(drive.root_id)
+        elif kind == "approot":
+            item = app_folder_of(drive)
         else:
             item = drive.get(value)
         if item is None or item.deleted:
@@ -179,7 +193,8 @@ class Graph:
         method = request.method
         if len(parts) == 1:
             if method == "POST":
-                subscription = await notifier.create(user, await self._body(request))
+                subscription = await notifier.create(user, await self._body(request),
+                                                     app_folder_only=self._app_folder_only(request))
                 return self._subscription_json(request, subscription.public(), 201)
             if method == "GET":
                 items = [s.public() for s in notifier.owned(user)]
