@@ -28,6 +28,7 @@ from functions.sync.plan import (
     Move,
     Record,
     Resolver,
+    Scope,
     move_waves,
     plan_blobs,
     plan_files,
@@ -77,8 +78,10 @@ class Stats:
 
 class Applier:
     def __init__(self, connection_id: str, graph: GraphClient, *, stats: Stats, out_of_time: Callable[[], bool],
-                 check_lease: Callable[[], None], on_park: Callable[[float], None], full: bool = False) -> None:
+                 check_lease: Callable[[], None], on_park: Callable[[float], None], full: bool = False,
+                 scope: Scope | None = None) -> None:
         self.connection_id = connection_id
+        self.scope = scope  # a selection: only what it covers belongs in the mirror
         self.graph = graph
         self.mirror = Mirror(connection_id)
         self.rows = itemrows.RowCache(connection_id)
@@ -122,7 +125,7 @@ class Applier:
 
     def apply_folders(self, ids: list[str]) -> None:
         self.rows.load_chains(ids)
-        resolver = Resolver(self.rows)
+        resolver = self._resolver()
         finished: list[str] = []
         as_files: list[str] = []
         # Outer folders first: their listing carries the inner ones along.
@@ -148,7 +151,7 @@ class Applier:
                 finished.append(folder_id)
                 continue
             self._step()
-            change = plan_folder(row, Resolver(self.rows))
+            change = plan_folder(row, self._resolver())
             if change.old_prefix and change.old_prefix != change.new_path:
                 self._relocate(change.old_prefix)
             if change.resolved.dead:
@@ -164,7 +167,7 @@ class Applier:
         """Every blob under a folder's old prefix goes where its own item must be now."""
         blobs = list(self.mirror.list(old_prefix))
         self.rows.load_chains([b.item_id for b in blobs if b.item_id])
-        resolver = Resolver(self.rows)
+        resolver = self._resolver()
         moves, deletes = plan_blobs([(b.path, b.item_id) for b in blobs], resolver)
         infos = {b.path: b for b in blobs}
 
@@ -197,11 +200,11 @@ class Applier:
 
     def apply_files(self, ids: list[str]) -> None:
         self.rows.load_chains(ids)
-        resolver = Resolver(self.rows)
+        resolver = self._resolver()
         folders = [i for i in ids if i in self.rows and self.rows[i].kind.holds_children]
         if folders:
             self.apply_folders(folders)
-            resolver = Resolver(self.rows)
+            resolver = self._resolver()
         states = [self.rows[i] for i in ids if i in self.rows and not self.rows[i].kind.holds_children]
         plan = plan_files(states, resolver)
         finished: list[str] = [i for i in ids if i not in self.rows]
@@ -317,6 +320,9 @@ class Applier:
         return True
 
     # ----- helpers --------------------------------------------------------------------------------
+
+    def _resolver(self) -> Resolver:
+        return Resolver(self.rows, self.scope)
 
     def _set_mirrored(self, row: ItemState, name: str | None, parent_id: str | None = None, *, content: str = "",
                       skipped: str = "") -> None:

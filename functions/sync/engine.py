@@ -27,7 +27,7 @@ from functions.microsoft.driveitem import DELTA_SELECT, Kind
 from functions.microsoft.graph import GraphClient, TokenSource
 from functions.microsoft.transport import Deadline
 from functions.settings import settings
-from functions.sync import forget, itemrows
+from functions.sync import forget, itemrows, selection
 from functions.sync import state as syncstate
 from functions.sync.apply import Applier, OutOfTime, Stats
 from functions.sync.mirror import Mirror
@@ -149,20 +149,33 @@ def run(
 def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats) -> None:
     state = lease.state
     out_of_time = lambda: deadline.remaining() < BUDGET_MARGIN_SECONDS  # noqa: E731
+    restart = False
     if state.phase == Phase.IDLE:
-        full = not state.delta_link  # first sync (or after a reconnect): sweep what isn't in the drive
-        lease.update(phase=Phase.COLLECT, next_link=state.delta_link or FULL_DELTA,
-                     resync_epoch=_new_epoch() if full else "")
+        selected, delta_link = selection.begin_pass(lease.connection_id, state.delta_link)
+        full = not delta_link  # first sync (or after a reconnect): sweep what isn't in the drive
+        start = selection.MARKER if selected else delta_link or FULL_DELTA
+        lease.update(phase=Phase.COLLECT, next_link=start, delta_link=delta_link, resync_epoch=_new_epoch() if full else "")
     elif state.phase == Phase.COLLECT and lease.took_over:
         # The previous worker died between fetching a page and checkpointing it. Replaying its
         # nextLink is only safe if Graph serves the same page again, which nothing promises:
         # collect again from the last deltaLink (re-recording pages is idempotent; the apply
         # phase's progress is kept).
         lease.took_over = False
-        lease.update(next_link=state.delta_link or FULL_DELTA)
+        restart = True
+        if not selection.is_marker(state.next_link):
+            lease.update(next_link=state.delta_link or FULL_DELTA)
     if lease.state.phase == Phase.COLLECT:
-        _collect(lease, graph, out_of_time)
+        if selection.is_marker(lease.state.next_link):
+            pending = selection.collect(
+                lease.connection_id, graph, epoch=lease.state.resync_epoch or None, check=lease.check,
+                out_of_time=out_of_time, set_epoch=lambda epoch: lease.update(resync_epoch=epoch),
+                new_epoch=_new_epoch, restart=restart)
+            lease.update(phase=Phase.APPLY, pending_delta_link=pending, next_link="")
+        else:
+            _collect(lease, graph, out_of_time)
     if lease.state.phase == Phase.APPLY:
+        selected = selection.is_marker(lease.state.pending_delta_link)
+        scope = selection.scope(lease.connection_id) if selected else None
         scheduled: list[float] = []
 
         def on_park(delay: float) -> None:
@@ -171,10 +184,12 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
                 _schedule_retry(lease.connection_id, delay)
 
         applier = Applier(lease.connection_id, graph, stats=stats, out_of_time=out_of_time, check_lease=lease.check,
-                          on_park=on_park, full=bool(lease.state.resync_epoch))
+                          on_park=on_park, full=bool(lease.state.resync_epoch), scope=scope)
         applier.run()
         if lease.state.resync_epoch:
             _sweep(lease, applier)
+        if selected:
+            selection.commit(lease.connection_id)
         lease.update(phase=Phase.IDLE, delta_link=lease.state.pending_delta_link, pending_delta_link="", resync_epoch="")
 
 
@@ -217,7 +232,7 @@ def _sweep(lease: Lease, applier: Applier) -> None:
         applier.rows = itemrows.RowCache(connection_id)
         applier.run()
     rows = {row.id: row for row in itemrows.all_rows(connection_id)}
-    resolver = Resolver(rows)
+    resolver = Resolver(rows, applier.scope)
     mirror = Mirror(connection_id)
     for blob in mirror.list(""):
         lease.check()
