@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Graph refuses more than 42,300 minutes; keep an hour of margin for clock skew between us and it.
 LIFETIME = timedelta(minutes=42_300 - 60)
 RESOURCE = "me/drive/root"
+APP_FOLDER_RESOURCE = "me/drive/special/approot"  # a Files.ReadWrite.AppFolder token sees nothing else
 ROW = ""  # one row per subscription: PartitionKey = subscription id
 # Graph's ids are GUIDs. Anything else never reaches a table key (`/`, `#`, `?`, `\` are illegal there).
 _VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -53,6 +54,12 @@ class Subscription:
     subscription_id: str
     connection_id: str
     expires_at: datetime
+
+
+def _resource() -> str:
+    from functions.sync import selection
+
+    return APP_FOLDER_RESOURCE if selection.app_folder_only() else RESOURCE
 
 
 def valid_id(subscription_id: object) -> bool:
@@ -122,7 +129,7 @@ def create(connection_id: str) -> Subscription:
     graph = _graph(connection_id)
     client_state = secrets.token_urlsafe(48)
     requested = datetime.now(UTC) + LIFETIME
-    answer = graph.create_subscription(resource=RESOURCE, notification_url=settings().notification_url,
+    answer = graph.create_subscription(resource=_resource(), notification_url=settings().notification_url,
                                        lifecycle_url=settings().lifecycle_url, expires_at=requested,
                                        client_state=client_state)
     subscription_id = answer.id

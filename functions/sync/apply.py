@@ -183,7 +183,7 @@ class Applier:
         def delete(step: Delete) -> None:
             row = self.rows[step.item_id]
             if self.mirror.delete(step.path, step.item_id):
-                self._emit(ChangeType.DELETED, row.id, step.path)
+                self._emit(ChangeType.DELETED, row.id, step.path, reason=_reason(resolver, row.id))
                 self.stats.add(deleted=1)
             if resolver.desired(row.id).dead:
                 self._forget(row.id)  # e.g. a child whose tombstone never came
@@ -248,7 +248,7 @@ class Applier:
 
     def _delete_file(self, step: Delete) -> None:
         if self.mirror.delete(step.path, step.item_id):
-            self._emit(ChangeType.DELETED, step.item_id, step.path)
+            self._emit(ChangeType.DELETED, step.item_id, step.path, reason=_reason(self._resolver(), step.item_id))
             self.stats.add(deleted=1)
 
     def _move_file(self, step: Move) -> bool:
@@ -351,10 +351,10 @@ class Applier:
             self._failed_ids.discard(item_id)
 
     def _emit(self, change: ChangeType, item_id: str, path: str, old_path: str | None = None,
-              size: int | None = None, quickxorhash: str | None = None) -> None:
+              size: int | None = None, quickxorhash: str | None = None, reason: str | None = None) -> None:
         if change is ChangeType.DELETED:
             size, quickxorhash = None, None
-        events.emit(ChangeEvent(change, self.connection_id, item_id, path, old_path, size, quickxorhash))
+        events.emit(ChangeEvent(change, self.connection_id, item_id, path, old_path, size, quickxorhash, reason=reason))
 
     def _budgeted(self, work: Callable[[S], R]) -> Callable[[S], R]:
         def step(arg: S) -> R:
@@ -379,6 +379,11 @@ class Applier:
                     future.cancel()
                 wait(futures)
                 raise errors[0]
+
+
+def _reason(resolver: Resolver, item_id: str) -> str | None:
+    # Only a selection's own reason is told: "unselected" (the product deselected it).
+    return "unselected" if resolver.desired(item_id).reason == "unselected" else None
 
 
 def _keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:

@@ -165,8 +165,9 @@ def test_deselecting_removes_and_keep_leaves_the_files(connected_drive, drive, s
     select({"items": [{"id": drive.item_id("Photos")}]})
     assert sync_until_done().outcome == "done"
     assert_mirror_is(cid, selected_part(drive, ["Photos"]))
-    deleted = sorted(e["path"] for e in events(cid) if e["type"] == "deleted")
-    assert deleted == ["Work/Project/Deep/notes.md", "Work/Project/doc0.txt", "Work/Project/doc1.txt", "Work/Project/doc2.txt"]
+    deleted = sorted((e["path"], e.get("reason")) for e in events(cid) if e["type"] == "deleted")
+    assert deleted == [(path, "unselected") for path in
+                       ["Work/Project/Deep/notes.md", "Work/Project/doc0.txt", "Work/Project/doc1.txt", "Work/Project/doc2.txt"]]
 
     before = selected_part(drive, ["Photos"])
     select({"items": [{"id": drive.item_id("Work/Project")}], "deselected": "keep"})
@@ -288,3 +289,29 @@ def test_app_folder_mode_mirrors_the_app_folder_and_nothing_else(app_folder_scop
         with pytest.raises(Forbidden):
             graph.get(address)
     assert graph.get("/me/drive/special/approot")["name"] == APP_FOLDER_NAME
+
+
+def test_app_folder_connection_subscribes_to_the_app_folder(app_folder_scopes, app_server, emulator, emulator_user):
+    from functions import connections
+    from functions.tokens import vault
+
+    vault.forget_cached_tokens()
+    connected = connect_drive(app_server, emulator, emulator_user)
+    subscription_id = connections.require(connected.connection_id).subscription_id
+    assert subscription_id, "no subscription: the app folder must be subscribable with its own token"
+    assert emulator.notifier.subscriptions[subscription_id].resource == "me/drive/special/approot"
+
+
+def test_a_dead_delta_link_re_enumerates_the_selection_only_and_sweeps(connected_drive, drive, emulator, calls, select,
+                                                                       sync_until_done):
+    seed_two_folders(drive)
+    cid = connected_drive.connection_id
+    select({"items": [{"id": drive.item_id("Work/Project")}, {"id": drive.item_id("top.txt")}]})
+    sync_until_done()
+    storage.files_container().upload_blob(f"{cid}/Work/Project/stray.txt", b"not from the drive")
+    drive.write_file("Work/Project/new.txt", b"new")
+    emulator.expire_delta_tokens(connected_drive.user)
+    calls.mark()
+    assert sync_until_done().outcome == "done"
+    assert calls.root_deltas() == []
+    assert_mirror_is(cid, selected_part(drive, ["Work/Project"], files=["top.txt"]))
