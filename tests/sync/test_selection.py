@@ -255,7 +255,7 @@ def app_folder_scopes(monkeypatch, app_settings):
 
 def test_app_folder_mode_mirrors_the_app_folder_and_nothing_else(app_folder_scopes, app_server, emulator,
                                                                  emulator_user, api):
-    from devtools.emulator.graph import APP_FOLDER_NAME
+    from devtools.emulator.addressing import APP_FOLDER_NAME
     from functions.sync import engine
     from functions.tokens import vault
 
