@@ -110,6 +110,9 @@ class Stack:
     azurite: Azurite | None = None
     emulator: subprocess.Popen | None = None
     host: subprocess.Popen | None = None
+    example: bool = False  # also start the sample product (examples/product) on example_port
+    example_port: int = 8000
+    product: subprocess.Popen | None = None
     environment: dict[str, str] = field(default_factory=dict)  # overrides for the host
 
     def say(self, line: str = "") -> None:
@@ -140,8 +143,20 @@ class Stack:
                 if _is_local(values.get(name, real)):
                     self.environment[name] = real  # the example's emulator URLs don't apply
         self._start_host()
+        if self.example:
+            self._start_example(public, key)
         self._summary(public, key, emulator_url)
         return self
+
+    def _start_example(self, public: str, key: str) -> None:
+        if not _port_free(self.example_port):
+            raise RuntimeError(f"port {self.example_port} is in use: stop what uses it, or pass --example-port")
+        storage = self.environment.get("AzureWebJobsStorage") or read_local_settings(self.settings_path).values.get(
+            "AzureWebJobsStorage", "")
+        environment = {**os.environ, "MIRROR_URL": public, "MIRROR_FUNCTION_KEY": key, "MIRROR_STORAGE": storage,
+                       "PRODUCT_URL": f"http://localhost:{self.example_port}", "PRODUCT_PORT": str(self.example_port)}
+        self.product = subprocess.Popen([sys.executable, "-m", "examples.product"], cwd=ROOT, env=environment)
+        _wait_http(f"http://127.0.0.1:{self.example_port}/", self.product, "the sample product")
 
     def _start_storage(self, values: dict[str, str]) -> None:
         configured = values.get("AzureWebJobsStorage", "UseDevelopmentStorage=true").replace(" ", "").lower()
@@ -192,6 +207,8 @@ class Stack:
             if _is_local(public):
                 self.say("  Note: Graph can't reach a localhost PUBLIC_BASE_URL; set it to a public https tunnel "
                          "for change notifications.")
+        if self.example:
+            self.say(f"  Sample product:      http://localhost:{self.example_port}/  (sign in as demo / demo)")
         self.say(f"  Status page:         {public}/api/status?code={key}")
         self.say(f"  Product API:         {public}/api/connections  (header x-functions-key: {key})")
         if self.azurite:
@@ -200,12 +217,14 @@ class Stack:
         self.say("Ctrl-C stops everything.")
 
     def failed_child(self) -> str | None:
-        for name, process in (("the local host", self.host), ("the OneDrive emulator", self.emulator)):
+        for name, process in (("the local host", self.host), ("the OneDrive emulator", self.emulator),
+                              ("the sample product", self.product)):
             if process is not None and process.poll() is not None:
                 return f"{name} exited with {process.returncode}"
         return None
 
     def stop(self) -> None:
+        _stop_process(self.product)
         _stop_process(self.host)
         _stop_process(self.emulator)
         if self.azurite:
@@ -219,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=str(ROOT / "local.settings.json"), help="local settings file")
     parser.add_argument("--data", default=str(ROOT / ".azurite"), help="Azurite's data folder (and logs)")
     parser.add_argument("--no-demo", action="store_true", help="don't seed the emulator with a demo user")
+    parser.add_argument("--example", action="store_true", help="also start the sample product (examples/product) on :8000")
+    parser.add_argument("--example-port", type=int, default=8000, help="the sample product's port (default 8000)")
     parser.add_argument("--reset", action="store_true",
                         help="start from nothing: delete the data folder (Azurite's storage, the emulator's drives and tokens)")
     args = parser.parse_args(argv)
@@ -229,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Deleted {data_dir}: starting from nothing.", flush=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(port=args.port, emulator_port=args.emulator_port, settings_path=Path(args.settings),
-                  data_dir=data_dir, demo=not args.no_demo)
+                  data_dir=data_dir, demo=not args.no_demo, example=args.example, example_port=args.example_port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
