@@ -221,13 +221,8 @@ def begin_pass(connection_id: str, delta_link: str) -> tuple[bool, str]:
             _merge(connection_id, SELECTION_ROW, applied_version=selection.version)
             return False, ""
         return False, delta_link
-    roots = _roots(connection_id)
-    wanted = dict(_wanted_roots(selection))
-    for item_id, kind in wanted.items():
-        root = roots.get(item_id) or Root(item_id, kind, SCOPE_PREFIX + itemrows.row_key(item_id))
-        root.next_link = root.delta_link or (root.fresh_link() if kind != "file" else "")
-        root.pending_link, root.done = "", False
-        _save_root(connection_id, root)
+    # Nothing to write: `commit` left every item's row ready for the next pass (no checkpoint, not
+    # done), and `collect` starts each one from its delta link.
     return True, delta_link
 
 
@@ -295,7 +290,7 @@ def _collect_root(connection_id: str, graph: GraphClient, root: Root, *, epoch: 
     alive = _anchor(connection_id, graph, root, epoch=epoch)
     if root.kind == "folder" and alive:
         incremental = bool(root.delta_link) and root.next_link != root.fresh_link()
-        link = root.next_link or root.fresh_link()
+        link = root.next_link or root.delta_link or root.fresh_link()
         root.pending_link = _follow(connection_id, graph, root, link, epoch=epoch, check=check,
                                     out_of_time=out_of_time, incremental=incremental)
     root.done = True
@@ -348,7 +343,7 @@ def _collect_app_folder(connection_id: str, graph: GraphClient, root: Root, *, e
     elif epoch is not None:
         itemrows.record_delta_page(connection_id, [_as_root(DriveItem.from_graph(graph.get(APP_ROOT)))], epoch=epoch)
     incremental = bool(root.delta_link) and root.next_link != root.fresh_link()
-    root.pending_link = _follow(connection_id, graph, root, root.next_link or root.fresh_link(), epoch=epoch,
+    root.pending_link = _follow(connection_id, graph, root, root.next_link or root.delta_link or root.fresh_link(), epoch=epoch,
                                 check=check, out_of_time=out_of_time, incremental=incremental)
     root.done = True
     _save_root(connection_id, root)
@@ -376,7 +371,8 @@ def _follow(connection_id: str, graph: GraphClient, root: Root, link: str, *, ep
         if incremental:
             # A folder moved in from outside the selection arrives alone (delta doesn't resend its
             # children): enumerate it on its own, once.
-            candidates = [i.id for i in items if i.kind is Kind.FOLDER and not i.deleted]
+            known_above = {root.id, *root.ancestors}  # repeated on every page: never new
+            candidates = [i.id for i in items if i.kind is Kind.FOLDER and not i.deleted and i.id not in known_above]
             if candidates:
                 known = itemrows.RowCache(connection_id)
                 known.load(candidates)
