@@ -116,7 +116,7 @@ SCHEMAS: dict[str, Any] = {
             "mode": {"type": "string", "enum": ["drive", "items", "appFolder"]},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/SelectedItem"}},
             "deselected": {"type": "string", "enum": ["remove", "keep"]},
-            "applied": {"type": "boolean", "description": "A sync has brought the mirror to this selection"},
+            "applied": {"type": "boolean", "description": "A sync has taken this selection up (false right after a PUT)"},
             "fixed": {"type": "boolean", "description": "The app folder, set by ONEDRIVE_SCOPES: can't be changed"},
         },
     },

@@ -49,7 +49,7 @@ def describe(current: selection.Selection) -> dict[str, Any]:
         "mode": str(current.mode),
         "items": [{"id": i.id, "kind": i.kind, "name": i.name, "path": i.path} for i in current.items],
         "deselected": "keep" if current.keep_deselected else "remove",
-        "applied": current.applied,  # false until a sync has brought the mirror to this selection
+        "applied": current.applied,  # false until a sync has taken this selection up
         "fixed": current.forced,  # true: the app folder, set by ONEDRIVE_SCOPES
     }
 

@@ -215,10 +215,12 @@ def begin_pass(connection_id: str, delta_link: str) -> tuple[bool, str]:
     drive (and its sweep) follows."""
     selection = load(connection_id)
     if selection.mode is Mode.DRIVE:
+        if selection.version != selection.applied_version:
+            # Nothing to undo (no marker), or the full enumeration this pass starts undoes it.
+            _merge(connection_id, SELECTION_ROW, applied_version=selection.version)
         if is_marker(delta_link):
             for root in _roots(connection_id).values():
                 _table().delete_entity(connection_id, root.row_key)
-            _merge(connection_id, SELECTION_ROW, applied_version=selection.version)
             return False, ""
         return False, delta_link
     # Nothing to write: `commit` left every item's row ready for the next pass (no checkpoint, not

@@ -197,7 +197,7 @@ def test_a_file_selected_inside_an_unselected_folder(connected_drive, drive, sel
     assert_mirror_is(cid, {})
 
 
-def test_back_to_the_whole_drive_and_to_a_folder_again(connected_drive, drive, select, sync_until_done):
+def test_back_to_the_whole_drive_and_to_a_folder_again(connected_drive, drive, select, api, sync_until_done):
     seed_two_folders(drive)
     cid = connected_drive.connection_id
     sync_until_done()
@@ -208,6 +208,9 @@ def test_back_to_the_whole_drive_and_to_a_folder_again(connected_drive, drive, s
     select({"mode": "drive"})
     assert sync_until_done().outcome == "done"
     assert_mirror_is(cid, drive.snapshot())
+    assert select({"mode": "drive"})["applied"] is False  # the same again: taken up by the next sync
+    sync_until_done()
+    assert api.get(f"/api/connections/{cid}/selection").json()["applied"] is True
 
 
 def test_the_file_pickers_result_is_accepted_as_it_is(connected_drive, drive, select, sync_until_done):
