@@ -27,7 +27,7 @@ from functions import connections, messages
 from functions.api.support import ApiError, bad_request, require_connection
 from functions.errors import GraphError, ItemNotFound, ReauthRequired
 from functions.microsoft.driveids import normalise_drive_id
-from functions.microsoft.driveitem import DriveItem, Kind
+from functions.microsoft.driveitem import Kind
 from functions.microsoft.graph import GraphClient, item_path
 from functions.sync import selection
 from functions.sync.selection import Mode, SelectedItem
@@ -135,8 +135,7 @@ def _resolve(connection: connections.Connection, graph: GraphClient, wanted: lis
         else:
             address = "/me/drive/root:/" + quote(entry["path"].strip("/"), safe="/") + ":"
         try:
-            body = graph.get(address)
-            item = DriveItem.from_graph(body)
+            read = graph.item(address)
         except ItemNotFound:
             raise bad_request(f"items[{index}] was not found in the drive.", "item_not_found") from None
         except ReauthRequired:
@@ -145,6 +144,7 @@ def _resolve(connection: connections.Connection, graph: GraphClient, wanted: lis
             if error.status == 403:
                 raise bad_request(f"items[{index}] is not accessible with this connection.", "item_not_accessible") from None
             raise ApiError(503, "graph_unavailable", "Microsoft Graph did not answer; try again.") from None
+        item = read.item
         item_drive = item.drive_id
         if item_drive and own_drive and item_drive != own_drive:
             raise bad_request(f"items[{index}] is on another drive than this connection's.", "item_on_another_drive")
@@ -154,10 +154,7 @@ def _resolve(connection: connections.Connection, graph: GraphClient, wanted: lis
         if item.kind is Kind.PACKAGE:
             raise bad_request(f"items[{index}] is a OneNote notebook: it has no downloadable content.",
                               "package_unsupported")
-        parent = body.get("parentReference")
-        parent_path = str(parent.get("path") or "") if isinstance(parent, dict) else ""
-        base = parent_path.split(":", 1)[1].strip("/") if ":" in parent_path else ""
-        path = "" if item.kind is Kind.ROOT else f"{base}/{item.name}" if base else str(item.name or "")
+        path = read.path
         kind = "root" if item.kind is Kind.ROOT else "folder" if item.kind is Kind.FOLDER else "file"
         found[item.id] = SelectedItem(item.id, kind, "" if item.kind is Kind.ROOT else str(item.name or ""), path)
     return list(found.values())

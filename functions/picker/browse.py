@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from functions.microsoft.driveitem import DriveItem, Kind
+from functions.errors import BadInput
+from functions.microsoft.driveitem import Kind
 from functions.microsoft.graph import GraphClient, item_path
 from functions.sync import selection
 from functions.sync.selection import Mode, SelectedItem
@@ -15,7 +16,7 @@ MAX_CHILDREN = 1000  # shown per folder; the rest is named, not listed
 _SELECT = "id,name,size,folder,file,package,remoteItem,root,parentReference"
 
 
-class NothingChosen(ValueError):
+class NothingChosen(BadInput):
     """The form left nothing selected: the user must tick something or choose the whole drive."""
 
 
@@ -49,14 +50,11 @@ def graph_for(connection_id: str) -> GraphClient:
 def listing(connection_id: str, graph: GraphClient, folder_id: str | None) -> Listing:
     current = selection.load(connection_id)
     address = item_path(folder_id) if folder_id else "/me/drive/root"
-    body = graph.get(address, params={"$select": _SELECT})
-    folder = DriveItem.from_graph(body)
+    read = graph.item(address)
+    folder = read.item
     if not folder.kind.holds_children:
         raise LookupError("not a folder")
-    parent = body.get("parentReference")
-    parent_path = str(parent.get("path") or "") if isinstance(parent, dict) else ""
-    base = parent_path.split(":", 1)[1].strip("/") if ":" in parent_path else ""
-    path = "" if folder.kind is Kind.ROOT else f"{base}/{folder.name}" if base else str(folder.name or "")
+    path = read.path
     chosen = {item.id for item in current.items}
     inherited = current.mode is Mode.DRIVE or folder.id in chosen or any(
         item.kind == "folder" and path.startswith(item.path + "/") for item in current.items if item.path)
@@ -64,14 +62,12 @@ def listing(connection_id: str, graph: GraphClient, folder_id: str | None) -> Li
     link: str | None = f"{item_path(folder.id)}/children?$select={_SELECT}&$top=200"
     truncated = False
     while link:
-        page = graph.get(link)
-        for value in page.get("value") or []:
-            child = DriveItem.from_graph(value)
+        page = graph.children(link)
+        for child_read in page.children:
+            child = child_read.item
             kind = "folder" if child.kind is Kind.FOLDER else "file" if child.kind is Kind.FILE else "other"
-            size = value.get("size") if isinstance(value.get("size"), int) else 0
-            entries.append(Entry(child.id, str(child.name or ""), kind, size, child.id in chosen))
-        next_link = page.get("@odata.nextLink")
-        link = next_link if isinstance(next_link, str) and next_link else None
+            entries.append(Entry(child.id, str(child.name or ""), kind, child_read.size, child.id in chosen))
+        link = page.next_link
         if len(entries) >= MAX_CHILDREN:
             truncated, link = link is not None, None
     entries.sort(key=lambda e: (e.kind != "folder", e.name.lower()))

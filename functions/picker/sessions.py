@@ -2,7 +2,7 @@
 
 The product's backend asks for a link for one connection (`create_link`): a random token, stored
 only as its hash, valid LINK_LIFETIME and usable once. Opening it (`redeem`) consumes the token
-(ETag-guarded delete: two tabs can't both win) and opens a browser session bound by an HttpOnly
+(an ETag-guarded write: two tabs can't both win) and opens a browser session bound by an HttpOnly
 cookie (`{id}.{secret}`, the secret stored only as a hash) for SESSION_LIFETIME; the link itself
 is then useless, so a leaked URL (history, a Referer, a log) opens nothing. Every form post also
 carries the session's CSRF token. Rows live in Tables.OAUTH_STATES with `expires_at`, so the
@@ -16,12 +16,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from functions import storage
-
-if TYPE_CHECKING:
-    from azure.data.tables import TableClient
+from functions.errors import BadInput, Conflict
 
 LINK_LIFETIME = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(minutes=30)
@@ -31,7 +29,7 @@ _LINK_ROW = "picker-link"
 _SESSION_ROW = "picker-session"
 
 
-class PickerRefused(Exception):
+class PickerRefused(BadInput):
     """A link or session that can't be used (unknown, used, expired): say so, change nothing."""
 
 
@@ -43,8 +41,8 @@ class Session:
     return_to: str
 
 
-def _table() -> TableClient:
-    return storage.table(storage.Tables.OAUTH_STATES)
+def _table() -> storage.Table:
+    return storage.Table(storage.Tables.OAUTH_STATES)
 
 
 def _hash(value: str) -> str:
@@ -66,44 +64,41 @@ def create_link(connection_id: str, *, return_to: str = "") -> tuple[str, dateti
     """A single-use token for the picker of one connection, and when it expires."""
     token = secrets.token_urlsafe(32)
     expires = _now() + LINK_LIFETIME
-    _table().create_entity({"PartitionKey": _hash(token), "RowKey": _LINK_ROW, "connection_id": connection_id,
-                            "return_to": return_to, "expires_at": expires})
+    _table().insert({"PartitionKey": _hash(token), "RowKey": _LINK_ROW, "connection_id": connection_id,
+                     "return_to": return_to, "expires_at": expires, "consumed": False})
     return token, expires
 
 
 def redeem(token: str) -> tuple[Session, str]:
     """Consume a link's token; returns the new session and its cookie value."""
-    from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
     if not isinstance(token, str) or not 20 <= len(token) <= 100:
         raise PickerRefused("This link is not valid.")
     key = _hash(token)
-    try:
-        entity = _table().get_entity(key, _LINK_ROW)
-        _table().delete_entity(key, _LINK_ROW, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
-    except (ResourceNotFoundError, ResourceModifiedError):
-        raise PickerRefused("This link was already used or does not exist. Ask for a new one.") from None
+    entity = _table().get(key, _LINK_ROW)
+    used = PickerRefused("This link was already used or does not exist. Ask for a new one.")
+    if entity is None or entity.get("consumed"):
+        raise used
+    try:  # single use: only the request that flips `consumed` on this version wins
+        _table().merge({"PartitionKey": key, "RowKey": _LINK_ROW, "consumed": True}, etag=entity.etag)
+    except Conflict:
+        raise used from None
     if _expired(entity):
         raise PickerRefused("This link has expired. Ask for a new one.")
     session_id, secret, csrf = secrets.token_urlsafe(12), secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-    _table().create_entity({"PartitionKey": _hash(session_id), "RowKey": _SESSION_ROW,
-                            "connection_id": entity["connection_id"], "secret_hash": _hash(secret), "csrf": csrf,
-                            "return_to": entity.get("return_to") or "", "expires_at": _now() + SESSION_LIFETIME})
+    _table().insert({"PartitionKey": _hash(session_id), "RowKey": _SESSION_ROW,
+                     "connection_id": entity["connection_id"], "secret_hash": _hash(secret), "csrf": csrf,
+                     "return_to": entity.get("return_to") or "", "expires_at": _now() + SESSION_LIFETIME})
     session = Session(session_id, entity["connection_id"], csrf, entity.get("return_to") or "")
     return session, f"{session_id}.{secret}"
 
 
 def from_cookie(value: str | None) -> Session:
-    from azure.core.exceptions import ResourceNotFoundError
-
     session_id, _, secret = (value or "").partition(".")
     if not session_id or not secret or len(value or "") > 200:
         raise PickerRefused("Open the picker from the link you were given.")
-    try:
-        entity = _table().get_entity(_hash(session_id), _SESSION_ROW)
-    except ResourceNotFoundError:
-        raise PickerRefused("This picker session has ended. Ask for a new link.") from None
+    entity = _table().get(_hash(session_id), _SESSION_ROW)
+    if entity is None:
+        raise PickerRefused("This picker session has ended. Ask for a new link.")
     if _expired(entity) or not hmac.compare_digest(str(entity.get("secret_hash") or ""), _hash(secret)):
         raise PickerRefused("This picker session has ended. Ask for a new link.")
     return Session(session_id, entity["connection_id"], entity["csrf"], entity.get("return_to") or "")

@@ -30,19 +30,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from functions import storage
 from functions.errors import ItemNotFound, ResyncRequired
-from functions.microsoft.driveitem import DELTA_SELECT, BadItem, DriveItem, Kind
+from functions.microsoft.driveitem import DELTA_SELECT, DriveItem, Kind
 from functions.microsoft.graph import GraphClient, item_path
 from functions.settings import settings
 from functions.sync import itemrows
 from functions.sync.apply import OutOfTime
 from functions.sync.plan import Resolver, Scope
-
-if TYPE_CHECKING:
-    from azure.data.tables import TableClient
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +89,17 @@ def app_folder_only() -> bool:
     return files == {APP_FOLDER_SCOPE}
 
 
-def _table() -> TableClient:
-    return storage.table(storage.Tables.SYNC_STATE)
+def _table() -> storage.Table:
+    return storage.Table(storage.Tables.SYNC_STATE)
 
 
 def _get(connection_id: str, row_key: str) -> dict[str, Any] | None:
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        return dict(_table().get_entity(connection_id, row_key))
-    except ResourceNotFoundError:
-        return None
+    row = _table().get(connection_id, row_key)
+    return dict(row) if row is not None else None
 
 
 def _merge(connection_id: str, row_key: str, **values: Any) -> None:
-    from azure.data.tables import UpdateMode
-
-    _table().upsert_entity({"PartitionKey": connection_id, "RowKey": row_key, **values}, mode=UpdateMode.MERGE)
+    _table().upsert({"PartitionKey": connection_id, "RowKey": row_key, **values})
 
 
 def load(connection_id: str) -> Selection:
@@ -170,8 +161,8 @@ class Root:
 
 def _roots(connection_id: str) -> dict[str, Root]:
     low, high = SCOPE_PREFIX, SCOPE_PREFIX[:-1] + chr(ord(SCOPE_PREFIX[-1]) + 1)
-    rows = _table().query_entities("PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
-                                   parameters={"pk": connection_id, "low": low, "high": high})
+    rows = _table().query("PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                          {"pk": connection_id, "low": low, "high": high})
     return {root.id: root for root in (Root.from_row(dict(r)) for r in rows)}
 
 
@@ -220,7 +211,7 @@ def begin_pass(connection_id: str, delta_link: str) -> tuple[bool, str]:
             _merge(connection_id, SELECTION_ROW, applied_version=selection.version)
         if is_marker(delta_link):
             for root in _roots(connection_id).values():
-                _table().delete_entity(connection_id, root.row_key)
+                _table().delete(connection_id, root.row_key)
             return False, ""
         return False, delta_link
     # Nothing to write: `commit` left every item's row ready for the next pass (no checkpoint, not
@@ -275,7 +266,7 @@ def commit(connection_id: str) -> None:
     wanted = {item_id for item_id, _ in _wanted_roots(selection)}
     for root in _roots(connection_id).values():
         if root.id not in wanted:
-            _table().delete_entity(connection_id, root.row_key)
+            _table().delete(connection_id, root.row_key)
             continue
         root.delta_link = root.pending_link or root.delta_link
         root.pending_link, root.next_link, root.done = "", "", False
@@ -303,22 +294,20 @@ def _anchor(connection_id: str, graph: GraphClient, root: Root, *, epoch: str | 
     """Read the selected item and, when its place changed (or a full enumeration runs), its
     parents up to the root, recording them. False when the item is gone (a tombstone is recorded)."""
     try:
-        body = graph.get(item_path(root.id))
-        item = DriveItem.from_graph(body)
-    except (ItemNotFound, BadItem):
+        read = graph.item(item_path(root.id))
+    except ItemNotFound:
         kind = Kind.FILE if root.kind == "file" else Kind.FOLDER
         itemrows.record_delta_page(connection_id, [DriveItem(id=root.id, kind=kind, deleted=True)], epoch=epoch)
         log.info("a selected item is gone from the drive", extra={"connection_id": connection_id})
         return False
-    parent = body.get("parentReference")
-    parent_path = str(parent.get("path") or "") if isinstance(parent, dict) else ""
+    item, parent_path = read.item, read.parent_path
     moved = (epoch is not None or not root.ancestors or parent_path != root.parent_path
              or (item.parent_id or "") != root.parent_id or (item.name or "") != root.name)
     chain: list[DriveItem] = []
     if moved:
         parent_id = item.parent_id
         while parent_id and len(chain) < MAX_ANCESTORS:
-            ancestor = DriveItem.from_graph(graph.get(item_path(parent_id)))
+            ancestor = graph.item(item_path(parent_id)).item
             chain.append(ancestor)
             if ancestor.kind is Kind.ROOT:
                 break
@@ -339,11 +328,11 @@ def _anchor(connection_id: str, graph: GraphClient, root: Root, *, epoch: str | 
 def _collect_app_folder(connection_id: str, graph: GraphClient, root: Root, *, epoch: str | None,
                         check: Callable[[], None], out_of_time: Callable[[], bool]) -> None:
     if not root.parent_id:
-        folder = DriveItem.from_graph(graph.get(APP_ROOT))
+        folder = graph.item(APP_ROOT).item
         root.parent_id = folder.id  # remembered: the app folder's id
         itemrows.record_delta_page(connection_id, [_as_root(folder)], epoch=epoch)
     elif epoch is not None:
-        itemrows.record_delta_page(connection_id, [_as_root(DriveItem.from_graph(graph.get(APP_ROOT)))], epoch=epoch)
+        itemrows.record_delta_page(connection_id, [_as_root(graph.item(APP_ROOT).item)], epoch=epoch)
     incremental = bool(root.delta_link) and root.next_link != root.fresh_link()
     root.pending_link = _follow(connection_id, graph, root, root.next_link or root.delta_link or root.fresh_link(), epoch=epoch,
                                 check=check, out_of_time=out_of_time, incremental=incremental)
@@ -366,7 +355,7 @@ def _follow(connection_id: str, graph: GraphClient, root: Root, link: str, *, ep
             _save_root(connection_id, root)
             raise OutOfTime()
         page = graph.delta_page(link)
-        items = _items(connection_id, page)
+        items = list(page.items)
         if root.kind == "approot" and root.parent_id:
             items = [_as_root(i) if i.id == root.parent_id else i for i in items]
         new_folders: list[str] = []
@@ -382,18 +371,13 @@ def _follow(connection_id: str, graph: GraphClient, root: Root, link: str, *, ep
         itemrows.record_delta_page(connection_id, items, epoch=epoch)
         for folder_id in new_folders:
             _enumerate(connection_id, graph, folder_id, epoch=epoch, check=check)
-        next_link = page.get("@odata.nextLink")
-        delta_link = page.get("@odata.deltaLink")
-        if isinstance(next_link, str) and next_link:
-            link = next_link
+        if page.next_link:
+            link = page.next_link
             root.next_link = link
             _save_root(connection_id, root)
-        elif isinstance(delta_link, str) and delta_link:
-            return delta_link
         else:
-            from functions.errors import GraphError
-
-            raise GraphError(200, "noDeltaLink", "a delta page carried neither a nextLink nor a deltaLink")
+            assert page.delta_link  # DeltaPage refuses a page with neither
+            return page.delta_link
 
 
 def _enumerate(connection_id: str, graph: GraphClient, folder_id: str, *, epoch: str | None,
@@ -405,19 +389,8 @@ def _enumerate(connection_id: str, graph: GraphClient, folder_id: str, *, epoch:
             page = graph.delta_page(link)
         except ItemNotFound:
             return  # gone again: its tombstone comes with the selected folder's next delta
-        itemrows.record_delta_page(connection_id, _items(connection_id, page), epoch=epoch)
-        next_link = page.get("@odata.nextLink")
-        link = next_link if isinstance(next_link, str) else ""
-
-
-def _items(connection_id: str, page: dict[str, Any]) -> list[DriveItem]:
-    items = []
-    for value in page.get("value") or []:
-        try:
-            items.append(DriveItem.from_graph(value))
-        except BadItem:
-            log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
-    return items
+        itemrows.record_delta_page(connection_id, list(page.items), epoch=epoch)
+        link = page.next_link or ""
 
 
 def _leave_unselected(connection_id: str, selection: Selection, roots: dict[str, Root]) -> None:

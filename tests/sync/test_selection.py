@@ -290,8 +290,8 @@ def test_app_folder_mode_mirrors_the_app_folder_and_nothing_else(app_folder_scop
     graph = GraphClient(cid, vault.token_source(cid))
     for address in ("/me/drive/root/delta", "/me/drive/root:/Work:", f"/me/drive/items/{drive.item_id('top.txt')}"):
         with pytest.raises(Forbidden):
-            graph.get(address)
-    assert graph.get("/me/drive/special/approot")["name"] == APP_FOLDER_NAME
+            graph.item(address)
+    assert graph.item("/me/drive/special/approot").item.name == APP_FOLDER_NAME
 
 
 def test_app_folder_connection_subscribes_to_the_app_folder(app_folder_scopes, app_server, emulator, emulator_user):
