@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,cold_start,scale,selection] [--delta-items N]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection] [--delta-items N]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,7 +17,7 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "scale", "selection")
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection")
 DELTA_ITEMS = 100_000
 
 
@@ -53,6 +53,12 @@ def _delta(quick: bool) -> report.Section:
     return delta.run(items=2000 if quick else DELTA_ITEMS, changes=100)
 
 
+def _deep(quick: bool) -> report.Section:
+    from . import deep
+
+    return deep.run(files=50 if quick else 250, depth=40, rounds=1 if quick else 3)
+
+
 def _scale(quick: bool) -> report.Section:
     from . import scale
 
@@ -70,7 +76,7 @@ def _selection(quick: bool) -> report.Section:
     return selection.run(items=3000 if quick else DELTA_ITEMS, files=100, changes=10)
 
 
-RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "scale": _scale,
+RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
            "selection": _selection}
 
 

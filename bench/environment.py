@@ -52,7 +52,12 @@ class Environment:
         with httpx.Client(base_url=self.public_base_url, follow_redirects=True, timeout=60) as browser:
             # The emulator signs in the account this cookie names (the app sends no login_hint).
             browser.cookies.set("emulator_user", user.id, domain="127.0.0.1")
-            response = browser.get("/api/connect")
+            # The product's backend makes the connect session; the browser follows its link.
+            session = browser.post("/api/connect-sessions", json={"ref": f"bench-{user.id}"},
+                                   headers={"x-functions-key": FUNCTION_KEY})
+            if session.status_code != 201:
+                raise RuntimeError(f"connect session refused: HTTP {session.status_code}")
+            response = browser.get(session.json()["url"])
             if response.status_code >= 400:
                 raise RuntimeError(f"sign-in failed: HTTP {response.status_code} at {response.url.path}")
         connection_id = connections.connection_id_for(user.id)
@@ -93,6 +98,7 @@ def environment(*, in_memory: bool = True, time_budget_seconds: int = 240, with_
             from devtools.emulator import Emulator
 
             emulator = Emulator(client_id="emulator-client-id", client_secret="emulator-client-secret")
+            emulator.allow_http_notification_urls = True  # the app under test listens on local http: no TLS
             emulator.start(port=0)
         port = free_port()
         emulator_url = emulator.base_url if emulator else "http://127.0.0.1:9"

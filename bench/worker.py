@@ -5,6 +5,7 @@ emulator and the benchmark itself. Driven by JSON lines on stdin; answers one JS
     {"do": "warm"}                                   import and connect everything; RSS
     {"do": "upload", "name": ..., "size": n, "seed": s}   baseline: plain azure-storage-blob upload
     {"do": "sync", "connection_id": ...}             engine.run until done (the copy path)
+    {"do": "sync_resumed", "connection_id": ...}     the same, each chunk of files from a cold row cache
     {"do": "listen"} / {"do": "stop"}                the sync_worker function fed by the queue listener
     {"do": "quit"}
 """
@@ -121,6 +122,24 @@ def _sync(connection_id: str) -> dict[str, Any]:
             "stats": result.stats}
 
 
+def _sync_resumed(connection_id: str) -> dict[str, Any]:
+    """`_sync`, with every chunk of files applied from a cold row cache: what a run resumed in a
+    new message (after a crash, an outage, a spent time budget) or a retry of parked items does."""
+    from functions.sync import apply, itemrows
+
+    apply_files = apply.Applier.apply_files
+
+    def cold(applier, ids):
+        applier.rows = itemrows.RowCache(applier.connection_id)
+        return apply_files(applier, ids)
+
+    apply.Applier.apply_files = cold  # type: ignore[method-assign]
+    try:
+        return _sync(connection_id)
+    finally:
+        apply.Applier.apply_files = apply_files  # type: ignore[method-assign]
+
+
 def _listen() -> dict[str, Any]:
     global _listener
     from devtools.host.config import HostOptions
@@ -154,7 +173,8 @@ def main() -> None:
                 out.write(json.dumps({"bye": True}) + "\n")
                 out.flush()
                 return
-            answer = {"warm": _warm, "upload": _upload, "sync": _sync, "listen": _listen, "stop": _stop}[action](**command)
+            answer = {"warm": _warm, "upload": _upload, "sync": _sync, "sync_resumed": _sync_resumed, "listen": _listen,
+                      "stop": _stop}[action](**command)
         except Exception as error:  # reported to the parent, which stops the benchmark
             answer = {"error": f"{type(error).__name__}: {str(error)[:500]}"}
         out.write(json.dumps(answer) + "\n")

@@ -9,6 +9,7 @@ fields are typed, and where None means "leave as it is".
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -18,6 +19,8 @@ from typing import Any
 
 from functions import storage
 from functions.errors import Conflict, Failure
+
+log = logging.getLogger(__name__)
 
 PARTITION = "connection"
 _NAMESPACE = uuid.UUID("6f9b7a52-3c1e-4f0a-9a57-0d1e5b1c2a3d")
@@ -49,11 +52,21 @@ class Connection:
     display_name: str = ""
     email: str = ""
     ref: str = ""
+    # Set when a connect session with `relink` moved the connection to another product user.
+    previous_ref: str = ""
+    ref_changed_at: datetime | None = None
     state: ConnectionState = ConnectionState.ACTIVE
     created_at: datetime | None = None
     connected_at: datetime | None = None
     subscription_id: str = ""
     subscription_expires_at: datetime | None = None
+    # Written when Graph refuses the subscription: why, since when, and when to try again.
+    subscription_error: str = ""
+    subscription_error_at: datetime | None = None
+    subscription_retry_at: datetime | None = None
+    subscription_failures: int = 0
+    # Subscriptions whose remote deletion failed: retried by the next `subscriptions.ensure`.
+    stale_subscription_ids: str = ""
     # Written by the sync worker.
     last_sync_started_at: datetime | None = None
     last_sync_finished_at: datetime | None = None
@@ -90,9 +103,16 @@ class Connection:
             "account": {"id": self.account_id, "name": self.display_name, "email": self.email},
             "driveId": self.drive_id,
             "ref": self.ref,
+            "previousRef": self.previous_ref or None,
+            "refChangedAt": _iso(self.ref_changed_at),
             "createdAt": _iso(self.created_at),
             "connectedAt": _iso(self.connected_at),
             "subscriptionExpiresAt": _iso(self.subscription_expires_at),
+            "subscriptionError": {
+                "message": self.subscription_error,
+                "since": _iso(self.subscription_error_at),
+                "retryAt": _iso(self.subscription_retry_at),
+            } if self.subscription_error else None,
             "lastSync": {
                 "startedAt": _iso(self.last_sync_started_at),
                 "finishedAt": _iso(self.last_sync_finished_at),
@@ -115,8 +135,9 @@ def _table() -> storage.Table:
     return storage.Table(storage.Tables.CONNECTIONS)
 
 
-def get(connection_id: str) -> Connection | None:
-    row = _table().get(PARTITION, connection_id)
+def get(connection_id: str, *, prompt: bool = False) -> Connection | None:
+    """The connection, or None. `prompt`: someone waits (HTTP): one quick retry, not ~15 s."""
+    row = _table().get(PARTITION, connection_id, quick=prompt)
     return None if row is None else Connection.from_entity(row)
 
 
@@ -127,28 +148,60 @@ def require(connection_id: str) -> Connection:
     return found
 
 
-def save_profile(*, account_id: str, drive_id: str, display_name: str, email: str, ref: str) -> Connection:
-    """Create the connection, or bring an existing one back to `active` with a fresh profile."""
+class RefConflict(Failure):
+    """The connection belongs to another product user (`ref`) and re-linking was not asked for."""
+
+
+def may_attach(connection: Connection, ref: str, *, relink: bool) -> bool:
+    """Whether a sign-in for product user `ref` may take this connection: it is unattached, already
+    theirs, or the product said `relink`. An empty `ref` (the operator's status page) never moves it."""
+    return not ref or not connection.ref or connection.ref == ref or relink
+
+
+def save_profile(*, account_id: str, drive_id: str, display_name: str, email: str, ref: str,
+                 relink: bool = False) -> Connection:
+    """Create the connection, or bring an existing one back to `active` with a fresh profile.
+
+    Raises RefConflict if it belongs to another `ref` and `relink` is not set; a re-link is
+    recorded in `previous_ref` and `ref_changed_at`. ETag-guarded: a concurrent sign-in for
+    another product user can't slip between the check and the write."""
     connection_id = connection_id_for(account_id)
-    now = utcnow()
-    existing = get(connection_id)
-    entity: dict[str, Any] = {
-        "PartitionKey": PARTITION,
-        "RowKey": connection_id,
-        "account_id": account_id,
-        "drive_id": drive_id,
-        "display_name": display_name,
-        "email": email,
-        "state": str(ConnectionState.ACTIVE),
-        "connected_at": now,
-        "last_sync_error": "",
-    }
-    if ref or existing is None:
-        entity["ref"] = ref
-    if existing is None or existing.created_at is None:
-        entity["created_at"] = now
-    _table().upsert(entity)
-    return require(connection_id)
+    for _ in range(10):
+        now = utcnow()
+        row = _table().get(PARTITION, connection_id)
+        existing = Connection.from_entity(row) if row is not None else None
+        if existing is not None and not may_attach(existing, ref, relink=relink):
+            raise RefConflict(connection_id)
+        entity: dict[str, Any] = {
+            "PartitionKey": PARTITION,
+            "RowKey": connection_id,
+            "account_id": account_id,
+            "drive_id": drive_id,
+            "display_name": display_name,
+            "email": email,
+            "state": str(ConnectionState.ACTIVE),
+            "connected_at": now,
+            "last_sync_error": "",
+        }
+        if ref or existing is None:
+            entity["ref"] = ref
+        if existing is not None and existing.ref and ref and existing.ref != ref:
+            entity["previous_ref"] = existing.ref
+            entity["ref_changed_at"] = now
+        if existing is None or existing.created_at is None:
+            entity["created_at"] = now
+        try:
+            if row is None:
+                _table().insert(entity)
+            else:
+                _table().merge(entity, etag=row.etag)
+        except Conflict:
+            continue  # written meanwhile (a sync's counters, another sign-in): decide again
+        if "previous_ref" in entity:
+            log.warning("connection re-linked to another product user",
+                        extra={"connection_id": connection_id, "ref": ref, "previous_ref": entity["previous_ref"]})
+        return require(connection_id)
+    raise RuntimeError(f"could not save the profile of {connection_id}: too much contention")
 
 
 @dataclass(frozen=True)
@@ -158,6 +211,11 @@ class Update:
     # The subscription's owner (notifications/subscriptions.py).
     subscription_id: str | None = None
     subscription_expires_at: datetime | None = None
+    subscription_error: str | None = None
+    subscription_error_at: datetime | None = None
+    subscription_retry_at: datetime | None = None
+    subscription_failures: int | None = None
+    stale_subscription_ids: str | None = None
     # The sync worker's status and counters.
     last_sync_started_at: datetime | None = None
     last_sync_finished_at: datetime | None = None
@@ -247,7 +305,8 @@ def page(*, ref: str | None, limit: int, after: str | None) -> tuple[list[Connec
         query += " and RowKey gt @after"
         parameters["after"] = after
     found: list[Connection] = []
-    for entity in _table().query(query, parameters, page_size=limit):
+    # Only the product API pages: someone waits, so one quick retry, then a 503.
+    for entity in _table().query(query, parameters, page_size=limit, quick=True):
         found.append(Connection.from_entity(entity))
         if len(found) > limit:
             break

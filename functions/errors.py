@@ -8,19 +8,24 @@ Failure                          every failure the app raises on purpose (a bug 
 ├── MicrosoftError               Microsoft's side (Graph or sign-in) failed
 │   ├── Throttled                wait `retry_after` seconds, longer than we can here
 │   ├── Unavailable              5xx or network through every retry
+│   ├── SubscriptionRefused      notifications/subscriptions.py: recorded on the connection, retried later
 │   ├── ReauthRequired           the refresh token was refused: the user must sign in again
 │   ├── IdentityError            microsoft/identity.py: the token endpoint refused a request
 │   └── GraphError               a non-retryable Graph answer (`status`, `code`)
 │       ├── ResyncRequired       the delta link is spent: enumerate again
 │       ├── ItemNotFound         404
 │       ├── Forbidden            403 (`malwareDetected`, `accessDenied`)
-│       └── LinkExpired          a download refused mid-transfer (401/403/410/416): ask for a fresh URL
+│       ├── LinkExpired          a download refused mid-transfer (401/403/410/416): ask for a fresh URL
+│       └── ResyncLoop           sync/engine.py: delta refuses even a fresh enumeration: back off
 ├── StorageError                 Azure Storage answered something the caller did not expect
 │   ├── StorageUnavailable       unreachable or failing through the SDK's retries
 │   ├── Conflict                 a conditional write lost (the row/blob changed), or it exists
 │   └── NotFound                 the row, blob or queue is not there
 ├── BadInput                     input from outside is unusable: a clear 4xx, nothing changed
 │   ├── BadRequest               signin/flow.py: a sign-in request or callback
+│   ├── Invalid                  signin/sessions.py: a connect-session request (`code`)
+│   ├── Unusable                 signin/sessions.py: a connect link unknown, used or expired
+│   ├── InvalidPattern           return_urls.py: an ALLOWED_RETURN_URLS pattern
 │   ├── MalformedBatch           microsoft/wire.py: a webhook body
 │   ├── MalformedTokenResponse   microsoft/wire.py: a 200 from the token endpoint without a token
 │   ├── BadMessage               messages.py: a queue message body
@@ -28,6 +33,8 @@ Failure                          every failure the app raises on purpose (a bug 
 │   ├── PickerRefused            picker/sessions.py: a picker link or session that can't be used
 │   └── NothingChosen            picker/browse.py: a picker form that left nothing selected
 ├── Denied                       signin/flow.py: the user declined consent at Microsoft
+├── AlreadyLinked                signin/flow.py: the account's connection belongs to another ref
+├── RefConflict                  connections.py: the same, found while saving the profile
 ├── ApiError                     api/support.py: a product-API answer (status, code, message)
 ├── ConnectionNotFound           connections.py
 ├── SealError                    tokens/keyring.py: a sealed token does not open
@@ -49,7 +56,12 @@ class Failure(Exception):
 
 
 class SettingsError(Failure, RuntimeError):
-    """A setting is missing or malformed; the message names it (never its value when secret)."""
+    """A setting is missing or malformed; the message names it (never its value when secret).
+    `setting`: its name, for the health endpoint and the stack's start check ("" if not one)."""
+
+    def __init__(self, message: str = "", setting: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class MicrosoftError(Failure):
@@ -69,6 +81,17 @@ class Unavailable(MicrosoftError):
     """Microsoft kept failing (5xx or network) through every retry."""
 
 
+class SubscriptionRefused(MicrosoftError):
+    """Graph would not create or renew the connection's subscription (a limit, a refusal, an outage).
+
+    Recorded on the connection; the next attempt is due after `retry_after` seconds, not sooner."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(f"{reason}; next attempt in {retry_after:.0f} s")
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class ReauthRequired(MicrosoftError):
     """The refresh token was refused (revoked, expired): the user must sign in again."""
 
@@ -80,6 +103,7 @@ class GraphError(MicrosoftError):
         super().__init__(f"Graph HTTP {status} {code}: {message[:200]}".rstrip(": "))
         self.status = status
         self.code = code
+        self.message = message  # Graph's text: some answers carry a value to act on (a cap, an id)
 
 
 class ResyncRequired(GraphError):

@@ -23,7 +23,7 @@ class BadMessage(BadInput):
 def _json_object(body: bytes | str) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BadMessage(f"not JSON: {error}") from None
     if not isinstance(payload, dict):
         raise BadMessage("not a JSON object")

@@ -24,7 +24,7 @@ param microsoftClientSecret string
 @description('Token encryption key ring "<id>:<base64 of 32 bytes>[,...]", newest first (python -m devtools.keys); stored in Key Vault.')
 param tokenEncryptionKeys string
 
-@description('Where /api/connect may send the browser back: space-separated glob patterns, e.g. https://app.example.com/*')
+@description('Where a connect session may send the browser back (return_to): space-separated patterns, e.g. https://app.example.com/*')
 param allowedReturnUrls string
 
 @description('Sign-in authority: .../consumers for "Personal Microsoft accounts only" registrations, .../common for "any organizational directory and personal accounts".')
@@ -45,6 +45,9 @@ param subscriptionRenewalWindowHours int = 72
 @description('Graph subscription writes per 20 s that maintenance may spend (Graph allows 1,000 per app per tenant).')
 param subscriptionWritesPer20s int = 500
 
+@description('Days between full reconciliations of a drive (full enumeration, mark and sweep, blob repair); 0 turns them off.')
+param fullReconciliationDays int = 7
+
 @description('NCRONTAB schedule (six fields, seconds first) of the maintenance timer.')
 param maintenanceSchedule string = '0 */30 * * * *'
 
@@ -59,6 +62,10 @@ param downloadInlineMaxBytes int = 16777216
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
+
+@description('Always-ready instances kept warm for the HTTP functions, so Graph\'s validation (10 s) and notification (3 s) deadlines survive a cold start; billed while ready.')
+@minValue(1)
+param httpAlwaysReadyInstances int = 1
 
 @description('Memory per instance in MB.')
 @allowed([512, 2048, 4096])
@@ -103,6 +110,7 @@ var tableNames = [
   'driveitems'
   'pendingitems'
   'faileditems'
+  'appstate'
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -193,6 +201,7 @@ module api 'app/api.bicep' = {
     tokenKeyRingUri: keyVault.outputs.tokenKeyRingUri
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpAlwaysReadyInstances: httpAlwaysReadyInstances
     appSettings: {
       MICROSOFT_CLIENT_ID: microsoftClientId
       MICROSOFT_AUTHORITY: microsoftAuthority
@@ -203,6 +212,7 @@ module api 'app/api.bicep' = {
       SYNC_TIME_BUDGET_SECONDS: string(syncTimeBudgetSeconds)
       SUBSCRIPTION_RENEWAL_WINDOW_HOURS: string(subscriptionRenewalWindowHours)
       SUBSCRIPTION_WRITES_PER_20S: string(subscriptionWritesPer20s)
+      FULL_RECONCILIATION_DAYS: string(fullReconciliationDays)
       DOWNLOAD_REDIRECT: downloadRedirect
       DOWNLOAD_INLINE_MAX_BYTES: string(downloadInlineMaxBytes)
       MAINTENANCE_SCHEDULE: maintenanceSchedule
@@ -221,4 +231,5 @@ output FUNCTION_BASE_URL string = api.outputs.baseUrl
 // Register this exact URI in the app registration (Authentication > Web > Redirect URIs).
 output OAUTH_REDIRECT_URI string = '${api.outputs.baseUrl}/api/oauth/callback'
 output NOTIFICATION_URL string = '${api.outputs.baseUrl}/api/notifications'
-output CONNECT_URL string = '${api.outputs.baseUrl}/api/connect'
+// A connect link is made per user by the product's backend (POST /api/connect-sessions); this is where.
+output CONNECT_SESSIONS_URL string = '${api.outputs.baseUrl}/api/connect-sessions'

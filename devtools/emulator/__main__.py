@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--redirect-uri", action="append", default=[], help="register exactly this redirect URI (repeatable)")
     parser.add_argument("--demo", action="store_true", help="add a demo user with a few files (once: kept in --data)")
     parser.add_argument("--auto-consent", action="store_true", help="skip the consent page")
+    parser.add_argument("--allow-http-notification-urls", action="store_true",
+                        help="accept http:// notification URLs (Graph demands https; a local app has no TLS)")
     parser.add_argument("--data", help="keep users, drives, tokens and subscriptions in this folder across restarts")
     parser.add_argument("--reset", action="store_true", help="forget what --data kept and start from nothing")
     args = parser.parse_args()
@@ -43,6 +45,7 @@ def main() -> None:
         reset_folder(Path(args.data))
     emu = Emulator(args.client_id, args.client_secret, args.redirect_uri, host=args.host, data_dir=args.data)
     emu.auto_consent = args.auto_consent
+    emu.allow_http_notification_urls = args.allow_http_notification_urls
     emu.start(port=args.port, download_port=args.download_port)
     if args.demo:
         user = emu.user_by_email(DEMO_EMAIL)

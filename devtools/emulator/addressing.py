@@ -13,10 +13,12 @@ class Address(NamedTuple):
     kind: str  # "root" | "id" | "path" | "approot"
     value: str  # the item id or the path ("" for the root)
     action: str  # what follows: "", "children", "content", "delta", ...
+    path: str = ""  # a path below the item: items/{id}:/{path}: (what clients use below a folder)
 
 
 def parse_item_path(rest: str) -> Address | None:
-    """'me/drive/items/X!1/content' -> Address("me/drive", "id", "X!1", "content")."""
+    """'me/drive/items/X!1/content' -> Address("me/drive", "id", "X!1", "content");
+    'drives/d/items/X!1:/a/b.txt:/content' -> Address("drives/d", "id", "X!1", "content", "a/b.txt")."""
     match = re.match(r"^(me/drive|drives/[^/]+)/(.+)$", rest)
     if match is None:
         return None
@@ -28,7 +30,14 @@ def parse_item_path(rest: str) -> Address | None:
     if tail == "root" or tail.startswith("root/"):
         return Address(drive_spec, "root", "", tail[4:].strip("/"))
     if tail.startswith("items/"):
-        item_id, _, after = tail[6:].partition("/")
+        head = tail[6:]
+        colon, slash = head.find(":"), head.find("/")
+        if colon != -1 and (slash == -1 or colon < slash):
+            # items/{id}:/{path}: - the id ends at the first ':', the path at the next one.
+            item_id, _, relative = head.partition(":")
+            path, _, after = relative.partition(":")
+            return Address(drive_spec, "id", item_id, after.strip("/"), path.strip("/"))
+        item_id, _, after = head.partition("/")
         return Address(drive_spec, "id", item_id, after.strip("/"))
     if tail == "special/approot" or tail.startswith("special/approot/"):
         return Address(drive_spec, "approot", "", tail[len("special/approot"):].strip("/"))

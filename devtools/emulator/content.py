@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import functools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import quickxorhash
 

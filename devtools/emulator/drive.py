@@ -12,11 +12,13 @@ import base64
 import mimetypes
 import random
 import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable, Iterator
 
 from .content import BytesContent, Content, GeneratedContent, quick_xor_hash
+from .options import Options
 from .times import utcnow
 
 
@@ -94,6 +96,8 @@ class Item:
 
 
 ChangeListener = Callable[["Drive", set[str]], None]
+# Given the name of a shared folder, creates it in the sharing account's drive: -> (drive id, item id).
+ShareSource = Callable[[str], tuple[str, str]]
 
 
 class Drive:
@@ -106,8 +110,12 @@ class Drive:
         owner_name: str,
         lock: threading.RLock,
         on_change: ChangeListener | None = None,
-        tombstones: Callable[[], str] | None = None,
+        options: Options | None = None,
+        keep_tombstone: Callable[[str], bool] | None = None,
+        share_source: ShareSource | None = None,
     ) -> None:
+        """``keep_tombstone(path)`` False: the delete leaves no tombstone (a fault); ``share_source``
+        makes the folders behind ``add_remote_item`` (None: a remoteItem pointing nowhere)."""
         self.id = drive_id
         self.owner_id = owner_id
         self.owner_name = owner_name
@@ -116,7 +124,9 @@ class Drive:
         self.items: dict[str, Item] = {}
         self.delta_epoch = 0  # bumped to expire every delta token of this drive
         self._on_change = on_change
-        self._tombstone_mode = tombstones or (lambda: "partial")
+        self.options = options or Options()
+        self._keep_tombstone = keep_tombstone or (lambda path: True)
+        self._share_source = share_source
         self._changes: dict[str, int] = {}  # item id -> seq, in seq order (pop + re-insert)
         self._seq = 0
         self._next_number = 101
@@ -137,9 +147,12 @@ class Drive:
         item = self.items.get(item_id)
         return item if item is not None and not item.deleted else None
 
-    def find(self, path: str) -> Item | None:
+    def find(self, path: str, below: str | None = None) -> Item | None:
+        """The item at ``path`` from the root, or from the folder with id ``below``."""
         with self.lock:
-            item = self.items[self.root_id]
+            item = self.items.get(below or self.root_id)
+            if item is None:
+                return None
             for part in _split(path):
                 child_id = item.children.get(part.lower())
                 if child_id is None:
@@ -357,15 +370,16 @@ class Drive:
             if item.kind == "root":
                 raise DriveError("the root can't be deleted")
             touched: set[str] = set(a.id for a in self.ancestors(item))
-            mode = self._tombstone_mode()
+            mode = self.options.tombstones
             for descendant in self._post_order(item):
                 if descendant is item:
                     continue
                 keep = mode == "all" or (mode == "partial" and self._rng.random() < 0.5)
-                self._bury(descendant, touched, keep_tombstone=keep)
+                self._bury(descendant, touched, keep_tombstone=keep and self._keep_tombstone(self.path_of(descendant)))
+            keep_own = self._keep_tombstone(self.path_of(item))
             parent = self.items[item.parent_id]  # type: ignore[index]
             del parent.children[item.name.lower()]
-            self._bury(item, touched, keep_tombstone=True)
+            self._bury(item, touched, keep_tombstone=keep_own)
             self._touch(parent, touched, bump_content=False)
         self._notify(touched)
 
@@ -373,23 +387,21 @@ class Drive:
         """A OneNote notebook: a ``package`` item, which can't be downloaded."""
         return self._put_file(path, BytesContent(b""), "application/msonenote", kind="package")
 
-    def add_remote_item(self, path: str, remote_drive_id: str = "f0e1d2c3b4a59687") -> str:
-        """A folder shared from another drive and added to this one (``remoteItem``)."""
+    def add_remote_item(self, path: str) -> str:
+        """A folder shared from another account and added to this drive (``remoteItem``): its
+        content lives in the sharer's drive, where Graph resolves it."""
         parts = _split(path)
         with self.lock:
             touched: set[str] = set()
             parent = self._ensure_folder(parts[:-1], touched)
             if parts[-1].lower() in parent.children:
                 raise DriveError(f"{path!r} already exists")
+            if self._share_source is not None:
+                remote_drive_id, remote_id = self._share_source(parts[-1])
+            else:
+                remote_drive_id, remote_id = "f0e1d2c3b4a59687", f"F0E1D2C3B4A59687!s{uuid.uuid4().hex}"
             item = self._new_item(parts[-1], parent.id, "remote")
-            remote_number = self._rng.randrange(200, 99999)
-            item.remote = {
-                "id": f"{remote_drive_id.upper()}!{remote_number}",
-                "name": parts[-1],
-                "size": 0,
-                "folder": {"childCount": 0},
-                "parentReference": {"driveId": remote_drive_id, "driveType": "personal"},
-            }
+            item.remote = {"drive_id": remote_drive_id, "id": remote_id}
             self._touch(item, touched)
         self._notify(touched)
         return item.id
@@ -475,7 +487,11 @@ class Drive:
     # ----- internals -----------------------------------------------------------------------
 
     def _new_item(self, name: str, parent_id: str | None, kind: str) -> Item:
-        item_id = f"{self.id.upper()}!{self._next_number}"
+        if self.options.item_id_style == "legacy":
+            item_id = f"{self.id.upper()}!{self._next_number}"
+        else:
+            # Since 2025 (OneDrive/onedrive-api-docs#1890): the drive id in capitals, "!s", 32 hex.
+            item_id = f"{self.id.upper()}!s{uuid.uuid4().hex}"
         self._next_number += 1
         now = utcnow()
         item = Item(id=item_id, name=name, parent_id=parent_id, kind=kind, created=now, modified=now)

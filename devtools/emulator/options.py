@@ -1,4 +1,5 @@
-"""Every switch of the emulator, with the real service's behaviour as the default.
+"""Every switch of the emulator. The defaults are the real service's documented behaviour
+(shared/reference/microsoft.md); a leniency is a switch someone turns on, saying why.
 
 Set them on the emulator (``emu.delta_page_size = 3``), through ``PATCH /_emulator/options``, or
 here directly (``emu.options``).
@@ -18,6 +19,10 @@ class Options:
     auth_code_lifetime: float = 600  # codes live about 10 minutes
     refresh_token_lifetime: float = 90 * 24 * 3600  # inactivity lifetime (web apps)
 
+    # --- ids and items ---
+    item_id_style: str = "current"  # "current": DRIVEID!s<32 hex> (since 2025) | "legacy": DRIVEID!123
+    parent_id_drive_case: str | None = None  # None | "lower": parentReference.id with its drive part lowercased
+
     # --- delta ---
     delta_page_size: int = 200
     delta_order: str = "natural"  # "natural" (parents first) | "shuffled" | "children_first"
@@ -29,21 +34,49 @@ class Options:
     drive_id_quirk: str | None = None  # None | "drop_leading_zero" | "upper": parentReference.driveId
     tombstones: str = "partial"  # folder delete: "all" | "partial" | "folder_only" descendants tombstoned
     tombstone_parent_root: bool = True  # a tombstone's parentReference points at the root
+    id_only_tombstones: bool = False  # tombstones as {"id", "deleted": {}} and nothing else (seen in the field)
     zero_byte_empty_hashes: bool = True  # zero-byte files listed with "hashes": {}
 
     # --- content ---
+    content_redirect: bool = True  # False: /content answers 200 with the bytes itself, no 302
     ignore_range: bool = False  # answer 200 with the whole file even when Range is sent
     download_url_lifetime: float = 3600
-    reject_auth_on_download: bool = True  # an Authorization header on the download origin: 401
+    # Leniency for old clients (rclone < 1.67 sends Graph's bearer token to the download host):
+    # the real service answers 401 there.
+    allow_auth_on_download: bool = False
 
-    # --- subscriptions and notifications ---
+    # --- every request ---
+    request_latency: float = 0.0  # seconds added to every Graph, sign-in and download request
+
+    # --- subscriptions ---
     validation_timeout: float = 10.0
     validate_on_renewal: bool = False  # handshake again on PATCH and reauthorize
-    require_https_notification_url: bool = False  # the real service refuses http://
-    max_subscription_minutes: int = 42300
+    # Leniency for local use: Graph refuses http:// notification URLs, but a local app has no TLS.
+    allow_http_notification_urls: bool = False
+    # Leniency for apps that don't handle 409 yet: Graph allows one subscription per resource and
+    # changeType per app and user.
+    allow_duplicate_subscriptions: bool = False
+    max_subscription_minutes: int = 42300  # the enforced cap; the error text names it
+
+    # --- notifications ---
     notification_debounce: float = 0.3  # seconds changes are gathered before one POST per URL
     notification_timeout: float = 3.0  # a delivery slower than this counts as failed (retried)
-    notification_retry_delays: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 60, 120)
+    # Retries of any non-2xx answer (and timeouts, refused connections) for up to 4 hours; the
+    # delays are modelled seconds, the last one repeated until the window is over.
+    notification_retry_delays: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1800)
+    notification_retry_window: float = 4 * 3600
+    # Modelled seconds per real second for the notifier's waits (retries, slow-endpoint delays):
+    # 3600 makes Graph's 4 hours of retries pass in 4 seconds.
+    time_scale: float = 1.0
+    # Graph's slow-endpoint rule: answers over 2,900 ms are slow; with 10% slow (over at least
+    # 100 notifications, counters reset every 10 minutes) delivery is delayed 10 minutes, with 15%
+    # notifications are dropped.
+    slow_response_seconds: float = 2.9
+    slow_min_notifications: int = 100
+    slow_window_seconds: float = 600
+    slow_delay_fraction: float = 0.10
+    slow_drop_fraction: float = 0.15
+    slow_delay_seconds: float = 600
     notifications_paused: bool = False  # drop notifications (lost notifications)
     notifications_duplicate: bool = False  # every notification POST sent twice
 

@@ -9,8 +9,8 @@ against Microsoft.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import secrets
 import socket
 import threading
 import time
@@ -65,10 +65,8 @@ class _Server(uvicorn.Server):
 
     async def main_loop(self) -> None:
         while not await self.on_tick(0):  # counter 0: refreshes the Date header
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.exit_event.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -194,7 +192,7 @@ class Emulator:
             self._loop = asyncio.get_running_loop()
             await notifier.start()
             try:
-                await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(self._servers, sockets)))
+                await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(self._servers, sockets, strict=True)))
             finally:
                 await notifier.stop()
 
@@ -217,6 +215,13 @@ class Emulator:
             time.sleep(0.005)
         return self
 
+    def serve_as(self, base_url: str, download_base_url: str) -> None:
+        """Name these origins in what the emulator hands out (links, download URLs, discovery)
+        instead of the ones it listens on: for a client that reaches it through a proxy under
+        Microsoft's host names (tests/conformance)."""
+        self.state.base_url = base_url.rstrip("/")
+        self.state.download_base_url = download_base_url.rstrip("/")
+
     def _listen(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -229,10 +234,8 @@ class Emulator:
         for server in self._servers:
             server.should_exit = True
             if self._loop is not None and not self._loop.is_closed():
-                try:
+                with contextlib.suppress(RuntimeError):  # the loop already ended
                     self._loop.call_soon_threadsafe(server.exit_event.set)
-                except RuntimeError:  # the loop already ended
-                    pass
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._thread = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .drive import Drive
 from .options import Options
@@ -73,7 +73,7 @@ class Subscription:
 
     @property
     def expired(self) -> bool:
-        return datetime.now(timezone.utc) >= self.expires_at
+        return datetime.now(UTC) >= self.expires_at
 
     def public(self) -> dict:
         return {
@@ -139,6 +139,7 @@ class State:
         self.signing_key = secrets.token_bytes(32)
         self.lock = threading.RLock()
         self.users: list[User] = []
+        self.sharers: list[User] = []  # accounts that share folders with users; they never sign in
         self.codes: dict[str, AuthCode] = {}
         self.access_tokens: dict[str, Grant] = {}
         self.refresh_tokens: dict[str, Grant] = {}
@@ -155,9 +156,9 @@ class State:
 
     def reset(self) -> None:
         """Back to no users, no tokens, no subscriptions and the default switches."""
-        self.options = Options()
+        self.options.update(Options().as_dict())  # in place: drives hold this object
         self.changed()
-        for store in (self.users, self.codes, self.access_tokens, self.refresh_tokens, self.pending,
+        for store in (self.users, self.sharers, self.codes, self.access_tokens, self.refresh_tokens, self.pending,
                       self.subscriptions, self.deliveries, self.delta_sessions):
             store.clear()
 
@@ -184,5 +185,5 @@ class State:
         return next((u for u in self.users if u.email.lower() == email.lower()), None)
 
     def drive_by_id(self, drive_id: str) -> Drive | None:
-        user = next((u for u in self.users if u.drive.id == drive_id), None)
+        user = next((u for u in [*self.users, *self.sharers] if u.drive.id == drive_id), None)
         return user.drive if user else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host-json", default=str(ROOT / "host.json"), help="host.json to take queue semantics from")
     parser.add_argument("--no-queues", action="store_true", help="don't run queue triggers")
     parser.add_argument("--no-timers", action="store_true", help="don't run timer triggers")
+    parser.add_argument("--key-file", help=f"keep the function key in this file across runs (unless {KEY_ENV} is set)")
+    parser.add_argument("--new-key", action="store_true", help="replace the key kept in --key-file with a new one")
     return parser.parse_args(argv)
 
 
@@ -41,28 +44,30 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("azure", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    local = read_local_settings(args.settings)
-    apply_local_settings(local)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    module_name, _, attribute = args.app.partition(":")
-    app = getattr(importlib.import_module(module_name), attribute or "app")
+    try:
+        local = read_local_settings(args.settings)
+        apply_local_settings(local)
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        module_name, _, attribute = args.app.partition(":")
+        app = getattr(importlib.import_module(module_name), attribute or "app")
 
-    from .bindings import load
-    from .runtime import LocalHost
+        from .bindings import load
+        from .runtime import LocalHost
 
-    key, generated = function_key()
-    port = args.port or local.local_http_port or 7071
-    host = LocalHost(load(app), function_key=key, options=HostOptions.from_host_json(args.host_json),
-                     host=args.host, port=port, run_queues=not args.no_queues, run_timers=not args.no_timers)
+        key = function_key(key_file=args.key_file, renew=args.new_key)
+        port = args.port or local.local_http_port or 7071
+        host = LocalHost(load(app), function_key=key.value, options=HostOptions.from_host_json(args.host_json),
+                         host=args.host, port=port, run_queues=not args.no_queues, run_timers=not args.no_timers)
+    except (ValueError, KeyError, OSError) as error:  # a setting, a file: say which, without a traceback
+        print(f"Could not start the local host: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr, flush=True)
+        return 1
     host.start()
+    base = _browser_origin(host.url)
     print(f"Local host listening on {host.url} with {len(host.specs)} functions:", flush=True)
     for spec in host.specs:
-        print(f"  {spec.name}: {_describe(spec, host.url)}", flush=True)
-    if generated:
-        print(f"Function key (header x-functions-key or ?code=; set {KEY_ENV} to choose it): {key}", flush=True)
-    else:
-        print(f"Function key: from {KEY_ENV}", flush=True)
+        print(f"  {spec.name}: {_describe(spec, base)}", flush=True)
+    print(f"Function key (header x-functions-key or ?code=; {key.source}): {key.value}", flush=True)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -85,6 +90,18 @@ class StructuredFormatter(logging.Formatter):
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
         return line
+
+
+def _browser_origin(listening: str) -> str:
+    """The origin to print links with: PUBLIC_BASE_URL when it names this host (sign-in's cookie
+    lives on that host name, so a link on another name of this machine would fail there)."""
+    from urllib.parse import urlsplit
+
+    public = os.environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+    parts, mine = urlsplit(public), urlsplit(listening)
+    if parts.hostname in ("localhost", "127.0.0.1", "::1") and parts.port == mine.port:
+        return f"{parts.scheme}://{parts.netloc}"
+    return listening
 
 
 def _describe(spec, url: str) -> str:

@@ -21,6 +21,10 @@ class FunctionSpec:
     handler: Callable[..., Any]
     binding: dict[str, Any]  # the trigger binding, %SETTING% placeholders resolved
     other_bindings: tuple[dict[str, Any], ...] = ()  # input/output bindings besides the trigger
+    placeholders: tuple[tuple[str, str], ...] = ()  # (binding key, app setting) for each %SETTING% used
+
+    def setting_of(self, key: str) -> str | None:
+        return dict(self.placeholders).get(key)
 
     @property
     def is_async(self) -> bool:
@@ -80,8 +84,10 @@ def load(app: func.FunctionApp, environ: dict[str, str] | None = None) -> list[F
         trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
         resolved = {key: resolve(value, environ) for key, value in trigger.items()}
         others = tuple(b for b in bindings if b is not trigger and b["type"] != "http")  # "http" = the HTTP return value
+        placeholders = tuple((key, name) for key, value in trigger.items() if isinstance(value, str)
+                             for name in _PLACEHOLDER.findall(value))
         specs.append(FunctionSpec(function.get_function_name(), trigger["type"], trigger["name"],
-                                  function.get_user_function(), resolved, others))
+                                  function.get_user_function(), resolved, others, placeholders))
     return specs
 
 

@@ -58,7 +58,12 @@ class TimerRunner:
 
     def __init__(self, spec: FunctionSpec, invoker: Invoker, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.spec = spec
-        self.schedule = Schedule(spec.schedule)
+        try:
+            self.schedule = Schedule(spec.schedule)
+        except ValueError as error:  # name the app setting it came from, if any
+            setting = spec.setting_of("schedule")
+            raise ValueError(f"Setting {setting} (the schedule of timer {spec.name}): {error}" if setting
+                             else f"Timer {spec.name}: {error}") from None
         self.invoker = invoker
         self.clock = clock
         self.runs = 0

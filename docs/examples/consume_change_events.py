@@ -1,6 +1,10 @@
 """Consume onedrive-mirror's change events (a sketch to copy into the product).
 
-    STORAGE_CONNECTION_STRING="..." python docs/examples/consume_change_events.py
+    python docs/examples/consume_change_events.py [--once] "<connection string>"
+
+Locally, the connection string is the one `scripts/run` prints ("Storage connection string"), or
+`UseDevelopmentStorage=true` when Azurite has its usual ports (10000-10002); it can also come from
+STORAGE_CONNECTION_STRING. `--once` handles what is waiting and exits; without it, it keeps polling.
 
 The app puts one JSON message per applied change on the `change-events` queue of its storage
 account, base64-encoded as Azure Functions queue messages are (schema: docs/change-event.schema.json).
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,8 +49,22 @@ def print_event(event: dict[str, Any]) -> None:
     print(f"{event['occurredAt']} {event['connectionId']} {event['type']:8} {where} ({event['size']} bytes)")
 
 
-if __name__ == "__main__":
-    events = change_events_queue(os.environ["STORAGE_CONNECTION_STRING"])
+def main(argv: list[str]) -> int:
+    once = "--once" in argv
+    given = [arg for arg in argv if arg != "--once"]
+    connection_string = given[0] if given else os.environ.get("STORAGE_CONNECTION_STRING", "")
+    if not connection_string:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    events = change_events_queue(connection_string)
     while True:
-        if not consume(events, print_event):
+        handled = consume(events, print_event)
+        if once:
+            print(f"{handled} events handled.")
+            return 0
+        if not handled:
             time.sleep(2)  # the queue was empty: poll again shortly
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_FAILED_ITEMS_SHOWN = 100
+MAX_SKIPPED_ITEMS_SHOWN = 100
 _MAX_REF = 512
 
 
@@ -42,7 +43,21 @@ def list_connections(*, ref: str | None, cursor: str | None, limit: str | None) 
 def get_connection(connection_id: str) -> dict[str, Any]:
     connection = require_connection(connection_id)
     failed, truncated = failed_items(connection_id)
-    return {**connection.to_public(), "failedItems": failed, "failedItemsTruncated": truncated}
+    skipped, skipped_truncated = skipped_items(connection_id)
+    return {**connection.to_public(), "failedItems": failed, "failedItemsTruncated": truncated,
+            "skippedItems": skipped, "skippedItemsTruncated": skipped_truncated}
+
+
+def skipped_items(connection_id: str) -> tuple[list[dict[str, Any]], bool]:
+    """The items the mirror leaves out on purpose, with the reason (at most MAX_SKIPPED_ITEMS_SHOWN),
+    each with its path in the drive."""
+    from functions.sync import itemrows, plan
+
+    found, truncated = itemrows.skipped(connection_id, limit=MAX_SKIPPED_ITEMS_SHOWN)
+    rows = itemrows.RowCache(connection_id)
+    rows.load_chains(state.id for state, _ in found)
+    resolver = plan.Resolver(rows, connection_id)
+    return [{"itemId": state.id, "path": resolver.drive_path(state.id), "reason": reason} for state, reason in found], truncated
 
 
 def failed_items(connection_id: str) -> tuple[list[dict[str, Any]], bool]:
@@ -77,7 +92,7 @@ def _resolve_paths(connection_id: str, items: list[dict[str, Any]]) -> None:
 
     rows = itemrows.RowCache(connection_id)
     rows.load_chains(item["itemId"] for item in items)
-    resolver = plan.Resolver(rows)
+    resolver = plan.Resolver(rows, connection_id)
     for item in items:
         item["path"] = resolver.desired(item["itemId"]).path or None
 

@@ -113,17 +113,25 @@ def parse_range(value: str, size: int) -> ByteRange | None:
         return None
     first, last = match.group(1), match.group(2)
     if not first:  # suffix: the last N bytes
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             return UNSATISFIABLE
         return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if last and end < start:
         return None  # invalid syntax: ignore
     if start >= size:
         return UNSATISFIABLE
     return ByteRange(start, min(end, size - 1))
+
+
+# Beyond any file's size: a longer run of digits means the same, and int() refuses over 4,300 digits.
+_FAR = 10**18
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= 18 else _FAR
 
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?("[^"]*")\s*(?:,|$)')
@@ -158,7 +166,7 @@ def _parse_http_date(value: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a 20-digit day or hour
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from functions import storage
 from functions.api import downloads
@@ -36,8 +36,9 @@ def _unsafe_reason(text: str) -> str | None:
         return "control characters are not allowed"
     lowered = text.lower()
     if "%2f" in lowered or "%5c" in lowered:
-        # An encoded separator some host left undecoded (ASP.NET keeps %2F): never a real name here.
-        return "encoded slashes are not allowed"
+        # An encoded separator some host left undecoded (ASP.NET keeps %2F), or a name holding these
+        # characters: a path can't tell them apart; /content?path= can.
+        return "encoded slashes are not allowed (for a name holding '%2F' or '%5C', use /content?path=)"
     return None
 
 
@@ -65,8 +66,34 @@ def validate_path(path: str, *, request_url: str | None = None, connection_id: s
     return path
 
 
+def validate_exact_path(path: str, *, connection_id: str = "") -> str:
+    """A path from a query parameter (`?path=`), which every host decodes exactly once: the text is
+    the name itself, so a literal `%2F` or `%2e%2e` in a name is just characters. Still refused:
+    what the mirror can never hold (backslashes, control characters, empty, `.` or `..` segments)."""
+    if not path:
+        raise bad_request("A file path is required.", "invalid_path")
+    segments = path.split("/")
+    reason = None
+    if "\\" in path:
+        reason = "backslashes are not allowed"
+    elif any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in path):
+        reason = "control characters are not allowed"
+    elif any(segment == "" for segment in segments):
+        reason = "empty path segments (leading, trailing or double slashes) are not allowed"
+    elif any(segment in (".", "..") for segment in segments):
+        reason = "'.' and '..' segments are not allowed"
+    elif len(connection_id) + 1 + len(path) > _MAX_BLOB_NAME or len(segments) >= _MAX_SEGMENTS:
+        reason = "the path is too long"
+    if reason:
+        raise bad_request(f"Invalid file path: {reason}.", "invalid_path")
+    return path
+
+
 def _raw_file_path(url: str, connection_id: str) -> str | None:
-    raw_path = urlsplit(url).path
+    # Not urlsplit: it raises on a netloc like `[::1` (a Host header is caller input).
+    after_scheme = url.split("://", 1)[-1]
+    raw_path = "/" + after_scheme.split("/", 1)[1] if "/" in after_scheme else ""
+    raw_path = raw_path.split("?", 1)[0].split("#", 1)[0]
     marker = f"/connections/{connection_id}/files/"
     at = raw_path.find(marker)
     return raw_path[at + len(marker):] if at >= 0 else None
@@ -150,13 +177,17 @@ class Download:
 _ATTEMPTS = 3
 
 
-def download(connection_id: str, path: str, *, request_headers: Mapping[str, str], request_url: str | None = None) -> Download:
+def download(connection_id: str, path: str, *, request_headers: Mapping[str, str], request_url: str | None = None,
+             exact: bool = False) -> Download:
     """Answer a download: bytes (whole or a range), 304, 416, 413 or a redirect to a signed URL.
     `request_headers` has lowercase names."""
     from functions.settings import settings
 
     require_connection(connection_id)
-    path = validate_path(path, request_url=request_url, connection_id=connection_id)
+    if exact:  # `path` came from a query parameter: decoded once, unambiguous
+        path = validate_exact_path(path, connection_id=connection_id)
+    else:
+        path = validate_path(path, request_url=request_url, connection_id=connection_id)
     container = storage.blobs.files()
     name = storage.mirror_blob(connection_id, path)
     config = settings()

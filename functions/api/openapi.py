@@ -10,6 +10,32 @@ _NULLABLE_STRING = {"type": ["string", "null"]}
 _TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
 SCHEMAS: dict[str, Any] = {
+    "ConnectSessionRequest": {
+        "type": "object",
+        "required": ["ref"],
+        "additionalProperties": False,
+        "properties": {
+            "ref": {"type": "string", "minLength": 1, "maxLength": 512,
+                    "description": "Your own id of the user who connects; stored on the connection"},
+            "return_to": {"type": "string", "format": "uri", "maxLength": 2048,
+                          "description": "Where the browser goes afterwards, with ?connection=<id>; must match "
+                                         "ALLOWED_RETURN_URLS. Without it the user sees a 'OneDrive connected' page."},
+            "login_hint": {"type": "string", "maxLength": 320, "description": "The Microsoft account to preselect"},
+            "prompt": {"type": "string", "enum": ["select_account", "login", "consent"]},
+            "relink": {"type": "boolean", "default": False,
+                       "description": "Allow moving the account's existing connection from another ref to this one "
+                                      "(recorded as previousRef/refChangedAt). Without it such a sign-in changes nothing."},
+        },
+    },
+    "ConnectSession": {
+        "type": "object",
+        "required": ["url", "expiresAt"],
+        "properties": {
+            "url": {"type": "string", "format": "uri",
+                    "description": "Send this one user's browser here (GET /api/connect?session=...). Single-use."},
+            "expiresAt": {"type": "string", "format": "date-time", "description": "15 minutes after creation"},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -31,10 +57,19 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "email": {"type": "string"}},
             },
             "driveId": {"type": "string"},
-            "ref": {"type": "string", "description": "The product's own user id, given to /api/connect?ref="},
+            "ref": {"type": "string", "description": "The product's own user id, from the connect session"},
+            "previousRef": {**_NULLABLE_STRING, "description": "The ref before a re-link (a connect session with relink)"},
+            "refChangedAt": {**_TIMESTAMP, "description": "When a re-link moved the connection to this ref"},
             "createdAt": _TIMESTAMP,
             "connectedAt": _TIMESTAMP,
             "subscriptionExpiresAt": _TIMESTAMP,
+            "subscriptionError": {
+                "description": "Why Graph refused the change subscription lately (null when all is well); "
+                               "the next attempt is not before retryAt",
+                "type": ["object", "null"],
+                "required": ["message"],
+                "properties": {"message": {"type": "string"}, "since": _TIMESTAMP, "retryAt": _TIMESTAMP},
+            },
             "lastSync": {
                 "type": "object",
                 "properties": {
@@ -58,15 +93,28 @@ SCHEMAS: dict[str, Any] = {
             "updatedAt": _TIMESTAMP,
         },
     },
+    "SkippedItem": {
+        "type": "object",
+        "required": ["itemId", "path", "reason"],
+        "properties": {
+            "itemId": {"type": "string"},
+            "path": _NULLABLE_STRING,
+            "reason": {"type": "string"},
+        },
+    },
     "ConnectionDetail": {
         "allOf": [
             {"$ref": "#/components/schemas/Connection"},
             {
                 "type": "object",
-                "required": ["failedItems", "failedItemsTruncated"],
+                "required": ["failedItems", "failedItemsTruncated", "skippedItems", "skippedItemsTruncated"],
                 "properties": {
                     "failedItems": {"type": "array", "items": {"$ref": "#/components/schemas/FailedItem"}},
                     "failedItemsTruncated": {"type": "boolean"},
+                    # OneNote notebooks, items shared from other drives, malware, names and paths
+                    # a blob can't carry: what the mirror leaves out on purpose, and why.
+                    "skippedItems": {"type": "array", "items": {"$ref": "#/components/schemas/SkippedItem"}},
+                    "skippedItemsTruncated": {"type": "boolean"},
                 },
             },
         ],
@@ -175,17 +223,55 @@ def _file_bytes(description: str, extra_headers: dict[str, Any] | None = None) -
     }
 
 
+# The two download routes answer alike: the conditional and range headers they read, and their answers.
+_DOWNLOAD_HEADERS: list[dict[str, Any]] = [
+    {"name": "Range", "in": "header", "schema": {"type": "string"}, "example": "bytes=0-1023"},
+    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+    {"name": "If-Modified-Since", "in": "header", "schema": {"type": "string"}},
+    {"name": "If-Range", "in": "header", "schema": {"type": "string"}},
+]
+_DOWNLOAD_RESPONSES: dict[str, Any] = {
+    "200": _file_bytes("The whole file", {"Content-Type": _TEXT}),
+    "206": _file_bytes("Part of the file; Content-Range says which (possibly less than asked)",
+                       {"Content-Range": _TEXT}),
+    "302": {"description": "Redirect to a read-only signed URL valid for 10 minutes",
+            "headers": {"Location": {"schema": {"type": "string", "format": "uri"}, "required": True}}},
+    "304": {"description": "Not modified (If-None-Match / If-Modified-Since)", "headers": {"ETag": _TEXT}},
+    "400": _error("Invalid path"),
+    "401": _UNAUTHORIZED,
+    "404": _error("No such connection, or no such file"),
+    "409": _error("The file kept changing during the download"),
+    "413": _error("Too large to serve whole here, and redirects are disabled: use Range"),
+    "416": {"description": "Range not satisfiable", "headers": {"Content-Range": _TEXT}},
+}
+
 PATHS: dict[str, Any] = {
+    "/connect-sessions": {"post": {
+        "operationId": "create_connect_session",
+        "summary": "A single-use, 15-minute Connect OneDrive link for one of your users",
+        "description": (
+            "Call this from your backend when the user chooses Connect OneDrive, then redirect their browser to "
+            "`url`. /api/connect accepts nothing else: a OneDrive is attached to a product user only through a "
+            "session your backend created for that user."
+        ),
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ConnectSessionRequest"},
+            "example": {"ref": "user-42", "return_to": "https://app.example.com/settings/onedrive"}}}},
+        "responses": {"201": _json("The link", "ConnectSession"),
+                      "400": _error("Bad body, ref, return_to, login_hint, prompt or relink"),
+                      "401": _UNAUTHORIZED, "413": _error("Body over 16 KiB"),
+                      "503": _error("Storage unavailable; retry after Retry-After seconds")},
+    }},
     "/connections": {"get": {
         "operationId": "list_connections",
         "summary": "List connections, optionally those of one product user (ref), a page at a time",
         "parameters": [
-            {"name": "ref", "in": "query", "schema": {"type": "string"}, "description": "Only connections made with /api/connect?ref=<ref>"},
+            {"name": "ref", "in": "query", "schema": {"type": "string"}, "description": "Only connections of this product user (the connect session's ref)"},
             {**_LIMIT, "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
             _CURSOR,
         ],
         "responses": {"200": _json("A page of connections", "ConnectionPage"), "400": _error("Bad limit, ref or cursor"),
-                      "401": _UNAUTHORIZED},
+                      "401": _UNAUTHORIZED, "503": _error("Storage unavailable; retry after Retry-After seconds")},
     }},
     "/connections/{id}": {
         "get": {
@@ -255,32 +341,32 @@ PATHS: dict[str, Any] = {
         "description": (
             "`path` is the file's path in the drive, '/'-separated, each segment URL-encoded. Paths with "
             "`.`/`..` segments, empty segments, backslashes, encoded slashes or control characters are refused "
-            "(400). Files larger than DOWNLOAD_INLINE_MAX_BYTES answer with a redirect to a short-lived read-only "
+            "(400); a name holding a literal `%2F` or `%5C` can't be told from an encoded separator here: use "
+            "download_content (`/connections/{id}/content?path=`). Files larger than DOWNLOAD_INLINE_MAX_BYTES answer with a redirect to a short-lived read-only "
             "URL (or 413 when DOWNLOAD_REDIRECT=never; ranges are then served up to that size at a time)."
         ),
         "parameters": [
             _CONNECTION_ID,
             {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
-            {"name": "Range", "in": "header", "schema": {"type": "string"}, "example": "bytes=0-1023"},
-            {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
-            {"name": "If-Modified-Since", "in": "header", "schema": {"type": "string"}},
-            {"name": "If-Range", "in": "header", "schema": {"type": "string"}},
+            *_DOWNLOAD_HEADERS,
         ],
-        "responses": {
-            "200": _file_bytes("The whole file", {"Content-Type": _TEXT}),
-            "206": _file_bytes("Part of the file; Content-Range says which (possibly less than asked)",
-                               {"Content-Range": _TEXT}),
-            "302": {"description": "Redirect to a read-only signed URL valid for 10 minutes",
-                    "headers": {"Location": {"schema": {"type": "string", "format": "uri"}, "required": True}}},
-            "304": {"description": "Not modified (If-None-Match / If-Modified-Since)", "headers": {"ETag": _TEXT}},
-            "400": _error("Invalid path"),
-            "401": _UNAUTHORIZED,
-            "404": _error("No such connection, or no such file"),
-            "409": _error("The file kept changing during the download"),
-            "413": _error("Too large to serve whole here, and redirects are disabled: use Range"),
-            "416": {"description": "Range not satisfiable", "headers": {"Content-Range": _TEXT}},
-        },
+        "responses": _DOWNLOAD_RESPONSES,
     }},
+    "/connections/{id}/content": {"get": {
+        "operationId": "download_content",
+        "summary": "Download a mirrored file named in ?path= (works for every listed name); same rules as download_file",
+        "description": (
+            "`path` is the file's path in the drive exactly as the listing shows it, in the query (decoded once "
+            "by every host, so names holding a literal `%2F`, `%5C` or `%2e%2e` work too). Paths with `.`/`..` "
+            "or empty segments, backslashes or control characters are refused (400)."
+        ),
+        "parameters": [
+            _CONNECTION_ID,
+            {"name": "path", "in": "query", "required": True, "schema": {"type": "string"}, "example": "Docs/a.txt"},
+            *_DOWNLOAD_HEADERS,
+        ],
+        "responses": _DOWNLOAD_RESPONSES,
+    }}
 }
 
 

@@ -57,12 +57,18 @@ class Links:
     def overview(self) -> str:
         return "/api/status" + self._query()
 
+    def connect(self) -> str:
+        # Not `_query`: the refresh choice means nothing there.
+        return "/api/status/connect" + (f"?{urlencode({'code': self.key})}" if self.key else "")
+
     def mirror(self, connection_id: str, folder: str = "") -> str:
         return f"/api/status/connections/{quote(connection_id)}" + self._query(folder=folder)
 
     def download(self, connection_id: str, path: str) -> str:
-        # The product API owns downloads (Range, hash ETag, streaming): link to it.
-        return f"/api/connections/{quote(connection_id)}/files/{quote(path)}" + (f"?{urlencode({'code': self.key})}" if self.key else "")
+        # The product API owns downloads (Range, hash ETag, streaming): link to it, with the path
+        # in the query, which reaches it exactly for every name (a literal %2F can't in a URL path).
+        query = {"path": path, **({"code": self.key} if self.key else {})}
+        return f"/api/connections/{quote(connection_id)}/content?{urlencode(query, quote_via=quote)}"
 
     def flipped(self) -> Links:
         """The same links with auto-refresh switched the other way."""
@@ -125,11 +131,15 @@ def _queue_cards() -> str:
 
 # ---- pages -----------------------------------------------------------------------------------
 
+# One wording for a state, on the badges and in the summary card alike.
+STATE_LABELS = {"active": "Active", "reauth_required": "Sign-in needed", "disconnected": "Disconnected"}
+
+
 def _state_badge(connection: connections.Connection) -> str:
     running = connection.last_sync_started_at and (
         connection.last_sync_finished_at is None or connection.last_sync_started_at > connection.last_sync_finished_at)
     state = str(connection.state)
-    label = {"active": "Active", "reauth_required": "Sign-in needed", "disconnected": "Disconnected"}.get(state, state)
+    label = STATE_LABELS.get(state, state)
     badge = f'<span class="badge {_e(state)}">{_e(label)}</span>'
     if running and connection.state == connections.ConnectionState.ACTIVE:
         badge += ' <span class="badge syncing">Syncing</span>'
@@ -137,7 +147,13 @@ def _state_badge(connection: connections.Connection) -> str:
 
 
 def _subscription(connection: connections.Connection, now: datetime) -> str:
+    if connection.subscription_error:
+        retry = connection.subscription_retry_at
+        return (f'<span class="error">{_e(connection.subscription_error)}</span>'
+                f'<div class="muted">next attempt {_when(retry, now)}</div>')
     expires = connection.subscription_expires_at
+    if connection.state == connections.ConnectionState.DISCONNECTED:
+        return '<span class="muted">none (disconnected)</span>'  # removed with the connection: nothing expired
     if not connection.subscription_id and expires is None:
         return '<span class="muted">none</span>'
     if expires is not None and expires <= now:
@@ -154,7 +170,8 @@ def _connection_row(connection: connections.Connection, links: Links, now: datet
     return (
         "<tr>"
         f'<td><a class="account" href="{_e(links.mirror(connection.connection_id))}">{_e(connection.display_name or connection.account_id)}</a>'
-        f'<div class="muted">{_e(connection.email)}</div><div class="mono muted">{_e(connection.connection_id)}</div></td>'
+        f'<div class="muted">{_e(connection.email)}</div><div class="mono muted">{_e(connection.connection_id)}</div>'
+        f'<a class="browse" href="{_e(links.mirror(connection.connection_id))}">Browse the mirror →</a></td>'
         f"<td>{_state_badge(connection)}</td>"
         f"<td>{_when(connection.last_sync_finished_at, now)}"
         f'<div class="muted">started {_when(connection.last_sync_started_at, now)}</div></td>'
@@ -164,27 +181,60 @@ def _connection_row(connection: connections.Connection, links: Links, now: datet
     )
 
 
-def overview(*, key: str | None, refresh: bool, connect_url: str, now: datetime | None = None) -> Page:
+def _faults_banner() -> str:
+    """App-wide settings faults, as the health endpoint reports them, named for the person fixing them."""
+    from functions import health
+
+    faults = health.run(("settings",)).faults
+    if not faults:
+        return ""
+    items = "".join(f"<li>{_e(fault.message)}" + (f' <span class="muted">(affects {_e(", ".join(fault.features))})</span>'
+                                                   if fault.features else "") + "</li>" for fault in faults)
+    return f'<div class="alert"><strong>Settings need fixing</strong> (also at /api/health):<ul>{items}</ul></div>'
+
+
+def _connect_url() -> str:
+    from functions.settings import SettingsError, settings
+
+    try:
+        return f"{settings().public_base_url}/api/connect"
+    except SettingsError:
+        return "/api/connect"  # the banner says what is wrong with PUBLIC_BASE_URL
+
+
+def overview(*, key: str | None, refresh: bool, connect_url: str | None = None, now: datetime | None = None) -> Page:
     now = now or datetime.now(UTC)
     links = Links(key, refresh)
+    connect_url = connect_url or _connect_url()
     found = sorted(connections.iterate(), key=lambda c: (c.display_name or c.account_id).lower())
     if found:
         rows = "".join(_connection_row(c, links, now) for c in found)
-        table = ("<table><thead><tr><th>Account</th><th>State</th><th>Last sync</th><th>Items</th>"
-                 f"<th>Subscription</th></tr></thead><tbody>{rows}</tbody></table>")
+        table = ('<div class="scroll"><table><thead><tr><th>Account</th><th>State</th><th>Last sync</th><th>Items</th>'
+                 f"<th>Subscription</th></tr></thead><tbody>{rows}</tbody></table></div>")
     else:
         table = (f'<div class="empty"><p>No OneDrive connected yet.</p>'
                  f'<p><a class="button" href="{_e(connect_url)}">Connect a OneDrive</a></p></div>')
     by_state: dict[str, int] = {}
     for connection in found:
         by_state[str(connection.state)] = by_state.get(str(connection.state), 0) + 1
-    summary = " · ".join(f"{count} {state.replace('_', ' ')}" for state, count in sorted(by_state.items())) or "none"
-    body = (
+    summary = " · ".join(f"{count} {STATE_LABELS.get(state, state).lower()}" for state, count in sorted(by_state.items())) or "none"
+    body = _faults_banner() + _app_alerts() + (
         f'<section class="cards"><div class="card"><div class="label">Connections</div><div class="figure">{len(found)}</div>'
         f'<div class="sub">{_e(summary)}</div></div>{_queue_cards()}</section>'
         f'<section><h2>Connections</h2>{table}</section>'
     )
     return Page(200, _layout("Status", body, links, links.flipped().overview(), crumbs=[("Status", None)], now=now))
+
+
+def _app_alerts() -> str:
+    """Conditions that stop every connection alike, above everything else."""
+    from functions.tokens import app_credentials
+
+    ok, detail = app_credentials.health()
+    if ok:
+        return ""
+    return (f'<div class="alert"><strong>Syncs are paused:</strong> {_e(detail)}. Put a valid client secret '
+            "in MICROSOFT_CLIENT_SECRET (Key Vault); syncs resume by themselves, nothing is lost.</div>")
 
 
 def _folder_entries(connection_id: str, folder: str) -> tuple[list[str], list[storage.blobs.BlobEntry], bool]:
@@ -219,6 +269,18 @@ def _failed_section(connection_id: str, total: int) -> str:
     return f'<section><h2>Items that could not be mirrored</h2><ul class="failed">{"".join(items)}</ul>{more}</section>'
 
 
+def _skipped_section(connection_id: str) -> str:
+    from functions.api.connections import skipped_items
+
+    rows, truncated = skipped_items(connection_id)
+    if not rows:
+        return ""
+    items = [f'<li><span class="mono">{_e(row["path"] or "item " + row["itemId"])}</span>'
+             f' <span class="muted">{_e(row["reason"])}</span></li>' for row in rows[:MAX_FAILED_SHOWN]]
+    more = '<p class="muted">More are skipped; the product API lists them.</p>' if truncated or len(rows) > MAX_FAILED_SHOWN else ""
+    return f'<section><h2>Items left out of the mirror on purpose</h2><ul class="failed">{"".join(items)}</ul>{more}</section>'
+
+
 def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, now: datetime | None = None) -> Page:
     """One folder of a connection's mirror. 404 for an unknown connection, 400 for a bad folder."""
     from functions.api.files import validate_prefix
@@ -245,8 +307,8 @@ def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, n
                     f'<td>{_e(_size(blob.size))}</td><td>{_when(blob.last_modified, now)}</td>'
                     f'<td class="mono muted" title="quickXorHash">{_e(quick_xor)}</td></tr>')
     if rows:
-        listing = ('<table><thead><tr><th>Name</th><th>Size</th><th>Mirrored</th><th>quickXorHash</th></tr></thead>'
-                   f'<tbody>{"".join(rows)}</tbody></table>')
+        listing = ('<div class="scroll"><table><thead><tr><th>Name</th><th>Size</th><th>Mirrored</th><th>quickXorHash</th>'
+                   f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
         if truncated:
             listing += f'<p class="muted">Showing the first {MAX_LISTED} entries; the product API lists everything.</p>'
     else:
@@ -264,7 +326,8 @@ def mirror(connection_id: str, *, folder: str, key: str | None, refresh: bool, n
             f'<div><span class="label">Subscription</span> {_subscription(connection, now)}</div></section>')
     if connection.last_sync_error:
         head += f'<div class="alert">{_e(connection.last_sync_error)}</div>'
-    body = head + _failed_section(connection_id, connection.items_failed) + f"<section>{listing}</section>"
+    body = (head + _failed_section(connection_id, connection.items_failed) + _skipped_section(connection_id)
+            + f"<section>{listing}</section>")
     toggle = links.flipped().mirror(connection_id, folder)
     return Page(200, _layout(f"{account} · mirror", body, links, toggle, crumbs=crumbs, now=now))
 
@@ -289,7 +352,8 @@ h2{font-size:15px;margin:24px 0 10px;color:#24292f}.cards{display:flex;gap:14px;
 .sub{color:#57606a;font-size:12px}.sub.warn,.error{color:#cf222e}table{width:100%;border-collapse:collapse;
 background:#fff;border:1px solid #d0d7de;border-radius:10px;overflow:hidden}th{text-align:left;font-size:12px;
 color:#57606a;background:#f6f8fa;font-weight:600}th,td{padding:10px 14px;border-bottom:1px solid #eaeef2;
-vertical-align:top}tr:last-child td{border-bottom:0}a{color:#0b5cd5}.account{font-weight:600;text-decoration:none}
+vertical-align:top}tr:last-child td{border-bottom:0}a{color:#0b5cd5}.account{font-weight:600;text-decoration:underline}
+.browse{display:inline-block;margin-top:4px;font-size:12px}.scroll{overflow-x:auto;border-radius:10px}
 .muted{color:#6e7781}.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 .badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:12px;font-weight:600;background:#eaeef2}
 .badge.active{background:#dafbe1;color:#116329}.badge.reauth_required{background:#fff1c2;color:#7d4e00}
@@ -301,7 +365,9 @@ vertical-align:top}tr:last-child td{border-bottom:0}a{color:#0b5cd5}.account{fon
 .detail{display:flex;gap:28px;flex-wrap:wrap;align-items:center;background:#fff;border:1px solid #d0d7de;
 border-radius:10px;padding:12px 18px;margin-bottom:14px}.folder{font-weight:600;text-decoration:none}ul.failed{background:#fff;
 border:1px solid #d0d7de;border-radius:10px;padding:10px 32px}footer{color:#6e7781;font-size:12px;padding:16px 32px;
-text-align:center}
+text-align:center}.mono,.error-text,nav.crumbs{overflow-wrap:anywhere}
+@media (max-width:640px){header,main,footer{padding-left:12px;padding-right:12px}header{flex-wrap:wrap;gap:4px}
+header a{margin-left:10px}.card{min-width:140px}th,td{padding:8px}}
 """
 
 

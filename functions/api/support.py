@@ -36,7 +36,7 @@ _CONNECTION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 
 
 def require_connection(connection_id: str) -> connections.Connection:
-    found = connections.get(connection_id) if _CONNECTION_ID.match(connection_id or "") else None
+    found = connections.get(connection_id, prompt=True) if _CONNECTION_ID.match(connection_id or "") else None
     if found is None:
         raise ApiError(404, "connection_not_found", "No connection with this id.")
     return found
@@ -50,6 +50,19 @@ def parse_limit(raw: str | None, *, default: int, maximum: int) -> int:
     return int(raw)
 
 
+def json_object(body: bytes, *, limit: int) -> dict[str, Any]:
+    """A request body that must be one JSON object of at most `limit` bytes, or a 400/413."""
+    if len(body) > limit:
+        raise ApiError(413, "body_too_large", f"The body must be at most {limit} bytes.")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested arrays
+        payload = None
+    if not isinstance(payload, dict):
+        raise bad_request("The body must be a JSON object.", "invalid_body")
+    return payload
+
+
 def encode_cursor(payload: dict[str, Any]) -> str:
     raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -60,7 +73,7 @@ def decode_cursor(cursor: str, *, scope: dict[str, Any]) -> dict[str, Any]:
     listing it came from), so a cursor can't be replayed against another listing."""
     try:
         payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         payload = None
     if not isinstance(payload, dict) or any(payload.get(key) != value for key, value in scope.items()):
         raise bad_request("cursor is not valid for this listing; start again without it.", "invalid_cursor")

@@ -77,15 +77,25 @@ class GraphClient:
             return path_or_link
         return self._base + path_or_link
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None) -> httpx.Response:
-        """Send with auth; on 401 get a fresh token once and try again. Raises on 4xx/5xx."""
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None,
+                headers: dict[str, str] | None = None, stream: bool = False) -> httpx.Response:
+        """Send with auth; on 401 get a fresh token once and try again. Raises on 4xx/5xx.
+
+        With `stream=True` a successful answer's body is left unread; the caller must close it."""
         url = self.url(path)
-        response = self._send(method, url, json=json, params=params, force_refresh=False)
-        if response.status_code == 401:
+
+        def send(force_refresh: bool) -> httpx.Response:
+            return self._send(method, url, json=json, params=params, headers=headers, force_refresh=force_refresh,
+                              stream=stream)
+
+        response = _read_if_error(send(False))
+        # 401 `ExtensionError` on a subscription is Graph refusing the subscription, not our token
+        # (OneDrive/onedrive-api-docs#1740): a typed error for the caller, no sign-in verdict.
+        if response.status_code == 401 and error_of(response)[0] != "ExtensionError":
             response.close()
-            response = self._send(method, url, json=json, params=params, force_refresh=True)
-            if response.status_code == 401:
-                code, _ = error_of(response)
+            response = _read_if_error(send(True))
+            code, _ = error_of(response) if response.status_code == 401 else ("", "")
+            if response.status_code == 401 and code != "ExtensionError":
                 raise ReauthRequired(f"Graph refused a fresh access token ({code})")
         if response.status_code >= 400:
             raise _typed_error(response)
@@ -144,6 +154,11 @@ class GraphClient:
     def reauthorize_subscription(self, subscription_id: str) -> None:
         self.request("POST", subscription_path(subscription_id) + "/reauthorize").close()
 
+    def list_subscriptions(self) -> list[Subscription]:
+        """The app's subscriptions for the signed-in user (one page: Graph allows one per resource)."""
+        listed = self._json("GET", "/subscriptions").get("value")
+        return [Subscription.from_graph(as_object(s)) for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
+
     def delete_subscription(self, subscription_id: str) -> None:
         """Delete it in Graph; one already gone (404) is fine."""
         try:
@@ -155,8 +170,8 @@ class GraphClient:
     def download(self, item_id: str, *, start: int = 0) -> Iterator[httpx.Response]:
         """Stream an item's content from `start`. The caller must check 206 vs 200 when start > 0.
 
-        `/content` answers 302 to a pre-authenticated URL on another host: it gets no Authorization.
-        A refusal that a fresh URL fixes is `LinkExpired`; the caller resumes with a new call.
+        `/content` answers 302 to a pre-authenticated URL on another host (which gets no
+        Authorization), or 200/206 with the bytes themselves: both occur, both are used. A refusal that a fresh URL fixes is `LinkExpired`; the caller resumes with a new call.
         """
         try:
             download = self._open_download(item_id, start)
@@ -172,11 +187,14 @@ class GraphClient:
             download.close()
 
     def _open_download(self, item_id: str, start: int) -> httpx.Response:
-        response = self.request("GET", item_path(item_id) + "/content")
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        response = self.request("GET", item_path(item_id) + "/content", headers=headers, stream=True)
+        if response.status_code in (200, 206):
+            return response
+        response.close()
         location = response.headers.get("Location")
         if response.status_code not in (301, 302, 303, 307, 308) or not location:
-            raise GraphError(response.status_code, "noRedirect", "content did not redirect to a download URL")
-        headers = {"Range": f"bytes={start}-"} if start else {}
+            raise GraphError(response.status_code, "noRedirect", "content answered neither bytes nor a download URL")
         download = transport.send(
             lambda: transport.client().build_request("GET", location, headers=headers),
             deadline=self._deadline,
@@ -192,15 +210,27 @@ class GraphClient:
             raise _typed_error(download)
         return download
 
-    def _send(self, method: str, url: str, *, json: Any, params: dict[str, str] | None, force_refresh: bool) -> httpx.Response:
+    def _send(self, method: str, url: str, *, json: Any, params: dict[str, str] | None, headers: dict[str, str] | None,
+              force_refresh: bool, stream: bool) -> httpx.Response:
         token = self._tokens(force_refresh)
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        sent = {**(headers or {}), "Authorization": f"Bearer {token}", "Accept": "application/json"}
         return transport.send(
-            lambda: transport.client().build_request(method, url, json=json, params=params, headers=headers),
+            lambda: transport.client().build_request(method, url, json=json, params=params, headers=sent),
             deadline=self._deadline,
             pause=self._pause,
+            stream=stream,
             what=f"{method} {urlsplit(url).path}",
         )
+
+
+def _read_if_error(response: httpx.Response) -> httpx.Response:
+    """A streamed answer's error body is small and needed for its code: read it."""
+    if response.status_code >= 400:
+        try:
+            response.read()
+        finally:
+            response.close()
+    return response
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -19,6 +19,10 @@ from functions.settings import settings
 
 log = logging.getLogger(__name__)
 
+# Refusals only the user can answer, by going through /authorize again: a revoked or expired grant,
+# MFA or a new consent now required, a session that ended (microsoft.md §6).
+USER_ACTION_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
+
 __all__ = ["CredentialsRejected", "IdentityError", "TokenResponse", "redeem_code", "refresh", "token_url"]
 
 
@@ -80,8 +84,8 @@ def _request(form: dict[str, str], *, deadline: Deadline | None, what: str) -> T
     if response.status_code == 200:
         return _parse_tokens(response)
     error, codes = _error_of(response)
-    if error == "invalid_grant":
-            raise ReauthRequired(f"Microsoft refused the grant (invalid_grant {', '.join(f'AADSTS{c}' for c in codes)})".rstrip())
+    if error in USER_ACTION_ERRORS:
+        raise ReauthRequired(f"Microsoft refused the grant ({error} {', '.join(f'AADSTS{c}' for c in codes)})".rstrip())
     if error in ("invalid_client", "unauthorized_client"):
         raise CredentialsRejected(
             f"Microsoft refused the app's credentials ({error}"

@@ -128,10 +128,11 @@ class Listing:
 class Subscription:
     id: str
     expires_at: datetime | None  # what Graph granted (it may shorten the lifetime); None if it didn't say
+    resource: str = ""
 
     @classmethod
     def from_graph(cls, d: Json) -> Subscription:
-        return cls(_text(d.get("id")), _datetime(d.get("expirationDateTime")))
+        return cls(_text(d.get("id")), _datetime(d.get("expirationDateTime")), _text(d.get("resource")))
 
 
 def _datetime(value: object) -> datetime | None:
@@ -198,7 +199,7 @@ class NotificationBatch:
         """`{"value": [{"subscriptionId", "clientState", "lifecycleEvent"?, ...}, ...]}`."""
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: arrays nested thousands deep
             raise MalformedBatch("the body is not JSON") from None
         entries = payload.get("value") if isinstance(payload, dict) else None
         if not isinstance(entries, list):

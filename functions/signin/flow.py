@@ -28,7 +28,6 @@ STATE_LIFETIME = timedelta(minutes=10)
 MAX_PARAMETER_LENGTH = 2048
 COOKIE_PREFIX = "onedrive_signin_"
 COOKIE_PATH = "/api/oauth"
-PROMPTS = frozenset({"select_account", "login", "consent"})
 STATE_ROW = "state"
 # The callback's own work (token exchange, /me, /me/drive) must answer the browser well within
 # the 230 s HTTP limit; a longer throttling wait is an error page, not a hung browser.
@@ -37,6 +36,15 @@ CALLBACK_BUDGET_SECONDS = 60.0
 
 class BadRequest(BadInput):
     """Input the flow refuses: shown to the user as a 400 page. The message is safe to show."""
+
+
+class AlreadyLinked(Failure):
+    """The account's connection belongs to another product user and the session did not say
+    `relink`: nothing was changed (the account-linking CSRF of issue 16)."""
+
+    def __init__(self, return_to: str) -> None:
+        super().__init__("connection belongs to another ref")
+        self.return_to = return_to
 
 
 class Denied(Failure):
@@ -109,26 +117,48 @@ def _check_sizes(params: Mapping[str, str]) -> None:
 
 # ----- GET /api/connect --------------------------------------------------------------------------
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def public_origin_redirect(request_url: str) -> str | None:
+    """The same URL on PUBLIC_BASE_URL's origin when the request came on another name of this
+    machine (127.0.0.1 for localhost): the browser-binding cookie is set on the host name the flow
+    starts on, and the callback comes back on PUBLIC_BASE_URL's, so the flow must start there.
+    None when the request is on the public origin already (or isn't a loopback name at all)."""
+    from functions.settings import settings
+
+    public, here = urlsplit(settings().public_base_url), urlsplit(request_url)
+    if here.hostname not in _LOOPBACK or public.hostname not in _LOOPBACK:
+        return None
+    if (here.scheme, here.netloc.lower()) == (public.scheme, public.netloc.lower()):
+        return None
+    return urlunsplit((public.scheme, public.netloc, here.path, here.query, ""))
+
+
+def connect_again_url(return_to: str = "") -> str:
+    """Where a sign-in error page's "Connect again" leads: back to the product when it said where,
+    else to a new sign-in on this service."""
+    from functions.settings import settings
+
+    return return_to or f"{settings().public_base_url}/api/connect"
+
+
 
 def start(params: Mapping[str, str]) -> Started:
-    """Create the state and the PKCE pair, remember them server-side, and build the authorize URL."""
+    """Spend the link's connect session, create the state and the PKCE pair, remember them
+    server-side, and build the authorize URL. Everything about the flow (who, where back to) comes
+    from the session the product's backend created, never from the browser's query."""
     from functions.settings import settings
+    from functions.signin import sessions
     from functions.tokens import keyring
 
     _check_sizes(params)
+    token = params.get("session", "")
+    if not token:
+        # The bare `?ref=` form let anyone mint a link that attaches a OneDrive to their account.
+        raise BadRequest("This connect link is incomplete. Go back and choose Connect OneDrive again.")
     s = settings()
-    ref = params.get("ref", "")
-    return_to = params.get("return_to", "")
-    prompt = params.get("prompt", "")
-    login_hint = params.get("login_hint", "")  # the account to preselect, when the product knows it
-    if ref and not ref.isprintable():
-        raise BadRequest("The ref parameter must be printable text.")
-    if return_to and not s.return_url_allowed(return_to):
-        raise BadRequest("The return_to address is not one this service may send you back to.")
-    if login_hint and (len(login_hint) > 320 or not login_hint.isprintable()):
-        raise BadRequest("The login_hint parameter must be an email address.")
-    if prompt and prompt not in PROMPTS:
-        raise BadRequest(f"The prompt parameter must be one of: {', '.join(sorted(PROMPTS))}.")
+    session = sessions.consume(token)
 
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters, within PKCE's 43-128
@@ -141,8 +171,9 @@ def start(params: Mapping[str, str]) -> Started:
             "expires_at": _now() + STATE_LIFETIME,
             "verifier": keyring.seal(verifier.encode(), state_hash),
             "browser_hash": _hash(cookie_value),
-            "ref": ref,
-            "return_to": return_to,
+            "ref": session.ref,
+            "return_to": session.return_to,
+            "relink": session.relink,
         }
     )
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
@@ -156,11 +187,11 @@ def start(params: Mapping[str, str]) -> Started:
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
-    if prompt:
-        query["prompt"] = prompt
-    if login_hint:
-        query["login_hint"] = login_hint
-    log.info("sign-in started", extra={"ref": ref})
+    if session.prompt:
+        query["prompt"] = session.prompt
+    if session.login_hint:
+        query["login_hint"] = session.login_hint
+    log.info("sign-in started", extra={"ref": session.ref})
     return Started(f"{s.microsoft_authority}/oauth2/v2.0/authorize?{urlencode(query)}", _cookie_name(state_hash), cookie_value)
 
 
@@ -173,6 +204,7 @@ class _Flow:
     ref: str
     return_to: str
     cookie_name: str
+    relink: bool = False
 
 
 def complete(params: Mapping[str, str], cookies: Mapping[str, str]) -> Completed:
@@ -181,6 +213,7 @@ def complete(params: Mapping[str, str], cookies: Mapping[str, str]) -> Completed
     state = params.get("state", "")
     if not state:
         raise BadRequest("This sign-in link is incomplete (no state). Start connecting again.")
+    _check_issuer(params.get("iss"))
     flow = _consume(state, cookies)
     if params.get("error"):
         log.info("sign-in returned an error", extra={"error": params["error"][:64]})
@@ -191,14 +224,40 @@ def complete(params: Mapping[str, str], cookies: Mapping[str, str]) -> Completed
     return _connect(code, flow)
 
 
+def _check_issuer(issuer: str | None) -> None:
+    """Mix-up defence (RFC 9207): an authorization response that names its issuer must name ours.
+    Microsoft's names the tenant (`.../{tenant id}/v2.0`), so the host is what is compared."""
+    from functions.settings import settings
+
+    if issuer is None:
+        return
+    ours = urlsplit(settings().microsoft_authority)
+    try:
+        theirs = urlsplit(issuer)
+        same = (theirs.scheme, theirs.netloc.lower()) == (ours.scheme, ours.netloc.lower())
+    except ValueError:
+        same = False
+    if not same:
+        log.warning("sign-in callback names another issuer")
+        raise BadRequest("This sign-in came back from a different sign-in service. Start connecting again.")
+
+
 def _consume(state: str, cookies: Mapping[str, str]) -> _Flow:
     from functions.tokens import keyring
 
     state_hash = _hash(state)
     table = _states()
     used = BadRequest("This sign-in link is unknown or was already used. Start connecting again.")
-    entity = table.get(state_hash, STATE_ROW)
-    if entity is None or entity.get("consumed"):
+    entity = table.get(state_hash, STATE_ROW, quick=True)
+    if entity is None:
+        raise used
+    # The browser first: a callback URL carried to another browser must not burn the real one's sign-in.
+    cookie_name = _cookie_name(state_hash)
+    cookie = cookies.get(cookie_name, "")
+    if not cookie or not hmac.compare_digest(_hash(cookie), str(entity.get("browser_hash") or "")):
+        log.warning("sign-in callback from a browser that did not start it")
+        raise BadRequest("This sign-in was started in another browser. Start connecting again from this one.")
+    if entity.get("consumed"):
         raise used
     try:
         # Single use: of two callbacks racing with one state, only one can change this version.
@@ -210,13 +269,8 @@ def _consume(state: str, cookies: Mapping[str, str]) -> _Flow:
     expires_at = entity["expires_at"]
     if (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)) <= _now():
         raise BadRequest("This sign-in link has expired. Start connecting again.")
-    cookie_name = _cookie_name(state_hash)
-    cookie = cookies.get(cookie_name, "")
-    if not cookie or not hmac.compare_digest(_hash(cookie), entity["browser_hash"]):
-        log.warning("sign-in callback from a browser that did not start it")
-        raise BadRequest("This sign-in was started in another browser. Start connecting again from this one.")
     verifier = keyring.open_sealed(entity["verifier"], state_hash).decode()
-    return _Flow(verifier, entity.get("ref") or "", entity.get("return_to") or "", cookie_name)
+    return _Flow(verifier, entity.get("ref") or "", entity.get("return_to") or "", cookie_name, bool(entity.get("relink")))
 
 
 def _connect(code: str, flow: _Flow) -> Completed:
@@ -228,11 +282,17 @@ def _connect(code: str, flow: _Flow) -> Completed:
     from functions.tokens import vault
 
     deadline = Deadline(CALLBACK_BUDGET_SECONDS)
+    from functions.tokens import app_credentials
+
     try:
         response = identity.redeem_code(code, flow.verifier, deadline=deadline)
+    except identity.CredentialsRejected as refused:
+        app_credentials.rejected(str(refused))
+        raise
     except ReauthRequired:
         # invalid_grant on a code: expired, already redeemed, or not ours.
         raise BadRequest("Microsoft did not accept this sign-in (it may have expired). Start connecting again.") from None
+    app_credentials.accepted()
     graph = GraphClient("signing-in", lambda force_refresh: response.access_token, deadline=deadline)
     account = graph.me()
     drive = graph.drive()
@@ -240,15 +300,24 @@ def _connect(code: str, flow: _Flow) -> Completed:
     if not account_id or not drive_id:
         raise BadRequest("Microsoft did not return this account's OneDrive. Is it a personal account with OneDrive?")
     connection_id = connections.connection_id_for(account_id)
+    existing = connections.get(connection_id)
+    if existing is not None and not connections.may_attach(existing, flow.ref, relink=flow.relink):
+        log.warning("sign-in refused: the connection belongs to another product user and relink was not asked for",
+                    extra={"connection_id": connection_id, "ref": flow.ref})
+        raise AlreadyLinked(flow.return_to)
     # Tokens first: an `active` connection always has tokens behind it.
     vault.store(connection_id, vault.TokenSet.from_response(response))
-    connection = connections.save_profile(
-        account_id=account_id,
-        drive_id=drive_id,
-        display_name=account.display_name,
-        email=account.email,
-        ref=flow.ref,
-    )
+    try:
+        connection = connections.save_profile(
+            account_id=account_id,
+            drive_id=drive_id,
+            display_name=account.display_name,
+            email=account.email,
+            ref=flow.ref,
+            relink=flow.relink,
+        )
+    except connections.RefConflict:
+        raise AlreadyLinked(flow.return_to) from None
     log.info("drive connected", extra={"connection_id": connection_id})
     _after_connect(connection_id)
     return Completed(connection_id, connection.display_name, _with_connection(flow.return_to, connection_id), flow.cookie_name)

@@ -22,9 +22,13 @@ h1{{font-size:1.4rem}} .note{{color:#666;font-size:.9rem}}</style></head>
 """
 
 
-def render(title: str, message: str, *, link: tuple[str, str] | None = None, note: str = "") -> str:
+def render(title: str, message: str, *, link: tuple[str, str] | None = None, note: str = "",
+           again: str = "") -> str:
+    """`again`: the URL of "Connect again", offered on every page where the sign-in didn't succeed."""
     extra = ""
-    if link:
+    if again:
+        extra += f'<p><a class="again" href="{html.escape(again, quote=True)}">Connect again</a></p>'
+    if link and link[0] != again:
         extra += f'<p><a href="{html.escape(link[0], quote=True)}">{html.escape(link[1])}</a></p>'
     if note:
         extra += f'<p class="note">{html.escape(note)}</p>'
@@ -36,7 +40,7 @@ def connected(display_name: str) -> str:
     return render("OneDrive connected", f"Your OneDrive is connected{who}. Your files will appear shortly; you can close this window.")
 
 
-def denied(error: str, return_to: str) -> str:
+def denied(error: str, return_to: str, again: str = "") -> str:
     link = (return_to, "Go back") if return_to else None
     if error == "access_denied":
         return render(
@@ -44,28 +48,50 @@ def denied(error: str, return_to: str) -> str:
             "You chose not to give access to your OneDrive, so nothing was connected and nothing was stored.",
             link=link,
             note="You can connect again at any time.",
+            again=again,
         )
     return render(
         "OneDrive was not connected",
         "Microsoft could not complete the sign-in, so nothing was connected. Please try again.",
         link=link,
         note=f"Error: {error[:64]}",
+        again=again,
     )
 
 
-def bad_request(message: str) -> str:
-    return render("This sign-in link can't be used", message)
+def bad_request(message: str, again: str = "") -> str:
+    return render("This sign-in link can't be used", message, again=again)
 
 
-def unavailable() -> str:
+def already_linked(return_to: str, again: str = "") -> str:
+    return render(
+        "This OneDrive is connected to another account",
+        "The OneDrive you signed in with is already connected to a different account here, so nothing was changed.",
+        link=(return_to, "Go back") if return_to else None,
+        note="If this is your OneDrive and you want to move it to this account, ask the service to let you re-link it.",
+        again=again,
+    )
+
+
+def storage_unavailable(again: str = "") -> str:
+    return render(
+        "Connecting OneDrive is paused for a moment",
+        "This service can't reach its storage right now, so nothing was connected. Please try again in a minute.",
+        again=again,
+    )
+
+
+def unavailable(again: str = "") -> str:
     return render(
         "Microsoft is not answering right now",
         "Your OneDrive could not be connected because Microsoft's services did not respond. Please try again in a few minutes.",
+        again=again,
     )
 
 
-def misconfigured() -> str:
+def misconfigured(again: str = "") -> str:
     return render(
         "Connecting OneDrive is not available",
         "This service is not set up correctly to connect OneDrive. The problem has been logged for the people who run it.",
+        again=again,
     )

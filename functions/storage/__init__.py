@@ -9,6 +9,7 @@ project's own errors (`NotFound`, `Conflict`, `StorageUnavailable`).
   faults    where the SDKs' exceptions become the project's
 """
 
+from functions.errors import StorageUnavailable
 from functions.storage import blobs, clients, queues, tables
 from functions.storage.blobs import Container
 from functions.storage.clients import (
@@ -46,3 +47,20 @@ __all__ = [
     "mirror_blob", "mirror_prefix", "poison_queue", "queue", "queue_service", "queues", "reset_clients", "send",
     "swap", "table", "table_service", "tables",
 ]
+
+
+def check_reachable() -> None:
+    """One cheap round trip to the table service, without the clients' long retries. Raises
+    StorageUnavailable naming the error type only, never a credential."""
+    from azure.core.exceptions import AzureError
+    from azure.data.tables import TableServiceClient
+
+    try:
+        ep = _endpoints()
+        service = (TableServiceClient.from_connection_string(ep.connection_string, connection_timeout=3, read_timeout=5,
+                                                             retry_total=0) if ep.connection_string
+                   else TableServiceClient(clients._url(ep.table_url), credential=clients._credential(),
+                                           connection_timeout=3, read_timeout=5, retry_total=0))
+        next(iter(service.list_tables(results_per_page=1)), None)
+    except AzureError as error:
+        raise StorageUnavailable(f"storage did not answer ({type(error).__name__})", unreachable=True) from None

@@ -120,13 +120,18 @@ class Container:
         with translated(f"upload to {self.name}"):
             self._blob(name).commit_block_list([BlobBlock(block_id) for block_id in block_ids], metadata=dict(metadata))
 
-    def copy(self, source: str, target: str, metadata: Mapping[str, str] | None, *, timeout: float) -> str:
+    def copy(self, source: str, target: str, metadata: Mapping[str, str] | None, *, timeout: float,
+             only_onto_free_name: bool = False) -> str:
         """Server-side copy within the container; waits up to `timeout` seconds for it to finish.
-        Returns the copy's final status ("success", "failed", "aborted", or "pending" on timeout)."""
+        Returns the copy's final status ("success", "failed", "aborted", or "pending" on timeout).
+        `only_onto_free_name`: raise `Conflict` instead if `target` exists (checked by the service)."""
+        from azure.core import MatchConditions
+
         with translated(f"copy in {self.name}"):
             target_client = self._blob(target)
             copy = target_client.start_copy_from_url(self._blob(source).url, metadata=dict(metadata) if metadata else None,
-                                                     requires_sync=None)
+                                                     requires_sync=None,
+                                                     match_condition=MatchConditions.IfMissing if only_onto_free_name else None)
             status = str(copy.get("copy_status"))
             deadline = time.monotonic() + timeout
             while status == "pending":

@@ -60,24 +60,25 @@ class Op:
 
 
 def _row(entity: TableEntity) -> Row:
+    from azure.data.tables import EntityProperty
+
     row = Row(entity, entity.metadata.get("etag") or "", entity.metadata.get("timestamp"))
     for name, value in row.items():
-        if hasattr(value, "edm_type"):  # Int64 (and other typed values) come back wrapped
+        if type(value) is EntityProperty:  # Int64 (and other typed values) come back wrapped
             row[name] = value.value
     return row
 
 
 def _encoded(entity: Entity) -> dict[str, Any]:
-    encoded: dict[str, Any] = {}
-    for name, value in entity.items():
-        if isinstance(value, int) and not isinstance(value, bool) and (
-                isinstance(value, Int64) or not -(2**31) <= value < 2**31):
-            from azure.data.tables import EdmType, EntityProperty
+    from azure.data.tables import EdmType, EntityProperty
 
-            value = EntityProperty(int(value), EdmType.INT64)
-        elif isinstance(value, str) and type(value) is not str:  # StrEnum and friends: their text
-            value = str(value)
-        encoded[name] = value
+    encoded = dict(entity)
+    for name, value in encoded.items():
+        kind = type(value)
+        if kind is Int64 or (kind is int and not -(2**31) <= value < 2**31):
+            encoded[name] = EntityProperty(int(value), EdmType.INT64)
+        elif kind is not str and isinstance(value, str):  # StrEnum and friends: their text
+            encoded[name] = str(value)
     return encoded
 
 
@@ -148,11 +149,13 @@ class Table:
             return
 
     def query(self, where: str, parameters: Mapping[str, Any] | None = None, *, select: list[str] | None = None,
-              page_size: int | None = None) -> Iterator[Row]:
-        """Rows matching an OData filter with `@name` parameters, page after page."""
+              page_size: int | None = None, quick: bool = False) -> Iterator[Row]:
+        """Rows matching an OData filter with `@name` parameters, page after page. `quick`: each
+        page retried once, briefly (a caller that must answer fast)."""
+        options: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2} if quick else {}
         with translated(f"query of {self.name}"):
             for entity in self._client().query_entities(where, parameters=dict(parameters or {}), select=select,
-                                                        results_per_page=page_size):
+                                                        results_per_page=page_size, **options):
                 yield _row(entity)
 
     def first_page(self, where: str, parameters: Mapping[str, Any], *, page_size: int) -> tuple[list[Row], bool]:

@@ -8,9 +8,10 @@ and its mirrored values are written, so a killed worker redoes at most what was 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from functions.microsoft.driveitem import Kind
 from functions.microsoft.graph import GraphClient
 from functions.sync import events, itemrows
 from functions.sync.events import ChangeEvent, ChangeType
-from functions.sync.mirror import Mirror, metadata
+from functions.sync.mirror import MOVED, OCCUPIED, STAGING_PREFIX, Mirror, metadata, staging_path
 from functions.sync.plan import (
     Copy,
     Delete,
@@ -96,6 +97,7 @@ class Applier:
         # items' pending rows are removed (one table call per 100 items, not one per item).
         self._unwritten: dict[str, dict[str, Any]] = {}
         self._listed: frozenset[str] | None = None
+        self._folders_moved = False  # a folder got a new path: skipped descendants may fit now
         self._listing_taken = not full  # a full enumeration's applier lists the mirror once
 
     # ----- driver ---------------------------------------------------------------------------------
@@ -108,13 +110,16 @@ class Applier:
             self.rows.load(due)
             itemrows.mark_pending(self.connection_id, [self.rows[i] for i in due if i in self.rows])
             itemrows.unpark(self.connection_id, [i for i in due if i not in self.rows])
-        while ids := itemrows.pending_ids(self.connection_id, folders=True, limit=FOLDER_CHUNK):
-            self._step()
-            self.apply_folders(ids)
+        while True:
+            while ids := itemrows.pending_ids(self.connection_id, folders=True, limit=FOLDER_CHUNK):
+                self._step()
+                self.apply_folders(ids)
+            if not (self._folders_moved and self._revive_skipped()):
+                break
         while ids := itemrows.pending_ids(self.connection_id, folders=False, limit=FILE_CHUNK):
             self._step()
             self.apply_files(ids)
-            self.rows = _keep_folders(self.rows)
+            self.rows = keep_folders(self.rows)
 
     def _step(self) -> None:
         self.check_lease()
@@ -154,6 +159,8 @@ class Applier:
             change = plan_folder(row, self._resolver())
             if change.old_prefix and change.old_prefix != change.new_path:
                 self._relocate(change.old_prefix)
+            if change.new_path is not None and change.old_prefix != change.new_path:
+                self._folders_moved = True
             if change.resolved.dead:
                 self._forget(folder_id)
             elif change.new_path is None:
@@ -174,27 +181,52 @@ class Applier:
         def move(step: Move) -> None:
             row = self.rows[step.item_id]
             info = infos[step.source]
-            if self.mirror.move(step.item_id, step.source, step.target, metadata(row.id, row.etag, info.quickxorhash, row.ctag)):
-                self._emit(ChangeType.MOVED, row.id, step.target, step.source, info.size, info.quickxorhash)
-                self.stats.add(moved=1)
-                if (row.m_name, row.m_parent_id) != (row.name, row.parent_id):
-                    self._set_mirrored(row, row.name, row.parent_id, content=row.m_content if row.mirrored else "")
+            blob_meta = metadata(row.id, row.etag, info.quickxorhash, row.ctag)
+            outcome = self.mirror.move(step.item_id, step.source, step.target, blob_meta, may_overwrite=self._may_overwrite)
+            if outcome == OCCUPIED:
+                # Another live item's blob is still there (folders swapping names): wait beside
+                # it; the other folder's relocation, or this file's own pending turn, finishes it.
+                if self._stage(row, step.source, step.target, blob_meta, info.size, info.quickxorhash):
+                    itemrows.mark_pending(self.connection_id, [row])
+                return
+            if outcome == MOVED:
+                if not _is_staging(step.source):  # its move was announced when it was staged
+                    self._emit(ChangeType.MOVED, row.id, step.target, step.source, info.size, info.quickxorhash)
+                    self.stats.add(moved=1)
+                current = self.rows.get(row.id, row)
+                if (current.m_name, current.m_parent_id) != (row.name, row.parent_id):
+                    self._set_mirrored(row, row.name, row.parent_id, content=current.m_content if current.mirrored else "")
 
         def delete(step: Delete) -> None:
             row = self.rows[step.item_id]
             if self.mirror.delete(step.path, step.item_id):
                 self._emit(ChangeType.DELETED, row.id, step.path, reason=_reason(resolver, row.id))
                 self.stats.add(deleted=1)
-            if resolver.desired(row.id).dead:
+            resolved = resolver.desired(row.id)
+            if resolved.dead:
                 self._forget(row.id)  # e.g. a child whose tombstone never came
-            else:
-                self._set_mirrored(row, None)
+            else:  # unmirrorable where it is now (path too long, a folder name ending in "."): say why
+                self._set_mirrored(row, None, skipped=resolved.reason)
 
         # A folder may hold 100,000 files: many at once, and stop when the budget ends (the folder
         # stays pending; the next run lists what is still under the old prefix).
         self._parallel(self._budgeted(delete), deletes, BLOB_THREADS)
         for wave in move_waves(moves):
             self._parallel(self._budgeted(move), wave, BLOB_THREADS)
+
+    def _revive_skipped(self) -> bool:
+        """Items skipped for where they were (a path too long, a folder name ending in ".") may
+        fit where a renamed or moved folder puts them now, and no delta reports them (only the
+        folder changed): make the skipped ones that fit pending again. True if any folder was."""
+        self._folders_moved = False
+        revived: list[ItemState] = []
+        for chunk in _chunks(itemrows.all_skipped(self.connection_id), FILE_CHUNK):
+            self.rows.load_chains(row.id for row in chunk)
+            resolver = self._resolver()
+            fits = [row for row in chunk if resolver.desired(row.id).path is not None]
+            itemrows.mark_pending(self.connection_id, fits)
+            revived += [row for row in fits if row.kind.holds_children]
+        return bool(revived)
 
     # ----- files ----------------------------------------------------------------------------------
 
@@ -217,17 +249,31 @@ class Applier:
         try:
             self._parallel(lambda step: self._delete_file(step), plan.deletes, BLOB_THREADS)
             retry_as_copy: list[Copy] = []
+            staged: list[Move] = []
 
-            def move(step: Move) -> None:
-                if self._move_file(step):
+            def move(step: Move, *, last_try: bool = False) -> None:
+                outcome = self._move_file(step)
+                if outcome == MOVED:
                     finish(step.item_id)
-                else:  # not where the mirror had it: copy it from OneDrive
-                    row = self.rows[step.item_id]
-                    with lock:
-                        retry_as_copy.append(Copy(row.id, step.target, None, row.size or 0, row.quickxorhash, empty=not row.size))
+                    return
+                row = self.rows[step.item_id]
+                if outcome == OCCUPIED and not last_try:
+                    # The target still holds another live item's blob (a swap, a cycle of names):
+                    # wait beside it, and move on once the others have gone.
+                    row_meta = metadata(row.id, row.etag, row.quickxorhash, row.ctag)
+                    staging = self._stage(row, step.source, step.target, row_meta, row.size, row.quickxorhash)
+                    if staging:
+                        with lock:
+                            staged.append(Move(row.id, staging, step.target))
+                        return
+                # Not where the mirror had it (or still blocked): copy it from OneDrive.
+                old_path = step.source if outcome == OCCUPIED else None
+                with lock:
+                    retry_as_copy.append(Copy(row.id, step.target, old_path, row.size or 0, row.quickxorhash, empty=not row.size))
 
             for wave in move_waves(plan.moves):
                 self._parallel(move, wave, BLOB_THREADS)
+            self._parallel(lambda step: move(step, last_try=True), staged, BLOB_THREADS)
             for record in plan.records:
                 self._record(record)
                 finish(record.item_id)
@@ -251,16 +297,42 @@ class Applier:
             self._emit(ChangeType.DELETED, step.item_id, step.path, reason=_reason(self._resolver(), step.item_id))
             self.stats.add(deleted=1)
 
-    def _move_file(self, step: Move) -> bool:
+    def _move_file(self, step: Move) -> str:
         row = self.rows[step.item_id]
         blob_meta = metadata(row.id, row.etag, row.quickxorhash, row.ctag)
-        if not self.mirror.move(row.id, step.source, step.target, blob_meta):
-            return False
+        outcome = self.mirror.move(row.id, step.source, step.target, blob_meta, may_overwrite=self._may_overwrite)
+        if outcome != MOVED:
+            return outcome
         self._set_mirrored(row, row.name, row.parent_id, content=row.content_key)
-        self._emit(ChangeType.MOVED, row.id, step.target, step.source, row.size, row.quickxorhash)
-        self.stats.add(moved=1)
+        if not _is_staging(step.source):  # its move was announced when it was staged
+            self._emit(ChangeType.MOVED, row.id, step.target, step.source, row.size, row.quickxorhash)
+            self.stats.add(moved=1)
         self._succeeded(row.id)
-        return True
+        return MOVED
+
+    def _may_overwrite(self, occupant: str | None) -> bool:
+        """May a move replace the blob of `occupant`? Not when it is a live file that must be
+        mirrored: it is elsewhere in the drive now and its own move has yet to come."""
+        if not occupant:
+            return True
+        self.rows.load_chains([occupant])
+        row = self.rows.get(occupant)
+        if row is None or row.kind is not Kind.FILE:
+            return True
+        return self._resolver().desired(occupant).path is None
+
+    def _stage(self, row: ItemState, source: str, target: str, blob_meta: dict[str, str], size: int | None,
+               quickxorhash: str | None) -> str | None:
+        """Move a blob to its staging name beside `target` (see `staging_path`) and record it
+        there, under its desired parent. The path, or None if that didn't work either."""
+        staging = staging_path(target, row.id)
+        if self.mirror.move(row.id, source, staging, blob_meta, may_overwrite=self._may_overwrite) != MOVED:
+            return None
+        current = self.rows.get(row.id, row)
+        self._set_mirrored(row, staging.rpartition("/")[2], row.parent_id, content=current.m_content if current.mirrored else "")
+        self._emit(ChangeType.MOVED, row.id, target, source, size, quickxorhash)
+        self.stats.add(moved=1)
+        return staging
 
     def _record(self, record: Record) -> None:
         row = self.rows.get(record.item_id)
@@ -322,7 +394,7 @@ class Applier:
     # ----- helpers --------------------------------------------------------------------------------
 
     def _resolver(self) -> Resolver:
-        return Resolver(self.rows, self.scope)
+        return Resolver(self.rows, self.connection_id, scope=self.scope)
 
     def _set_mirrored(self, row: ItemState, name: str | None, parent_id: str | None = None, *, content: str = "",
                       skipped: str = "") -> None:
@@ -386,7 +458,16 @@ def _reason(resolver: Resolver, item_id: str) -> str | None:
     return "unselected" if resolver.desired(item_id).reason == "unselected" else None
 
 
-def _keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:
+def _chunks(rows: Iterator[ItemState], size: int) -> Iterator[list[ItemState]]:
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk
+
+
+def _is_staging(path: str) -> bool:
+    return path.rpartition("/")[2].startswith(STAGING_PREFIX)
+
+
+def keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:
     """Files are planned once per chunk; folders are the ancestors every chunk needs again."""
     kept = itemrows.RowCache(rows.connection_id)
     for item_id, state in rows.items():

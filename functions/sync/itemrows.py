@@ -137,6 +137,7 @@ class RowCache(dict[str, ItemState]):
         self.connection_id = connection_id
         self._lock = threading.Lock()
         self._missing: set[str] = set()
+        self.aliases: dict[str, str] = {}  # a parent id as delta spelt it -> the row's id (case differs)
 
     def load(self, item_ids: Iterable[str]) -> None:
         """Read the rows not cached yet: a dense run of keys (an initial sync's chunk) in one
@@ -188,20 +189,45 @@ class RowCache(dict[str, ItemState]):
 
     def load_chains(self, item_ids: Iterable[str]) -> None:
         """The rows of these items and of all their ancestors, desired and mirrored."""
-        frontier = list(item_ids)
-        for _ in range(1000):
+        # Each level is a set: siblings share a parent, and parent_id usually equals m_parent_id;
+        # a list would double at every level (2^depth ids for a folder 30 levels down).
+        frontier = list(dict.fromkeys(item_ids))
+        seen = set(frontier)
+        for depth in range(1000):
             self.load(frontier)
-            nxt = []
+            if depth:
+                frontier += self._load_case_variants([i for i in frontier if i in self._missing])
+            nxt: dict[str, None] = {}
             for item_id in frontier:
                 row = self.get(item_id)
                 if row is None:
                     continue
                 for parent in (row.parent_id, row.m_parent_id):
-                    if parent and parent not in self and parent not in self._missing:
-                        nxt.append(parent)
+                    if parent and parent not in seen and parent not in self and parent not in self._missing:
+                        nxt[parent] = None
             if not nxt:
                 return
-            frontier = nxt
+            seen.update(nxt)
+            frontier = list(nxt)
+
+    def _load_case_variants(self, parent_ids: list[str]) -> list[str]:
+        """Parents not found under their exact id: read their case variants (the planner's
+        Resolver then uses what matched instead of declaring the subtree orphaned)."""
+        from functions.sync.plan import case_variants
+
+        found = []
+        for parent_id in parent_ids:
+            if parent_id in self.aliases:
+                continue
+            variants = case_variants(parent_id)
+            self.load(variants)
+            hit = next((v for v in variants if v in self), None)
+            if hit is not None:
+                log.info("parent id found only in another case", extra={"connection_id": self.connection_id,
+                                                                          "item_id": parent_id, "matched": hit})
+                self.aliases[parent_id] = hit
+                found.append(hit)
+        return found
 
     def put(self, state: ItemState) -> None:
         with self._lock:
@@ -279,14 +305,48 @@ def done(connection_id: str, item_ids: list[str]) -> None:
     _pending().delete_rows(connection_id, [row_key(i) for i in item_ids])
 
 
-# ----- resync: mark and sweep ------------------------------------------------------------------
+# ----- resync: mark and sweep, in pages ----------------------------------------------------------
+# A full reconciliation visits every row of a drive that may hold a million items: these stream
+# the partition a page at a time (only the columns the sweep reads), never all of it at once.
+
+SCAN_PAGE = 1000
+_SCAN_COLUMNS = ["RowKey", "item_id", "kind", "tomb_kind", "name", "parent_id", "size", "quickxorhash", "ctag",
+                 "etag", "deleted", "malware", "m_present", "m_name", "m_parent_id", "m_content", "seen_epoch",
+                 "blob_epoch"]
+
+
+def _scan(connection_id: str) -> Iterator[dict[str, Any]]:
+    yield from _items().query("PartitionKey eq @pk", {"pk": connection_id}, select=_SCAN_COLUMNS, page_size=SCAN_PAGE)
 
 
 def unseen(connection_id: str, epoch: str) -> Iterator[ItemState]:
     """Rows the last full enumeration did not contain (not stamped with its epoch)."""
-    for entity in _items().query("PartitionKey eq @pk", {"pk": connection_id}):
+    for entity in _scan(connection_id):
         if entity.get("seen_epoch") != epoch and not entity.get("deleted"):
             yield _state(entity)
+
+
+def unverified(connection_id: str, epoch: str) -> Iterator[ItemState]:
+    """Live files whose row says the mirror holds them, but whose blob this sweep did not find
+    where the row says, with the bytes the row says (not stamped by `stamp_verified`)."""
+    for entity in _scan(connection_id):
+        if (entity.get("m_present") and not entity.get("deleted") and entity.get("kind") == "file"
+                and entity.get("blob_epoch") != epoch):
+            yield _state(entity)
+
+
+def stamp_verified(connection_id: str, item_ids: list[str], epoch: str) -> None:
+    """These items' blobs were found as their rows describe them, in this sweep."""
+    _items().batch(_upserts({"PartitionKey": connection_id, "RowKey": row_key(i), "blob_epoch": epoch}
+                            for i in dict.fromkeys(item_ids)))
+
+
+def forget_blobs(connection_id: str, item_ids: list[str], epoch: str) -> None:
+    """The mirror does not hold these items after all: copy them again. Stamped, so that a sweep
+    resumed after the copies does not take them for missing again."""
+    entities = [{**mirrored_entity(connection_id, i, name=None, parent_id=None), "blob_epoch": epoch}
+                for i in dict.fromkeys(item_ids)]
+    _items().batch(_upserts(entities))
 
 
 def mark_deleted(connection_id: str, states: list[ItemState]) -> None:
@@ -294,8 +354,32 @@ def mark_deleted(connection_id: str, states: list[ItemState]) -> None:
 
 
 def all_rows(connection_id: str) -> Iterator[ItemState]:
-    for entity in _items().query("PartitionKey eq @pk", {"pk": connection_id}):
+    for entity in _scan(connection_id):
         yield _state(entity)
+
+
+# ----- skipped items ---------------------------------------------------------------------------
+
+
+def all_skipped(connection_id: str) -> Iterator[ItemState]:
+    """Every row the apply phase skipped (one filtered query: skipped items are few)."""
+    for entity in _items().query("PartitionKey eq @pk and skipped ne ''", {"pk": connection_id}, select=_SCAN_COLUMNS,
+                                 page_size=SCAN_PAGE):
+        if not entity.get("deleted"):
+            yield _state(entity)
+
+
+def skipped(connection_id: str, *, limit: int) -> tuple[list[tuple[ItemState, str]], bool]:
+    """Up to `limit` rows the apply phase skipped, with the reason; True when there are more."""
+    found: list[tuple[ItemState, str]] = []
+    query = "PartitionKey eq @pk and skipped ne ''"
+    for entity in _items().query(query, {"pk": connection_id}, page_size=min(limit + 1, 1000)):
+        if entity.get("deleted") or not entity.get("skipped"):
+            continue
+        if len(found) == limit:
+            return found, True
+        found.append((_state(entity), str(entity["skipped"])))
+    return found, False
 
 
 # ----- failed items ----------------------------------------------------------------------------

@@ -11,11 +11,12 @@ never shows a half-written or unverified file, and a 10 GB file costs the memory
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import string
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ import httpx
 import quickxorhash
 
 from functions import storage
-from functions.errors import Failure, Forbidden, ItemNotFound, LinkExpired, Unavailable
+from functions.errors import Conflict, Failure, Forbidden, ItemNotFound, LinkExpired, Unavailable
 from functions.microsoft.driveitem import ZERO_HASH
 from functions.microsoft.transport import backoff_delay
 from functions.sync.plan import Copy, blob_name
@@ -74,6 +75,21 @@ class Mismatch(Failure):
     """The bytes downloaded are not the ones the listing described (size or quickXorHash)."""
 
 
+# Outcomes of Mirror.move.
+MOVED = "moved"
+MISSING = "missing"
+OCCUPIED = "occupied"
+STAGING_PREFIX = ".~moving-"  # a name no drive item has in practice; the sweep removes any left over
+
+
+def staging_path(target: str, item_id: str) -> str:
+    """Where a blob waits while another item's blob still holds its target: beside the target
+    (same folder, so that the folder's relocation lists it), under a name of fixed length."""
+    folder = target.rpartition("/")[0]
+    name = STAGING_PREFIX + hashlib.sha256(item_id.encode()).hexdigest()[:16]
+    return f"{folder}/{name}" if folder else name
+
+
 class Mirror:
     """One connection's blobs."""
 
@@ -92,6 +108,15 @@ class Mirror:
         prefix = self.prefix + (under + "/" if under else "")
         for blob in self.container.entries(prefix):
             yield _info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag)
+
+    def pages(self, size: int, marker: str | None = None) -> Iterator[tuple[Sequence[BlobInfo], str | None]]:
+        """The whole mirror, `size` blobs a page, in name order, from a continuation `marker`:
+        each page with the marker of the next one (None after the last)."""
+        while True:
+            entries, marker = self.container.page(self.prefix, page_size=size, marker=marker or None)
+            yield [_info(blob.name[len(self.prefix):], blob.metadata, blob.size, blob.etag) for blob in entries], marker
+            if not marker:
+                return
 
     def paths(self, limit: int) -> frozenset[str] | None:
         """Every blob path in the mirror now (names only: 5,000 a call), or None past `limit`."""
@@ -119,19 +144,31 @@ class Mirror:
         """Delete a blob found by listing (its name may not pass our path rules: a stray)."""
         self.container.delete(self.prefix + path, etag=etag)
 
-    def move(self, item_id: str, source: str, target: str, new_metadata: dict[str, str] | None = None) -> bool:
+    def move(self, item_id: str, source: str, target: str, new_metadata: dict[str, str] | None = None, *,
+             may_overwrite: Callable[[str | None], bool] = lambda occupant: True) -> str:
         """Server-side copy of the blob at `source` (if it holds `item_id`) to `target`, then
-        delete the source. False if the source no longer holds the item (the caller copies it)."""
+        delete the source. Returns MOVED; MISSING if the source no longer holds the item (the
+        caller copies it); OCCUPIED if `target` holds a blob of another item that
+        `may_overwrite(its item id)` says must stay (a live item not moved yet: a swap or a
+        cycle of names), and then nothing was done."""
         found = self.probe(source)
         if found is None or found.item_id != item_id:
-            return False
-        status = self.container.copy(self._name(source), self._name(target), new_metadata, timeout=COPY_POLL_SECONDS)
+            return MISSING
+        try:
+            # Only onto a free name: the common case costs no extra call.
+            status = self.container.copy(self._name(source), self._name(target), new_metadata, timeout=COPY_POLL_SECONDS,
+                                         only_onto_free_name=True)
+        except Conflict:
+            occupant = self.probe(target)
+            if occupant is not None and occupant.item_id != item_id and not may_overwrite(occupant.item_id):
+                return OCCUPIED
+            status = self.container.copy(self._name(source), self._name(target), new_metadata, timeout=COPY_POLL_SECONDS)
         if status == "pending":
             raise Unavailable(f"server-side copy did not finish in {COPY_POLL_SECONDS:.0f} s")
         if status != "success":
             raise Unavailable(f"server-side copy ended {status}")
         self.container.delete(self._name(source), etag=found.etag)
-        return True
+        return MOVED
 
     # ----- copying from OneDrive ----------------------------------------------------------------
 

@@ -14,6 +14,7 @@ changes one row, and a path can never be trusted from the wire (`parentReference
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,17 @@ from functions.storage.names import mirror_blob
 MAX_BLOB_NAME = 1024  # characters, Azure's limit on a blob name
 MAX_SEGMENTS = 254  # Azure: at most 254 path segments in a blob name
 MAX_DEPTH = 1000  # a parent chain longer than this is a cycle from a broken server
+
+log = logging.getLogger(__name__)
+
+
+def case_variants(item_id: str) -> list[str]:
+    """Spellings of an id the service may use for the same item: since 2025 the drive-id part of
+    `<DRIVEID>!s<hex>` ids comes in varying case (OneDrive/onedrive-api-docs#1902)."""
+    drive, sep, rest = item_id.partition("!")
+    found = dict.fromkeys((drive.upper() + sep + rest, drive.lower() + sep + rest, item_id.upper(), item_id.lower()))
+    found.pop(item_id, None)
+    return list(found)
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,7 @@ def blob_name(connection_id: str, path: str) -> str:
 @dataclass(frozen=True)
 class Resolved:
     path: str | None  # relative to the connection's prefix; None: the item has no place in the mirror
-    reason: str = ""  # why not: "deleted", "package", "remote", "malware", "hostile name: ...", "orphan"
+    reason: str = ""  # why not: "deleted" or "orphan" (dead), else why it is skipped ("malware", "path too long", ...)
 
     @property
     def dead(self) -> bool:
@@ -133,14 +145,45 @@ class Scope:
 
 
 class Resolver:
-    """Desired and mirrored paths through parent chains, memoised per planning round. With a
-    scope, only the selected items and what is under them have a desired path."""
+    """Desired and mirrored paths through parent chains, memoised per planning round.
 
-    def __init__(self, rows: Mapping[str, ItemState], scope: Scope | None = None) -> None:
+    `connection_id`: the blob name prefix, so that a path too long for a blob name is skipped
+    like any other unmirrorable item (its length counts against Azure's 1,024 characters).
+    With a `scope`, only the selected items and what is under them have a desired path."""
+
+    def __init__(self, rows: Mapping[str, ItemState], connection_id: str = "", scope: Scope | None = None) -> None:
         self.rows = rows
         self.scope = scope
         self._desired: dict[str, Resolved] = {}
         self._covered: dict[str, bool] = {}
+        self.max_path = MAX_BLOB_NAME - (len(connection_id) + 1 if connection_id else 0)
+        self._by_casefold: dict[str, str] | None = None
+        self._aliases: dict[str, str | None] = {}
+
+    def row(self, item_id: str | None) -> ItemState | None:
+        """The row of `item_id`, or of the same id in another case: ids are opaque, but a parent
+        spelt differently is not an unknown parent (never delete a subtree as orphaned for that)."""
+        if not item_id:
+            return None
+        found = self.rows.get(item_id)
+        if found is not None:
+            return found
+        if item_id not in self._aliases:
+            self._aliases[item_id] = self._alias(item_id)
+        alias = self._aliases[item_id]
+        return self.rows.get(alias) if alias else None
+
+    def _alias(self, item_id: str) -> str | None:
+        loaded = getattr(self.rows, "aliases", None)  # RowCache: found by reading the variants
+        alias = loaded.get(item_id) if isinstance(loaded, dict) else None
+        if alias is None:
+            if self._by_casefold is None:
+                self._by_casefold = {key.casefold(): key for key in self.rows}
+            alias = self._by_casefold.get(item_id.casefold())
+        if alias is not None and alias != item_id:
+            log.info("parent id matched an item id only ignoring case", extra={"item_id": item_id, "matched": alias})
+            return alias
+        return None
 
     def desired(self, item_id: str) -> Resolved:
         resolved = self._chain(item_id)
@@ -169,7 +212,7 @@ class Resolver:
             if current.kind is Kind.ROOT or current.id in self.scope.ancestors:
                 break
             seen.append(current.id)
-            current = self.rows.get(current.parent_id) if current.parent_id else None
+            current = self.row(current.parent_id)
         for link in seen:
             self._covered[link] = answer
         return answer
@@ -196,12 +239,26 @@ class Resolver:
             if len(chain) > MAX_DEPTH:
                 result = Resolved(None, "orphan")
                 break
-            current = self.rows.get(current.parent_id) if current.parent_id else None
+            current = self.row(current.parent_id)
         # Unwind: each link gets its own answer, nearest the root first.
         for link in reversed(chain):
-            result = _step(result, link)
+            result = _step(result, link, self.max_path)
             self._desired[link.id] = result
         return self._desired.get(item_id, result)
+
+    def drive_path(self, item_id: str) -> str | None:
+        """The item's path in the drive by its names, whatever the mirror's rules say (for people
+        reading why it was skipped); None if its chain doesn't reach the root."""
+        parts: list[str] = []
+        current = self.rows.get(item_id)
+        for _ in range(MAX_DEPTH):
+            if current is None:
+                return None
+            if current.kind is Kind.ROOT:
+                return "/".join(reversed(parts))
+            parts.append(current.name or "")
+            current = self.row(current.parent_id)
+        return None
 
     def mirrored(self, item_id: str) -> str | None:
         """Where the mirror holds the item now (a file's blob, a folder's prefix), or None."""
@@ -215,29 +272,37 @@ class Resolver:
             if current.m_name is None or current.m_parent_id is None:
                 return None
             parts.append(current.m_name)
-            current = self.rows.get(current.m_parent_id)
+            current = self.row(current.m_parent_id)
         return None
 
 
-def _step(parent: Resolved, item: ItemState) -> Resolved:
+SKIPPED_FOLDER = "in a skipped folder: "
+
+
+def _step(parent: Resolved, item: ItemState, max_path: int = MAX_BLOB_NAME) -> Resolved:
     if item.deleted:
         return Resolved(None, "deleted")
     if parent.path is None:
-        # Under a dead folder the item is dead too; under a skipped one it is skipped the same way.
-        return Resolved(None, parent.reason)
+        # Under a dead folder the item is dead too; under a skipped one it is skipped for the same reason.
+        if parent.dead:
+            return Resolved(None, parent.reason)
+        reason = parent.reason if parent.reason.startswith(SKIPPED_FOLDER) else SKIPPED_FOLDER + parent.reason
+        return Resolved(None, reason)
     if item.kind is Kind.PACKAGE:
-        return Resolved(None, "package")
+        return Resolved(None, "OneNote notebook")
     if item.kind is Kind.REMOTE:
-        return Resolved(None, "remote")
+        return Resolved(None, "shared with me (another drive)")
     if item.malware:
         return Resolved(None, "malware")
     problem = segment_problem(item.name)
     if problem:
-        return Resolved(None, f"hostile name: {problem}")
+        return Resolved(None, problem)
     path = f"{parent.path}/{item.name}" if parent.path else str(item.name)
     problem = path_problem(path)
     if problem:
-        return Resolved(None, f"hostile name: {problem}")
+        return Resolved(None, problem)
+    if len(path) > max_path:
+        return Resolved(None, "path too long")
     return Resolved(path)
 
 

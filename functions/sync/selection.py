@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 SELECTION_ROW = "selection"
 SCOPE_PREFIX = "scope:"
 MARKER = "selection:"  # in the engine's delta_link / next_link: a selection is being synced
-APP_FOLDER_SCOPE = "files.readwrite.appfolder"
 APP_ROOT = "/me/drive/special/approot"
 MAX_ITEMS = 100  # selected items per connection: each costs a call per pass
 MAX_ANCESTORS = 1000
@@ -84,9 +83,7 @@ class Selection:
 
 
 def app_folder_only() -> bool:
-    """ONEDRIVE_SCOPES holds Files.ReadWrite.AppFolder and no other Files scope."""
-    files = {s.lower() for s in settings().onedrive_scopes if s.lower().startswith("files.")}
-    return files == {APP_FOLDER_SCOPE}
+    return settings().app_folder_only
 
 
 def _table() -> storage.Table:
@@ -248,15 +245,23 @@ def collect(connection_id: str, graph: GraphClient, *, epoch: str | None, check:
             log.warning("selection delta resync required (%s)", resync.code, extra={"connection_id": connection_id})
             epoch = new_epoch()
             set_epoch(epoch)
-            for root in roots.values():
-                root.delta_link = root.pending_link = ""
-                root.next_link = root.fresh_link() if root.kind != "file" else ""
-                root.done = False
-                _save_root(connection_id, root)
+            roots = start_over(connection_id)
             restart = False
     if selection.version != selection.applied_version:
         _leave_unselected(connection_id, selection, roots)
     return MARKER + selection.version
+
+
+def start_over(connection_id: str) -> dict[str, Root]:
+    """Every selected item collected again from scratch (a dead link, or the periodic full
+    reconciliation): what the enumeration doesn't stamp is swept by the engine."""
+    roots = _roots(connection_id)
+    for root in roots.values():
+        root.delta_link = root.pending_link = ""
+        root.next_link = root.fresh_link() if root.kind != "file" else ""
+        root.done = False
+        _save_root(connection_id, root)
+    return roots
 
 
 def commit(connection_id: str) -> None:
@@ -400,7 +405,7 @@ def _leave_unselected(connection_id: str, selection: Selection, roots: dict[str,
     rows = itemrows.RowCache(connection_id)
     for state in itemrows.all_rows(connection_id):
         rows.put(state)
-    resolver = Resolver(rows, new_scope)
+    resolver = Resolver(rows, scope=new_scope)
     leaving = [state for state in rows.values() if state.kind is not Kind.ROOT and not state.deleted
                and resolver.desired(state.id).reason == "unselected"]
     if not leaving:

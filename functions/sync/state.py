@@ -4,6 +4,12 @@ The lock is a lease in the row, guarded by the row's ETag: one owner at a time, 
 renewed by a heartbeat, so a killed worker's lease runs out and the retried message resumes from
 the checkpoint. A message for a busy connection sets `rerun` (ETag-guarded, so it can't be lost
 between the holder's check and its release); the holder makes one more pass before letting go.
+
+`sync_queued` coalesces the webhook's messages: set (ETag-guarded, with the ETag read *before* the
+message was sent) only while no worker has touched the row since, and cleared by every pickup in
+`acquire`, which writes the row before any delta is read. So while it is set, a message is waiting
+whose sync starts after now: a notification may skip sending another. A notification during a
+sync finds it cleared, sends a message, and that message's `rerun` makes the one more pass.
 """
 
 from __future__ import annotations
@@ -54,6 +60,11 @@ class SyncState:
     phase: str = Phase.IDLE
     resync_epoch: str = ""  # set: a full enumeration is running; sweep what it doesn't stamp
     rerun: bool = False
+    # The full reconciliation: when the last one finished, and a sweep's checkpoint ("gone",
+    # "blobs" with the listing's continuation marker, "repair"), so a big one spans messages.
+    last_full_at: datetime | None = None
+    sweep_step: str = ""
+    sweep_marker: str = ""
     lease_owner: str = ""
     lease_expires: datetime | None = None
     watch_until: datetime | None = None
@@ -61,7 +72,7 @@ class SyncState:
     etag: str = ""
 
     FIELDS = ("delta_link", "next_link", "pending_delta_link", "phase", "resync_epoch", "rerun",
-              "lease_owner", "lease_expires", "watch_until")
+              "last_full_at", "sweep_step", "sweep_marker", "lease_owner", "lease_expires", "watch_until")
 
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> SyncState:
@@ -74,6 +85,9 @@ class SyncState:
             phase=entity.get("phase") or Phase.IDLE,
             resync_epoch=str(entity.get("resync_epoch") or ""),
             rerun=bool(entity.get("rerun")),
+            last_full_at=_utc(entity.get("last_full_at")),
+            sweep_step=str(entity.get("sweep_step") or ""),
+            sweep_marker=str(entity.get("sweep_marker") or ""),
             lease_owner=entity.get("lease_owner") or "",
             lease_expires=_utc(entity.get("lease_expires")),
             watch_until=_utc(entity.get("watch_until")),
@@ -100,6 +114,46 @@ def _write(connection_id: str, etag: str, values: dict[str, Any]) -> str | None:
         return _table().merge({**values, "PartitionKey": connection_id, "RowKey": ROW}, etag=etag)
     except Conflict:
         return None
+
+
+# A marker older than this is ignored: a message can wait long in a backlog, and then one more
+# message is cheap; the marker only saves the duplicates of a burst.
+QUEUED_FRESH = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class QueuedSync:
+    pending: bool  # a sync message is waiting that no worker has picked up yet
+    etag: str | None  # of the row as read (None: no row yet)
+
+
+def queued_sync(connection_id: str) -> QueuedSync:
+    """Whether a sync message is already waiting for this connection (one quick read)."""
+    row = _table().get(connection_id, ROW, quick=True)
+    if row is None:
+        return QueuedSync(False, None)
+    marked_at = _utc(row.get("sync_queued_at"))
+    pending = bool(row.get("sync_queued")) and marked_at is not None and utcnow() - marked_at < QUEUED_FRESH
+    return QueuedSync(pending, row.etag)
+
+
+def mark_sync_queued(connection_id: str, etag: str | None) -> bool:
+    """After sending a message: remember it is waiting, unless the row changed since `etag` was
+    read, or (etag None) was created since: a worker may have picked the message up already. Best
+    effort: False changes nothing but the coalescing of the next notification."""
+    from functions.errors import StorageError
+
+    marker = {"sync_queued": True, "sync_queued_at": utcnow()}
+    try:
+        if etag is None:
+            _table().insert({"PartitionKey": connection_id, "RowKey": ROW, "phase": Phase.IDLE, **marker})
+            return True
+        return _write(connection_id, etag, marker) is not None
+    except Conflict:
+        return False
+    except StorageError:
+        log.info("could not mark the sync as queued", extra={"connection_id": connection_id}, exc_info=True)
+        return False
 
 
 @dataclass(frozen=True)
@@ -232,18 +286,19 @@ def acquire(connection_id: str, owner: str, *, lease_seconds: float = LEASE_SECO
         # No row yet: a first sync; it is created, idle, with the lease in it.
         state = SyncState(connection_id) if row is None else SyncState.from_entity(row)
         now = utcnow()
+        # Every pickup writes the row, clearing `sync_queued`: see the module's docstring.
         if state.held_by_other(owner, now):
-            values: dict[str, Any] = {"rerun": True}
+            values: dict[str, Any] = {"rerun": True, "sync_queued": False}
             watch_after = 0.0
             if state.watch_until is None or state.watch_until <= now:
                 expires = state.lease_expires or now
                 watch_after = max(1.0, (expires - now).total_seconds() + 1.0)
                 values["watch_until"] = now + timedelta(seconds=watch_after)
-            elif state.rerun:
-                return storage.Keep(Busy(0.0))  # already recorded, and a check is already on its way
+            # else: rerun recorded and a check on its way already; the write still marks the pickup
             return storage.Write(values, Busy(watch_after))
         took_over = bool(state.lease_owner) and state.lease_owner != owner
-        values = {"lease_owner": owner, "lease_expires": now + timedelta(seconds=lease_seconds), "rerun": False}
+        values = {"lease_owner": owner, "lease_expires": now + timedelta(seconds=lease_seconds), "rerun": False,
+                  "sync_queued": False}
         if row is None:
             values["phase"] = Phase.IDLE
         state.lease_owner, state.lease_expires, state.rerun = owner, values["lease_expires"], False

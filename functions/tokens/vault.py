@@ -25,7 +25,7 @@ from typing import Any
 from functions import connections, storage
 from functions.errors import Conflict, NotFound, ReauthRequired
 from functions.microsoft import identity
-from functions.tokens import keyring
+from functions.tokens import app_credentials, keyring
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ def _refresh(connection_id: str, stored: _Stored) -> TokenSet:
     for _ in range(3):
         try:
             response = identity.refresh(stored.tokens.refresh_token)
+        except identity.CredentialsRejected as refused:
+            app_credentials.rejected(str(refused))  # the app's secret, not this user's grant
+            raise
         except ReauthRequired:
             current = _read(connection_id)
             if current is not None and current.etag != stored.etag and not current.reauth_required:
@@ -211,6 +214,7 @@ def _refresh(connection_id: str, stored: _Stored) -> TokenSet:
                 continue
             _mark_reauth_required(connection_id, stored.etag)
             raise ReauthRequired(REAUTH_MESSAGE) from None
+        app_credentials.accepted()
         tokens = TokenSet.from_response(response, stored.tokens.refresh_token)
         if _replace_if_unchanged(connection_id, _entity(connection_id, tokens), stored.etag):
             _remember(connection_id, tokens)

@@ -1,16 +1,18 @@
-"""The product API (function key): connections, file listings, downloads; and its OpenAPI document.
+"""The product API (function key): connect sessions, connections, file listings, downloads; and its OpenAPI document.
 
 Thin: parse the request, call `connections_api` / `files_api`, shape the reply. Core modules are
 imported inside the handlers (cold start).
 """
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
 
 bp = func.Blueprint()
+log = logging.getLogger(__name__)
 
 _JSON = "application/json"
 
@@ -22,11 +24,23 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> func
 
 def _answer(work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
     from functions.api.support import ApiError
+    from functions.errors import StorageUnavailable
 
     try:
         return work()
     except ApiError as refused:
         return _json(refused.status, refused.to_body())
+    except StorageUnavailable as error:
+        log.error("product API: storage unavailable (%s)", error)
+        return _json(503, {"error": {"code": "storage_unavailable", "message": "Storage is unavailable; retry later."}},
+                     {"Retry-After": "30"})
+
+
+@bp.route(route="connect-sessions", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def create_connect_session(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.api import connect_sessions
+
+    return _answer(lambda: _json(201, connect_sessions.create(req.get_body())))
 
 
 @bp.route(route="connections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -87,6 +101,20 @@ def download_file(req: func.HttpRequest) -> func.HttpResponse:
             req.route_params.get("id", ""), req.route_params.get("path", ""),
             request_headers={name.lower(): value for name, value in req.headers.items()}, request_url=req.url)
         # Content-Type travels as a header: `mimetype` would add a charset to text/* bytes.
+        return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+    return _answer(work)
+
+
+@bp.route(route="connections/{id}/content", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def download_content(req: func.HttpRequest) -> func.HttpResponse:
+    """The same download, the path in `?path=`: unambiguous for any name (a literal %2F, %5C, %2e%2e)."""
+    from functions.api import files as files_api
+
+    def work() -> func.HttpResponse:
+        answer = files_api.download(
+            req.route_params.get("id", ""), req.params.get("path", ""),
+            request_headers={name.lower(): value for name, value in req.headers.items()}, exact=True)
         return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     return _answer(work)

@@ -1,4 +1,5 @@
-"""Upkeep of every connection: subscriptions that never lapse, tokens that never idle out, a daily safety-net sync.
+"""Upkeep of every connection: subscriptions that never lapse, tokens that never idle out, a daily safety-net sync
+(half-hourly polling for app-folder connections, which Graph does not let us subscribe to).
 
 The timer only decides and fans out: it scans the connection rows once, picks what each connection
 needs, and queues small tasks with visibility delays that pace them. Workers then do one task each.
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from functions import connections, messages, storage
 from functions.connections import Connection, ConnectionState
-from functions.errors import ReauthRequired, StorageError, Throttled
+from functions.errors import ReauthRequired, StorageError, SubscriptionRefused, Throttled
 from functions.messages import BadMessage, MaintenanceTask
 from functions.settings import settings
 
@@ -36,6 +37,9 @@ SAFETY_SYNC = "safety_sync"  # not a task: a sync request, paced like one
 IDLE_TOKEN_AGE = timedelta(days=7)
 # Notifications get lost (Graph outages, our own): every drive gets a delta at least once a day.
 SAFETY_SYNC_AGE = timedelta(hours=24)
+# App-folder connections have no subscription (Graph refuses one to that scope): every run of the
+# timer (MAINTENANCE_SCHEDULE, half-hourly by default) polls those not synced in the last 20 minutes.
+APP_FOLDER_POLL_AGE = timedelta(minutes=20)
 # A task still not done this long after it became visible is presumed lost (poisoned) and queued again.
 TASK_GRACE = timedelta(minutes=30)
 # Work paced further ahead than this is left to the next run (which re-reads the rows anyway).
@@ -107,6 +111,11 @@ def _latest(*values: datetime | None) -> datetime | None:
 def needs(kind: str, connection: Connection, now: datetime, renewal_window: timedelta) -> datetime | None:
     """When `connection` started needing `kind` (for ordering: most overdue first), or None if it doesn't."""
     if kind == RENEW:
+        if settings().app_folder_only:
+            return None  # nothing to renew: polled instead (SAFETY_SYNC)
+        retry_at = connection.subscription_retry_at
+        if connection.subscription_error and retry_at is not None and retry_at > now:
+            return None  # Graph refused it lately: wait for the backoff, don't hammer it
         expires = connection.subscription_expires_at
         if not connection.subscription_id or expires is None:
             return _NEVER  # missing: most urgent
@@ -118,7 +127,7 @@ def needs(kind: str, connection: Connection, now: datetime, renewal_window: time
         # A safety sync queued earlier counts as activity: a backlogged sync queue gets one a day, not one a run.
         last = _latest(connection.last_sync_started_at, connection.last_sync_finished_at, connection.connected_at,
                        _utc(connection.extra.get(f"{SAFETY_SYNC}_due_at")))
-        return _overdue(last, now - SAFETY_SYNC_AGE)
+        return _overdue(last, now - (APP_FOLDER_POLL_AGE if settings().app_folder_only else SAFETY_SYNC_AGE))
     raise ValueError(kind)
 
 
@@ -246,6 +255,12 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
         log.info("maintenance skipped: connection not active", extra={"connection_id": task.connection_id, "action": task.action})
         return "skipped"
     window = timedelta(hours=settings().subscription_renewal_window_hours)
+    from functions.microsoft.identity import CredentialsRejected
+    from functions.tokens import app_credentials
+
+    if paused := app_credentials.pause_seconds(now):
+        messages.enqueue_maintenance(task, delay_seconds=math.ceil(paused) + 1)
+        return "paused"  # the app's client secret is refused: nothing here could work now
     try:
         if task.action == RENEW:
             if needs(RENEW, connection, now, window) is None:
@@ -265,6 +280,17 @@ def run_task(task: MaintenanceTask, *, now: datetime | None = None) -> str:
         # The vault has marked the connection; it waits for the user to sign in again.
         log.warning("maintenance stopped: sign-in required", extra={"connection_id": task.connection_id, "action": task.action})
         return "reauth_required"
+    except CredentialsRejected:
+        delay = max(app_credentials.pause_seconds(), float(app_credentials.BACKOFF_START_SECONDS))
+        messages.enqueue_maintenance(task, delay_seconds=math.ceil(delay) + 1)
+        log.warning("maintenance paused: Microsoft refuses the app's credentials",
+                    extra={"connection_id": task.connection_id, "action": task.action})
+        return "paused"
+    except SubscriptionRefused as refused:
+        # Recorded on the connection with its retry time; the timer tries again after it.
+        log.warning("maintenance: subscription refused (%s)", refused.reason,
+                    extra={"connection_id": task.connection_id, "action": task.action})
+        return "backed_off"
     except Throttled as throttled:
         # A wait is a delayed message, never a sleep.
         messages.enqueue_maintenance(task, delay_seconds=math.ceil(throttled.retry_after) + 1)

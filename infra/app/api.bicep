@@ -1,4 +1,5 @@
-// The function app: a Flex Consumption plan (pay per execution, no always-on instance) and a Linux
+// The function app: a Flex Consumption plan (pay per execution, plus one always-ready instance for the
+// HTTP functions so Graph's 10-s validation and 3-s notification deadlines survive a cold start) and a Linux
 // Python 3.11 app running as the user-assigned identity. Settings the code reads are built here with
 // union(): the caller's plain settings, identity-based storage and telemetry, and Key Vault references.
 param name string
@@ -14,6 +15,9 @@ param clientCredentialUri string
 param tokenKeyRingUri string
 param maximumInstanceCount int = 100
 param instanceMemoryMB int = 2048
+@description('Always-ready instances of the HTTP functions (webhook, sign-in, API): Graph wants its validation request answered within 10 s and notifications within 3 s, which a cold start can miss. Billed while ready (see the README).')
+@minValue(1)
+param httpAlwaysReadyInstances int = 1
 
 @description('Plain (non-secret) app settings of the app contract.')
 param appSettings object
@@ -73,6 +77,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        alwaysReady: [
+          {
+            name: 'http'
+            instanceCount: httpAlwaysReadyInstances
+          }
+        ]
       }
       runtime: {
         name: 'python'

@@ -41,7 +41,7 @@ def test_status_page_and_mirror_browser_render_in_chromium(stack, shots):
 
     dom = chromium.dump_dom(mirror)
     assert "Welcome.txt</a>" in dom and "Notes/</a>" in dom
-    assert f"/api/connections/{connection_id}/files/Documents/Welcome.txt?code=" in dom
+    assert f"/api/connections/{connection_id}/content?path=Documents%2FWelcome.txt&amp;code=" in dom
     assert_real_screenshot(chromium.screenshot(mirror, shots / "mirror.png"))
 
 

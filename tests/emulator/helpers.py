@@ -8,8 +8,8 @@ import http.server
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -106,8 +106,8 @@ class Hook:
     """A tiny local HTTP endpoint playing the app's webhook. ``behaviour(handler) -> (status,
     content_type, body)`` decides each answer; requests are recorded."""
 
-    behaviour: Callable[["HookRequest"], tuple[int, str, bytes]]
-    requests: list["HookRequest"] = field(default_factory=list)
+    behaviour: Callable[[HookRequest], tuple[int, str, bytes]]
+    requests: list[HookRequest] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -146,7 +146,7 @@ class Hook:
         self.server.server_close()
 
     @property
-    def notifications(self) -> list["HookRequest"]:
+    def notifications(self) -> list[HookRequest]:
         return [r for r in self.requests if "validationToken" not in r.path]
 
 

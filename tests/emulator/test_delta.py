@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -281,3 +282,54 @@ def test_hundred_thousand_items_enumerate(emulator, emulator_user, graph):
             break
         url = body["@odata.nextLink"]
     assert len(ids) == 100_000 + 2
+
+
+# ----- the real service's rules (issue 19, "Emulator: the real behaviour by default") ---------------
+
+
+def test_id_only_tombstones_switch(emulator, emulator_user, graph):
+    drive = emulator_user.drive
+    file_id = drive.write_file("Docs/gone.txt", b"bye")
+    link = graph.get("/me/drive/root/delta", params={"token": "latest"}).json()["@odata.deltaLink"]
+    emulator.id_only_tombstones = True
+    drive.delete("Docs/gone.txt")
+    pages, _ = all_delta_pages(graph, link)
+    assert latest_state(pages)[file_id] == {"id": file_id, "deleted": {}}
+
+
+def test_a_dropped_tombstone_never_reaches_delta(emulator, emulator_user, graph):
+    drive = emulator_user.drive
+    lost = drive.write_file("Docs/lost.txt", b"1")
+    kept = drive.write_file("Docs/kept.txt", b"2")
+    link = graph.get("/me/drive/root/delta", params={"token": "latest"}).json()["@odata.deltaLink"]
+    fault = emulator.faults.inject(kind="drop_tombstone", path=r"lost\.txt$", times=1)
+    drive.delete("Docs/lost.txt")
+    drive.delete("Docs/kept.txt")
+    pages, link = all_delta_pages(graph, link)
+    state = latest_state(pages)
+    assert lost not in state and state[kept]["deleted"] == {"state": "deleted"}
+    assert fault.fired == 1 and emulator.faults.rules == []
+    assert drive.find("Docs/lost.txt") is None  # gone from the drive all the same
+    full = latest_state(all_delta_pages(graph)[0])
+    assert lost not in full  # only a full enumeration's absence tells
+    assert graph.get("/me").status_code == 200  # not an HTTP fault
+
+
+ITEM_ID = re.compile(r"^(?P<drive>[0-9A-F]{16})!s[0-9a-f]{32}$")
+
+
+def test_item_ids_have_the_2025_form_and_the_drive_id_case_differs_from_parent_references(emulator, emulator_user, graph):
+    drive = emulator_user.drive
+    file_id = drive.write_file("Docs/a.txt", b"x")
+    for item_id in (drive.root_id, drive.item_id("Docs"), file_id):
+        match = ITEM_ID.match(item_id)
+        assert match and match.group("drive") == drive.id.upper()
+    item = graph.get(f"/me/drive/items/{quote(file_id)}").json()
+    reference = item["parentReference"]
+    assert reference["driveId"] == drive.id and reference["driveId"] != item["id"].split("!")[0]
+    assert reference["driveId"] == item["id"].split("!")[0].lower()
+    emulator.parent_id_drive_case = "lower"
+    reference = graph.get(f"/me/drive/items/{quote(file_id)}").json()["parentReference"]
+    assert reference["id"] != drive.item_id("Docs") and reference["id"].lower() == drive.item_id("Docs").lower()
+    emulator.item_id_style = "legacy"
+    assert re.fullmatch(r"[0-9A-F]{16}!\d+", drive.write_file("old-style.txt", b"x"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
@@ -37,8 +37,8 @@ def test_retry_after_as_an_http_date(emulator, emulator_user, graph):
     emulator.faults.inject(path="/me$", status=429, retry_after_http_date_in=30, times=1)
     response = graph.get("/me")
     moment = parsedate_to_datetime(response.headers["retry-after"])
-    assert 20 < (moment - datetime.now(timezone.utc)).total_seconds() <= 31
-    emulator.faults.inject(path="/me$", status=503, retry_after=datetime(2030, 1, 1, tzinfo=timezone.utc), times=1)
+    assert 20 < (moment - datetime.now(UTC)).total_seconds() <= 31
+    emulator.faults.inject(path="/me$", status=503, retry_after=datetime(2030, 1, 1, tzinfo=UTC), times=1)
     assert graph.get("/me").headers["retry-after"] == "Tue, 01 Jan 2030 00:00:00 GMT"
 
 
@@ -51,6 +51,17 @@ def test_server_errors_with_graph_bodies(emulator, emulator_user, graph, status,
     response = graph.get("/me/drive")
     assert response.status_code == status and response.json()["error"]["code"] == code
     assert graph.get("/me/drive").status_code == 200
+
+
+def test_a_graph_fault_can_carry_a_chosen_code_and_message(emulator, emulator_user, graph):
+    # Graph's subscription refusals (403 limit, 401 ExtensionError) differ only in code and text.
+    emulator.faults.inject(path="/v1.0/me/drive$", status=403, code="ExtensionError",
+                           message="Maximum number of subscriptions has been reached.", times=1)
+    error = graph.get("/me/drive").json()["error"]
+    assert error["code"] == "ExtensionError"
+    assert error["message"] == "Maximum number of subscriptions has been reached."
+    emulator.faults.inject(path="/v1.0/me/drive$", status=403, times=1)
+    assert graph.get("/me/drive").json()["error"]["message"] == "Injected fault."
 
 
 def test_fraction_of_calls_with_a_seeded_rng(emulator, emulator_user, graph):
@@ -114,10 +125,9 @@ def test_faults_on_the_download_host(emulator, emulator_user, graph):
     assert httpx.get(location).status_code == 503
     emulator.faults.inject(host="download", path="^/download/", after_bytes=1 << 20, times=1)
     received = 0
-    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
-        with httpx.stream("GET", location) as response:
-            for chunk in response.iter_raw():
-                received += len(chunk)
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)), httpx.stream("GET", location) as response:
+        for chunk in response.iter_raw():
+            received += len(chunk)
     assert 0 < received <= 1 << 20
     resumed = httpx.get(location, headers={"Range": f"bytes={received}-"})
     assert resumed.status_code == 206 and len(resumed.content) == (4 << 20) - received
@@ -144,3 +154,32 @@ def test_clear_removes_every_fault(emulator, emulator_user, graph):
     assert graph.get("/me").status_code == 500
     emulator.faults.clear()
     assert graph.get("/me").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "name, status, error, code",
+    [
+        ("interaction_required", 400, "interaction_required", 50076),
+        ("consent_required", 400, "consent_required", 65001),
+        ("invalid_client", 401, "invalid_client", 7000215),
+        ("client_secret_expired", 401, "invalid_client", 7000222),
+    ],
+)
+def test_sign_in_errors_as_faults_on_the_token_endpoint(emulator, emulator_user, name, status, error, code):
+    tokens = sign_in(emulator)
+    fault = emulator.faults.inject(method="POST", path="/oauth2/v2.0/token$", token_error=name, times=1)
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+            "client_id": emulator.client_id, "client_secret": emulator.client_secret}
+    url = f"{emulator.authority}/oauth2/v2.0/token"
+    response = httpx.post(url, data=form)
+    body = response.json()
+    assert response.status_code == status and body["error"] == error and body["error_codes"] == [code]
+    assert body["error_description"].startswith(f"AADSTS{code}: ") and "Trace ID:" in body["error_description"]
+    if name in ("invalid_client", "client_secret_expired"):
+        assert emulator.client_id in body["error_description"]
+    assert fault.fired == 1 and httpx.post(url, data=form).status_code == 200
+
+
+def test_unknown_token_error_is_refused(emulator):
+    with pytest.raises(ValueError):
+        emulator.faults.inject(path="/oauth2/", token_error="no_such_error")

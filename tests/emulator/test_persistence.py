@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from devtools.emulator import Emulator
-from devtools.emulator.content import quick_xor_hash
 
 from .helpers import Hook, all_delta_pages, authorize, echo, pkce_pair, sign_in, wait_for
 from .test_subscriptions import in_minutes
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def started(data_dir: Path) -> Emulator:
     emu = Emulator(data_dir=data_dir)
     emu.notification_debounce = 0.05
+    emu.allow_http_notification_urls = True  # the test's webhook is local http
     return emu.start()
 
 
@@ -53,6 +53,7 @@ def test_a_restart_keeps_users_drives_tokens_and_subscriptions(tmp_path, hook):
         drive.rename("Docs/a.txt", "renamed.txt")
         drive.write_file("gone.txt", b"bye")
         drive.delete("gone.txt")
+        drive.add_remote_item("Shared")  # its folder lives in the sharer's drive, kept too
         tokens = sign_in(first)
         graph = httpx.Client(base_url=first.graph_base_url, headers={"Authorization": f"Bearer {tokens['access_token']}"})
         subscription = graph.post("/subscriptions", json={
@@ -73,6 +74,8 @@ def test_a_restart_keeps_users_drives_tokens_and_subscriptions(tmp_path, hook):
         assert restored.read("Docs/renamed.txt") == b"hello"
         assert restored.snapshot()["Docs/big.bin"] == (3_000_000, drive.snapshot()["Docs/big.bin"][1])
         assert restored.get(drive.root_id) is not None
+        shortcut = restored.find("Shared")
+        assert second.drive_by_id(shortcut.remote["drive_id"]).find("Shared/Shared notes.txt") is not None
         # The same access token, against the restarted Graph (its port differs).
         headers = {"Authorization": f"Bearer {tokens['access_token']}"}
         graph = httpx.Client(base_url=second.graph_base_url, headers=headers)

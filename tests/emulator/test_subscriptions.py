@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import httpx
 import pytest
 
-from .helpers import Hook, echo, graph_client, wait_for
+from .helpers import Hook, echo, graph_client, sign_in, wait_for
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def hook():
 
 
 def in_minutes(minutes: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
 
 
 def subscribe(graph, url: str, resource: str = "me/drive/root", minutes: float = 4000, **extra):
@@ -183,9 +185,10 @@ def test_notifications_arrive_on_their_own_after_the_debounce(emulator, emulator
 
 def test_one_post_carries_every_subscription_of_a_url(emulator, emulator_user, graph, hook):
     emulator.notification_debounce = 5
+    folder_id = emulator_user.drive.create_folder("Docs")
     first = subscribe(graph, hook.url).json()["id"]
-    second = subscribe(graph, hook.url).json()["id"]
-    emulator_user.drive.write_file("a.txt", b"1")
+    second = subscribe(graph, hook.url, resource=f"me/drive/items/{folder_id}").json()["id"]
+    emulator_user.drive.write_file("Docs/a.txt", b"1")
     emulator.flush_notifications()
     ids = [entry["subscriptionId"] for entry in json.loads(hook.notifications[0].body)["value"]]
     assert sorted(ids) == sorted([first, second]) and len(hook.notifications) == 1
@@ -268,3 +271,157 @@ def test_lifecycle_notification_is_sent_to_the_lifecycle_url(emulator, emulator_
     entry = json.loads(hook.notifications[0].body)["value"][0]
     assert entry["lifecycleEvent"] == "reauthorizationRequired"
     assert entry["subscriptionId"] == subscription["id"] and entry["clientState"] == "secret-client-state"
+
+
+# ----- the real service's rules (issue 19, "Emulator: the real behaviour by default") ---------------
+
+
+def test_a_second_subscription_for_the_same_resource_is_409(emulator, emulator_user, graph, hook):
+    first = subscribe(graph, hook.url).json()
+    drive_id = emulator_user.drive_id
+    for resource in ("me/drive/root", f"drives/{drive_id}/root", f"/drives/{drive_id.upper()}/root"):
+        response = subscribe(graph, hook.url, resource=resource)
+        assert response.status_code == 409, resource
+        error = response.json()["error"]
+        assert error["code"] == "ObjectIdentifierInUse"
+        assert error["message"] == f"Subscription Id {first['id']} already exists for the requested combination"
+    folder_id = emulator_user.drive.create_folder("Docs")
+    assert subscribe(graph, hook.url, resource=f"me/drive/items/{folder_id}").status_code == 201  # another resource
+    assert graph.delete(f"/subscriptions/{first['id']}").status_code == 204
+    assert subscribe(graph, hook.url).status_code == 201  # the combination is free again
+
+
+def test_an_expired_subscription_does_not_block_a_new_one(emulator, emulator_user, graph, hook):
+    emulator.expire_subscription(subscribe(graph, hook.url).json()["id"])
+    assert subscribe(graph, hook.url).status_code == 201
+
+
+def test_duplicates_only_with_the_leniency_switch(emulator, emulator_user, graph, hook):
+    emulator.allow_duplicate_subscriptions = True
+    assert [subscribe(graph, hook.url).status_code for _ in range(2)] == [201, 201]
+    assert len(emulator.subscriptions) == 2
+
+
+def test_client_state_is_at_most_128_characters(emulator, emulator_user, graph, hook):
+    response = subscribe(graph, hook.url, clientState="x" * 129)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "InvalidRequest"
+    assert hook.requests == []  # refused before any handshake
+    assert subscribe(graph, hook.url, clientState="x" * 128).status_code == 201
+
+
+def test_subscription_writes_need_files_readwrite(emulator, emulator_user, graph, hook):
+    subscription = subscribe(graph, hook.url).json()
+    tokens = sign_in(emulator, scope="Files.Read offline_access User.Read")
+    with httpx.Client(base_url=emulator.graph_base_url, headers={"Authorization": f"Bearer {tokens['access_token']}"}) as reader:
+        path = f"/subscriptions/{subscription['id']}"
+        refused = [
+            subscribe(reader, hook.url, resource=f"me/drive/items/{emulator_user.drive.create_folder('F')}"),
+            reader.patch(path, json={"expirationDateTime": in_minutes(60)}),
+            reader.delete(path),
+            reader.post(path + "/reauthorize"),
+        ]
+        assert [r.status_code for r in refused] == [403] * 4
+        assert all(r.json()["error"]["code"] == "ExtensionError" for r in refused)
+        assert reader.get(path).status_code == 200  # reading is not a write
+    assert graph.get(f"/subscriptions/{subscription['id']}").status_code == 200  # nothing was deleted
+
+
+def test_notification_urls_must_be_https_unless_http_is_allowed(emulator, emulator_user, graph, hook):
+    emulator.allow_http_notification_urls = False
+    for url, lifecycle in ((hook.url, None), ("https://127.0.0.1:9/api/notifications", hook.url)):
+        extra = {"lifecycleNotificationUrl": lifecycle} if lifecycle else {}
+        response = subscribe(graph, url, **extra)
+        assert response.status_code == 400 and "HTTPS" in response.json()["error"]["message"]
+    assert hook.requests == []
+    # An https URL passes the rule and goes on to the handshake (nothing listens there: it fails).
+    response = subscribe(graph, "https://127.0.0.1:9/api/notifications")
+    assert response.json()["error"]["code"] == "ValidationError"
+
+
+def test_the_lifetime_cap_is_a_setting_with_the_real_error(emulator, emulator_user, graph, hook):
+    emulator.max_subscription_minutes = 4230
+    response = subscribe(graph, hook.url, minutes=4231)
+    assert response.status_code == 400
+    assert response.json()["error"] == {**response.json()["error"], "code": "ExtensionError",
+                                         "message": "Subscription expiration can only be 4230 minutes in the future."}
+    subscription = subscribe(graph, hook.url, minutes=4229).json()
+    renewal = graph.patch(f"/subscriptions/{subscription['id']}", json={"expirationDateTime": in_minutes(5000)})
+    assert renewal.json()["error"]["message"] == "Subscription expiration can only be 4230 minutes in the future."
+
+
+def notifications_of(emulator) -> list[dict]:
+    return [d for d in emulator.deliveries if d["kind"] == "notification"]
+
+
+def test_every_non_2xx_answer_is_retried_4xx_too(emulator, emulator_user, graph):
+    answers = iter([400, 404, 410, 202])
+
+    def refusing(request):
+        if request.validation_token is not None:
+            return echo(request)
+        return next(answers), "text/plain", b""
+
+    endpoint = Hook(refusing)
+    try:
+        subscribe(graph, endpoint.url)
+        emulator_user.drive.write_file("a.txt", b"1")
+        emulator.flush_notifications()
+    finally:
+        endpoint.close()
+    assert [(d["attempt"], d["status"]) for d in notifications_of(emulator)] == [(1, 400), (2, 404), (3, 410), (4, 202)]
+
+
+def test_retries_go_on_for_four_hours_of_modelled_time_then_stop(emulator, emulator_user, graph):
+    endpoint = Hook(lambda r: echo(r) if r.validation_token is not None else (503, "text/plain", b""))
+    try:
+        subscribe(graph, endpoint.url)
+        started = time.monotonic()
+        emulator_user.drive.write_file("a.txt", b"1")
+        emulator.flush_notifications()
+        elapsed = time.monotonic() - started
+    finally:
+        endpoint.close()
+    attempts = [d for d in notifications_of(emulator) if d["status"] == 503]
+    gave_up = [d for d in notifications_of(emulator) if d["error"] == "gave up: retry window over"]
+    # Waits of 1, 2, 4 ... 1024 s, then 1,800 s: the 18th attempt comes 3.6 h after the first, a 19th
+    # would be past 4 h.
+    assert [d["attempt"] for d in attempts] == list(range(1, 19)) and len(gave_up) == 1
+    assert 3.5 * 3600 < attempts[-1]["retrying_for"] <= 4 * 3600
+    assert elapsed < 10, "modelled time: the test must not wait hours"
+
+
+def test_slow_answers_delay_then_drop_deliveries(emulator, emulator_user, graph):
+    emulator.time_scale = 1
+    emulator.notification_debounce = 5  # sent when flushed
+    emulator.slow_response_seconds = 0.5  # Graph's is 2.9 s; far above a plain answer, even on a busy machine
+    emulator.slow_min_notifications = 10
+    emulator.slow_delay_seconds = 0.2  # modelled seconds; Graph's are 600
+    slow_next = {"value": False}
+
+    def answer(request):
+        if request.validation_token is not None:
+            return echo(request)
+        if slow_next["value"]:
+            time.sleep(0.7)
+        return 202, "text/plain", b""
+
+    endpoint = Hook(answer)
+
+    def one_notification(slow: bool) -> dict:
+        slow_next["value"] = slow
+        emulator_user.drive.write_file("a.txt", str(time.monotonic()).encode())
+        emulator.flush_notifications()
+        return notifications_of(emulator)[-1]
+
+    try:
+        subscribe(graph, endpoint.url)
+        for index in range(10):  # 1 slow in 10: 10%
+            assert one_notification(slow=index == 0)["delayed"] == 0
+        delayed = one_notification(slow=True)  # 2 slow in 11 after this one
+        assert delayed["delayed"] == 0.2 and delayed["status"] == 202
+        before = len(endpoint.notifications)
+        dropped = one_notification(slow=False)  # 2/11 = 18% slow: dropped, never sent
+        assert dropped["error"] == "dropped: slow endpoint" and dropped["status"] is None
+        assert len(endpoint.notifications) == before
+    finally:
+        endpoint.close()

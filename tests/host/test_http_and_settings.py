@@ -66,6 +66,45 @@ def test_host_json_of_the_repository_is_read():
 
 
 def test_function_key_comes_from_the_environment_or_is_random():
-    assert function_key({"LOCAL_FUNCTION_KEY": "chosen"}) == ("chosen", False)
-    first, generated = function_key({})
-    assert generated and len(first) >= 24 and first != function_key({})[0]
+    assert function_key({"LOCAL_FUNCTION_KEY": "chosen"}).value == "chosen"
+    first = function_key({}).value
+    assert len(first) >= 24 and first != function_key({}).value
+
+
+def test_a_kept_function_key_is_the_same_on_every_run_until_a_new_one_is_asked_for(tmp_path):
+    path = tmp_path / "data" / "function-key"
+    first = function_key({}, key_file=path)
+    assert path.stat().st_mode & 0o077 == 0  # a secret: its owner's only
+    assert function_key({}, key_file=path).value == first.value and "kept in" in first.source
+    renewed = function_key({}, key_file=path, renew=True).value
+    assert renewed != first.value and function_key({}, key_file=path).value == renewed
+    assert function_key({"LOCAL_FUNCTION_KEY": "chosen"}, key_file=path).value == "chosen"  # the environment wins
+
+
+@pytest.mark.parametrize("given", [{}, {"params": {"code": "wrong"}}, {"headers": {"x-functions-key": "wrong"}}])
+def test_a_missing_or_wrong_key_is_a_json_401_that_says_where_the_key_is(start_host, given):
+    host = start_host(run_queues=False)
+    response = httpx.get(f"{host.url}/api/invocations", **given)
+    assert response.status_code == 401 and response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == "unauthorized"
+    assert "x-functions-key" in error["message"] and "?code=" in error["message"] and "scripts/run" in error["message"]
+    assert KEY not in response.text
+    assert ("wrong" in error["message"]) == bool(given)
+
+
+def test_a_browser_without_the_key_gets_a_small_page_with_the_hint(start_host):
+    host = start_host(run_queues=False)
+    response = httpx.get(f"{host.url}/api/invocations", params={"code": "stale"},
+                         headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert response.status_code == 401 and response.headers["content-type"].startswith("text/html")
+    assert "Function key needed" in response.text and "scripts/run" in response.text and KEY not in response.text
+
+
+@pytest.mark.parametrize("method,path,status", [("GET", "/api/no-such-route", 404), ("GET", "/nothing/here", 404),
+                                                ("DELETE", "/api/hello/ada", 405)])
+def test_unknown_routes_and_methods_are_json(start_host, method, path, status):
+    host = start_host(run_queues=False)
+    response = httpx.request(method, f"{host.url}{path}")
+    assert response.status_code == status and response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["code"] in ("not_found", "method_not_allowed")

@@ -11,6 +11,7 @@ import sys
 import threading
 
 import httpx
+import pytest
 
 from devtools.serving import free_port
 from devtools.stack import ROOT, ensure_local_settings
@@ -50,6 +51,7 @@ def test_with_a_real_app_registration_the_stack_skips_the_emulator_and_sends_sig
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "devtools.stack", "--port", str(port), "--data", str(tmp_path / "data"),
+         "--storage-ports", ",".join(str(free_port()) for _ in range(3)),
          "--settings", str(tmp_path / "local.settings.json")],
         cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output: list[str] = []
@@ -61,7 +63,11 @@ def test_with_a_real_app_registration_the_stack_skips_the_emulator_and_sends_sig
         assert "Change the drive" not in text
         assert not (tmp_path / "data" / "emulator.log").exists()
 
-        redirect = httpx.get(f"http://localhost:{port}/api/connect")
+        printed = re.search(r"Connect a OneDrive:\s+(\S+)", text).group(1)
+        assert printed == f"http://localhost:{port}/api/status/connect?code=k"
+        session = httpx.get(printed)  # a fresh connect session on every visit
+        assert session.status_code == 302 and "/api/connect?session=" in session.headers["location"]
+        redirect = httpx.get(session.headers["location"])
         assert redirect.status_code == 302
         assert re.match(r"https://login\.microsoftonline\.com/consumers/oauth2/v2\.0/authorize\?.*client_id=11111111-2222",
                         redirect.headers["location"])
@@ -69,3 +75,62 @@ def test_with_a_real_app_registration_the_stack_skips_the_emulator_and_sends_sig
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, "".join(output)
     assert "Stopped." in "".join(output)
+
+
+def test_a_port_held_only_by_time_wait_connections_of_a_stopped_run_is_free():
+    """Restarting right after Ctrl-C: the old run's connections linger in TIME-WAIT for a minute."""
+    import socket
+
+    from devtools.stack import _port_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn listens
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its end goes to TIME-WAIT
+    client.close()
+    assert not _port_free(port)  # still listening: in use
+    server.close()
+    assert _port_free(port)
+
+
+def _run_stack(tmp_path, settings_text: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    path = tmp_path / "local.settings.json"
+    path.write_text(settings_text)
+    environment = {k: v for k, v in os.environ.items() if k not in DEFAULTS and not k.startswith("AzureWebJobsStorage")}
+    return subprocess.run(
+        [sys.executable, "-m", "devtools.stack", "--port", str(free_port()), "--data", str(tmp_path / "data"),
+         "--storage-ports", ",".join(str(free_port()) for _ in range(3)), "--settings", str(path)],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def _example_with(**values: str) -> str:
+    settings = json.loads((ROOT / "local.settings.example.json").read_text())
+    settings["Values"].update(values)
+    return json.dumps(settings)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("TOKEN_ENCRYPTION_KEYS", "k1:c2hvcnQ="), ("SYNC_TIME_BUDGET_SECONDS", "eight minutes"),
+    ("DOWNLOAD_REDIRECT", "sometimes"), ("MAINTENANCE_SCHEDULE", "every 30 minutes"), ("FILES_CONTAINER", "My_Files"),
+    ("PUBLIC_BASE_URL", "localhost:7071"),
+])
+def test_a_malformed_setting_stops_the_start_naming_the_setting_and_the_file(tmp_path, name, value):
+    result = _run_stack(tmp_path, _example_with(**{name: value}))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Everything is running" not in output and "nothing was started" in output
+    [line] = [line for line in output.splitlines() if name in line]
+    assert str(tmp_path / "local.settings.json") in line and ("must" in line or "entry" in line)
+    if name == "TOKEN_ENCRYPTION_KEYS":
+        assert value not in output  # a secret is never echoed
+    assert not (tmp_path / "data" / "azurite.log").exists()  # refused before anything started
+
+
+def test_invalid_json_in_local_settings_names_the_file(tmp_path):
+    result = _run_stack(tmp_path, '{"Values": {"FILES_CONTAINER": "x",}}')
+    assert result.returncode == 1
+    assert f"{tmp_path / 'local.settings.json'} is not valid JSON" in result.stderr, result.stderr

@@ -71,3 +71,11 @@ def test_a_failing_timer_keeps_firing():
         eventually(lambda: len(calls) >= 2, timeout=5, message="fired again after a failure")
     finally:
         runner.stop()
+
+
+def test_a_bad_schedule_from_an_app_setting_names_the_setting():
+    binding = {"type": "timerTrigger", "name": "timer", "schedule": "every 30 minutes"}
+    spec = FunctionSpec("maintenance_timer", "timerTrigger", "timer", lambda timer: None, binding,
+                        placeholders=(("schedule", "MAINTENANCE_SCHEDULE"),))
+    with pytest.raises(ValueError, match="Setting MAINTENANCE_SCHEDULE .*maintenance_timer.*every 30 minutes"):
+        TimerRunner(spec, Invoker())

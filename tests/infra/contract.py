@@ -316,6 +316,23 @@ def flex_problems(infra: Infra) -> list[str]:
     return problems
 
 
+def always_ready_problems(infra: Infra, trigger_types: set[str]) -> list[str]:
+    """Graph's webhook deadlines (10 s for validation, 3 s for notifications) need a warm HTTP
+    instance: with any HTTP-triggered function, Flex Consumption must keep the `http` group ready."""
+    if "httpTrigger" not in trigger_types:
+        return []
+    problems = []
+    for file, symbol, site in infra.resources("Microsoft.Web/sites"):
+        config = site["config"].get("properties", {}).get("functionAppConfig") or {}
+        entries = (config.get("scaleAndConcurrency") or {}).get("alwaysReady") or []
+        ready = {infra.evaluate(entry.get("name"), file): infra.evaluate(entry.get("instanceCount"), file)
+                 for entry in entries if isinstance(entry, dict)}
+        count = ready.get("http")
+        if not isinstance(count, int) or count < 1:
+            problems.append(f"{file}:{symbol} keeps no always-ready instance for the http group (got {count!r})")
+    return problems
+
+
 def _keys(value: Any) -> set[str]:
     if isinstance(value, dict):
         return set(value) | {key for child in value.values() for key in _keys(child)}

@@ -7,6 +7,7 @@ from functions import settings as app_settings_module
 from functions import storage
 from tests.infra.contract import (
     Infra,
+    always_ready_problems,
     flex_problems,
     identity_connection_problems,
     missing_names,
@@ -90,3 +91,13 @@ def test_a_secret_in_a_plain_setting_is_reported():
         "TOKEN_ENCRYPTION_KEYS: '@Microsoft.KeyVault(SecretUri=${tokenKeyRingUri})'", "TOKEN_ENCRYPTION_KEYS: tokenKeyRingUri")})
     assert secret_problems(broken.app_settings(), SECRET_SETTINGS) == [
         "TOKEN_ENCRYPTION_KEYS must be a Key Vault reference, got 'keyVault.outputs.tokenKeyRingUri'"]
+
+
+def test_an_http_group_without_an_always_ready_instance_is_reported():
+    broken = Infra.load(replace={"app/api.bicep": ("            name: 'http'\n", "            name: 'function:maintenance'\n")})
+    assert always_ready_problems(broken, {"httpTrigger"}) == [
+        "app/api.bicep:functionApp keeps no always-ready instance for the http group (got None)"]
+    none = Infra.load(replace={"main.bicep": ("param httpAlwaysReadyInstances int = 1", "param httpAlwaysReadyInstances int = 0")})
+    assert always_ready_problems(none, {"httpTrigger"}) == [
+        "app/api.bicep:functionApp keeps no always-ready instance for the http group (got 0)"]
+    assert always_ready_problems(broken, {"queueTrigger"}) == []

@@ -22,6 +22,7 @@ from tests.infra.contract import (
     AllowedRole,
     Infra,
     Unresolved,
+    always_ready_problems,
     flex_problems,
     identity_connection_problems,
     missing_names,
@@ -189,11 +190,22 @@ def test_nothing_flex_consumption_rejects_and_the_runtime_is_python_311():
     assert site["config"]["properties"]["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
 
 
+def trigger_types() -> set[str]:
+    from tests.fixtures.app import function_specs
+
+    return {spec.trigger for spec in function_specs()}
+
+
+def test_the_http_functions_are_always_ready_for_graphs_deadlines():
+    assert "httpTrigger" in trigger_types()  # the webhook, at least
+    assert always_ready_problems(infra(), trigger_types()) == []
+
+
 def test_outputs_name_the_urls_to_register():
     from functions.settings import Settings
 
     base = "https://base.example"
-    probe = Settings(*([None] * 4), base, *([None] * 7))
+    probe = Settings({"PUBLIC_BASE_URL": base})
     outputs = infra().outputs()
     assert "FUNCTION_BASE_URL" in outputs
     assert outputs["OAUTH_REDIRECT_URI"].endswith(probe.redirect_uri.removeprefix(base))

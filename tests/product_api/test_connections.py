@@ -156,6 +156,7 @@ def test_the_openapi_document_is_public_and_describes_every_route(app_server):
     response = httpx.get(f"{app_server.url}/api/openapi.json", timeout=30)
     assert response.status_code == 200
     paths = response.json()["paths"]
-    assert set(paths) == {"/connections", "/connections/{id}", "/connections/{id}/files", "/connections/{id}/files/{path}",
+    assert set(paths) == {"/connect-sessions", "/connections", "/connections/{id}", "/connections/{id}/files",
+                          "/connections/{id}/files/{path}", "/connections/{id}/content",
                           "/connections/{id}/selection", "/connections/{id}/picker-sessions"}
     assert set(paths["/connections/{id}"]) == {"get", "delete"}

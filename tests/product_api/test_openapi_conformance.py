@@ -37,8 +37,8 @@ def test_the_document_is_valid_openapi():
     schema = schemathesis.openapi.from_dict(openapi.document())
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {(op.method.upper(), op.path) for op in operations} == {
-        ("GET", "/connections"), ("GET", "/connections/{id}"), ("DELETE", "/connections/{id}"),
-        ("GET", "/connections/{id}/files"), ("GET", "/connections/{id}/files/{path}"),
+        ("POST", "/connect-sessions"), ("GET", "/connections"), ("GET", "/connections/{id}"), ("DELETE", "/connections/{id}"),
+        ("GET", "/connections/{id}/files"), ("GET", "/connections/{id}/files/{path}"), ("GET", "/connections/{id}/content"),
         ("GET", "/connections/{id}/selection"), ("PUT", "/connections/{id}/selection"),
         ("POST", "/connections/{id}/picker-sessions")}
 
@@ -77,6 +77,7 @@ def test_generated_requests_never_fail_and_conform_to_the_document(app_server, p
     assert {200, 404}.issubset(tried["GET /connections/{id}/files"]), tried
     assert {200, 400, 404}.issubset(tried["GET /connections/{id}/files/{path}"]), tried
     assert 200 in tried["GET /connections"], tried
+    assert {201, 400}.issubset(tried["POST /connect-sessions"]), tried
 
 
 def _routable(case) -> bool:

@@ -22,7 +22,8 @@ FIRST_SEED = int(os.environ.get("RELIABILITY_FIRST_SEED", "0"))
 
 # Collected over the session, printed at the end (see pytest_terminal_summary).
 TOTALS: dict = {"scenarios": 0, "faults": Counter(), "divergences": [], "seconds": 0.0, "files": 0, "operations": 0,
-          "calls": 0, "failed_calls": 0}
+          "calls": 0, "failed_calls": 0, "kinds": Counter(), "passes": 0, "pass_seconds": 0.0, "widest_traversal": 0,
+          "repeated_ids": 0}
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +88,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if TOTALS["calls"]:
         write(f"calls to Microsoft (sign-in, Graph, downloads): {TOTALS['calls']}, of which failed by injection: "
               f"{TOTALS['failed_calls']} ({TOTALS['failed_calls'] / TOTALS['calls']:.0%}; 20% while a round's faults are armed)")
+    write("drive operations, by kind:")
+    for kind, count in sorted(TOTALS["kinds"].items(), key=lambda kv: (-kv[1], kv[0])):
+        write(f"  {count:6d}  {kind}")
+    write(f"sync passes: {TOTALS['passes']}, longest {TOTALS['pass_seconds']:.1f} s; widest parent-chain traversal "
+          f"{TOTALS['widest_traversal']} ids, ids asked for twice: {TOTALS['repeated_ids']}")
     write("faults injected, by kind:")
     for kind, count in sorted(TOTALS["faults"].items(), key=lambda kv: (-kv[1], kv[0])):
         if not count:

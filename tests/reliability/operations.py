@@ -7,6 +7,7 @@ choices, so a seed replays the same operations every time.
 from __future__ import annotations
 
 import random
+import unicodedata
 
 from devtools.emulator.drive import Drive, DriveError
 
@@ -18,6 +19,14 @@ NAMES = [
 ]
 FOLDERS = ["Docs", "Photos", "a", "B", "Ünïcödé", "deep", "x y", "#tag", "100%", "sub.folder", "Árvíztűrő", "😀"]
 SIZES = [0, 1, 7, 100, 1000, 4096, 5000, 65536, 70000, 300_000]
+CONNECTION_ID_LENGTH = 36  # a uuid: the blob name is "{connection id}/{path}", at most 1,024 characters
+MAX_BLOB_NAME = 1024
+# Identity and ordering (issue 15): names traded between folders with same-named children,
+# renames of a parent and its child together, a folder taking its former child's place, kinds
+# flipping under one name, Unicode forms, trees 40+ deep, paths at and over the limit, bursts of
+# changes that reach the sync as one delta.
+IDENTITY_OPERATIONS = ("folder_swap", "folder_cycle", "parent_and_child_rename", "into_former_child",
+                       "kind_flip", "unicode_form_rename", "very_deep_tree", "long_path", "burst")
 
 
 class Operations:
@@ -39,16 +48,25 @@ class Operations:
 
     # One random operation; returns what it did (for the failure report).
 
-    def random(self) -> str:
+    def random(self, *, in_burst: bool = False) -> str:
         weights = {
-            self.create: 35, self.change: 15, self.rename: 12, self.move: 12, self.delete: 8,
-            self.deep_tree: 6, self.recreate: 8, self.swap: 4, self.case_rename: 4,
+            self.create: 30, self.change: 12, self.rename: 10, self.move: 10, self.delete: 7,
+            self.deep_tree: 5, self.recreate: 7, self.swap: 4, self.case_rename: 4,
+            self.folder_swap: 4, self.folder_cycle: 3, self.parent_and_child_rename: 3, self.into_former_child: 3,
+            self.kind_flip: 3, self.unicode_form_rename: 3, self.very_deep_tree: 1, self.long_path: 2,
         }
+        if not in_burst:
+            weights[self.burst] = 2
         operation = self.rng.choices(list(weights), weights=list(weights.values()))[0]
         try:
             return operation()
         except DriveError as refused:  # e.g. a name clash: the real service would refuse it too
             return f"{operation.__name__} refused: {refused}"
+
+    def kind_of(self, description: str) -> str:
+        """The operation's kind, from what `random` returned (for the summary's counts)."""
+        first = description.split(" ", 1)[0]
+        return {"deep": "deep tree", "re-create": "re-create", "case-rename": "case rename"}.get(first, first)
 
     def _content(self) -> bytes:
         return self.rng.randbytes(self.rng.choice(SIZES))
@@ -166,3 +184,123 @@ class Operations:
         self.drive.rename(second, first.rsplit("/", 1)[-1])
         self.drive.rename(self._join(first.rpartition("/")[0], temporary), second.rsplit("/", 1)[-1])
         return f"swap {first} <-> {second}"
+
+    # ----- identity and ordering ---------------------------------------------------------------
+
+    def _sibling_folders(self, count: int) -> tuple[str, list[str]]:
+        """`count` folders side by side, each holding a file of the same name (made if need be)."""
+        parent = self.rng.choice([""] + [f for f in self.folders() if f.count("/") < 6])
+        names = []
+        for _ in range(count):
+            name = self._fresh_name(parent, FOLDERS)
+            self.drive.write_file(self._join(self._join(parent, name), "data.bin"), self._content())
+            names.append(name)
+        return parent, names
+
+    def _cycle(self, parent: str, names: list[str]) -> None:
+        """Each folder takes the next one's name, through a temporary name: one delta."""
+        temporary = f"cycle-{self.counter}"
+        self.counter += 1
+        self.drive.rename(self._join(parent, names[0]), temporary)
+        for index in range(len(names) - 1, 0, -1):
+            self.drive.rename(self._join(parent, names[index]), names[(index + 1) % len(names)])
+        self.drive.rename(self._join(parent, temporary), names[1])
+
+    def folder_swap(self) -> str:
+        parent, names = self._sibling_folders(2)
+        self._cycle(parent, names)
+        return f"folder_swap {self._join(parent, names[0])} <-> {names[1]}"
+
+    def folder_cycle(self) -> str:
+        parent, names = self._sibling_folders(3)
+        self._cycle(parent, names)
+        return f"folder_cycle {self._join(parent, names[0])} -> {names[1]} -> {names[2]}"
+
+    def parent_and_child_rename(self) -> str:
+        nested = [f for f in self.folders() if "/" in f]
+        if not nested:
+            return self.deep_tree()
+        child = self.rng.choice(nested)
+        parent = child.rpartition("/")[0]
+        grand = parent.rpartition("/")[0]
+        child_name = self._fresh_name(child.rpartition("/")[0], FOLDERS)
+        self.drive.rename(child, child_name)
+        parent_name = self._fresh_name(grand, FOLDERS)
+        self.drive.rename(parent, parent_name)
+        return f"parent_and_child_rename {parent} -> {parent_name}, its {child.rsplit('/', 1)[-1]} -> {child_name}"
+
+    def into_former_child(self) -> str:
+        """P/F/C becomes P/C'/F: the child moves up beside its parent, the parent moves into it."""
+        nested = [f for f in self.folders() if "/" in f]
+        if not nested:
+            return self.deep_tree()
+        child = self.rng.choice(nested)
+        folder = child.rpartition("/")[0]
+        outer = folder.rpartition("/")[0]
+        name = child.rsplit("/", 1)[-1]
+        if any(p.lower() == self._join(outer, name).lower() for p in self.items()):
+            name = self._fresh_name(outer, [name])
+        self.drive.move(child, self._join(outer, name))
+        self.drive.move(folder, self._join(self._join(outer, name), folder.rsplit("/", 1)[-1]))
+        return f"into_former_child {folder} -> {self._join(outer, name)}/{folder.rsplit('/', 1)[-1]}"
+
+    def kind_flip(self) -> str:
+        """A file replaced by a folder of the same name, or a folder by a file, in one delta."""
+        items = self.items()
+        if not items:
+            return self.create()
+        path = self.rng.choice(items)
+        if path in self.folders():
+            self.drive.delete(path)
+            self.drive.write_file(path, self._content())
+            return f"kind_flip folder {path} -> file"
+        self.drive.delete(path)
+        self.drive.write_file(f"{path}/{self.rng.choice(NAMES)}", self._content())
+        if self.rng.random() < 0.5:  # and back again, still in the same delta
+            self.drive.delete(path)
+            self.drive.write_file(path, self._content())
+            return f"kind_flip file {path} -> folder -> file"
+        return f"kind_flip file {path} -> folder"
+
+    def unicode_form_rename(self) -> str:
+        """The same name in the other Unicode normal form: one name to a person, another to a blob."""
+        items = [p for p in self.items() if unicodedata.normalize("NFD", p) != unicodedata.normalize("NFC", p)]
+        if not items:
+            folder = self._folder()
+            path = self._join(folder, self._fresh_name(folder, ["émile.txt", "Ünïcödé", "Árvíztűrő.md"]))
+            self.drive.write_file(path, self._content())
+            return f"create {path}"
+        path = self.rng.choice(items)
+        name = path.rsplit("/", 1)[-1]
+        form = "NFD" if unicodedata.normalize("NFC", name) == name else "NFC"
+        self.drive.rename(path, unicodedata.normalize(form, name))
+        return f"unicode_form_rename {path} -> {form}"
+
+    def very_deep_tree(self) -> str:
+        depth = self.rng.randint(40, 46)
+        parts = [self._fresh_name("", FOLDERS)] + [f"d{index}" for index in range(depth - 1)]
+        base = "/".join(parts)
+        for _ in range(self.rng.randint(1, 3)):
+            self.drive.write_file(f"{base}/{self.rng.choice(NAMES)}", self._content())
+        if self.rng.random() < 0.5:  # and rename a folder half-way down, in the same delta
+            middle = "/".join(parts[: depth // 2])
+            self.drive.rename(middle, self._fresh_name(middle.rpartition("/")[0], FOLDERS))
+        return f"very_deep_tree {depth} levels under {parts[0]}"
+
+    def long_path(self) -> str:
+        """Files whose blob name is exactly at the limit, and one character over (skipped)."""
+        room = MAX_BLOB_NAME - CONNECTION_ID_LENGTH - 1
+        top = self._fresh_name("", ["long"])
+        folder = top + "/" + "/".join(ch * 200 for ch in "fgh")
+        at_limit = f"{folder}/{'x' * (room - len(folder) - 1)}"
+        over = f"{folder}/{'y' * (room - len(folder))}"
+        self.drive.write_file(at_limit, self._content())
+        self.drive.write_file(over, self._content())
+        if self.rng.random() < 0.5:  # a rename that pushes the mirrored one over the limit, or not
+            self.drive.rename(top, top + ("+" if self.rng.random() < 0.5 else ""))
+        return f"long_path under {top}"
+
+    def burst(self) -> str:
+        """Many changes before the sync hears of them (as after an outage): one delta."""
+        done = [self.random(in_burst=True) for _ in range(self.rng.randint(10, 25))]
+        return f"burst of {len(done)}: " + "; ".join(done)

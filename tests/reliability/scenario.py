@@ -11,12 +11,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
 
 from functions import connections, messages, storage
 from tests.fixtures.connected import connect_drive
-from tests.fixtures.mirror import mirror_contents
+from tests.fixtures.mirror import mirror_contents, mirrorable, rows_without_their_blobs
 
 from .faults import Killer, StorageOutage
 from .operations import Operations
@@ -35,6 +36,7 @@ GRAPH_FAULTS = {
 }
 GRAPH_FAILURE_RATE = 0.2
 SETTLE_SECONDS = 120
+REVOCATION_SECONDS = 180
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Outcome:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     different: list[str] = field(default_factory=list)
+    unclaimed: list[str] = field(default_factory=list)  # item rows claiming blobs the mirror lacks
+    kinds: Counter = field(default_factory=Counter)  # drive operations by kind
     files: int = 0
     seconds: float = 0.0
     microsoft_calls: int = 0  # to the emulator's sign-in, Graph and download hosts
@@ -52,11 +56,11 @@ class Outcome:
 
     @property
     def diverged(self) -> bool:
-        return bool(self.missing or self.extra or self.different)
+        return bool(self.missing or self.extra or self.different or self.unclaimed)
 
     def describe(self) -> str:
         return (f"seed {self.seed}: {self.files} files, missing={self.missing[:5]} extra={self.extra[:5]} "
-                f"different={self.different[:5]}\nfaults: {dict(self.faults)}\noperations:\n  "
+                f"different={self.different[:5]} unclaimed={self.unclaimed[:5]}\nfaults: {dict(self.faults)}\noperations:\n  "
                 + "\n  ".join(self.operations[-60:]))
 
 
@@ -78,12 +82,17 @@ class Scenario:
 
     # ----- the scenario -----------------------------------------------------------------------
 
+    def _operate(self) -> None:
+        done = self.ops.random()
+        self.outcome.operations.append(done)
+        self.outcome.kinds[self.ops.kind_of(done)] += 1
+
     def run(self) -> Outcome:
         started = time.monotonic()
         if self.short_budget:
             self.outcome.faults["time budget of a fraction of a second"] += 1
         for _ in range(self.rng.randint(3, 12)):  # something in the drive before it is connected
-            self.outcome.operations.append(self.ops.random())
+            self._operate()
         self.connection_id = connect_drive(self.app_server, self.emulator, self.user).connection_id
         for _ in range(self.rng.randint(2, 4)):
             self._round()
@@ -113,7 +122,7 @@ class Scenario:
             tally["notifications duplicated (a round)"] += 1
         late = self._late_notifications() if rng.random() < 0.25 else None
         for _ in range(rng.randint(1, 8)):
-            self.outcome.operations.append(self.ops.random())
+            self._operate()
             if rng.random() < 0.3:  # let a sync start, so that later changes race it
                 emu.flush_notifications()
         if rng.random() < 0.2:
@@ -178,18 +187,20 @@ class Scenario:
         """The refresh token is revoked: the next sync marks the connection; the user signs in again."""
         self._clear_graph_faults()  # a person signing in again is not what this measures
         self.emulator.revoke_consent(self.user)
-        self.outcome.operations.append(self.ops.random())  # a change nobody can sync until the user is back
+        self._operate()  # a change nobody can sync until the user is back
         self.emulator.flush_notifications()
-        deadline = time.monotonic() + 60
+        # Generous: a sync continuing in half-second budgets through a burst of changes takes a
+        # while to reach its next token refresh on a busy machine.
+        deadline = time.monotonic() + REVOCATION_SECONDS
         while connections.require(self.connection_id).state != connections.ConnectionState.REAUTH_REQUIRED:
             if time.monotonic() > deadline:
-                raise AssertionError("the revoked connection was not marked reauth_required within 60 s")
+                raise AssertionError(f"the revoked connection was not marked reauth_required within {REVOCATION_SECONDS} s")
             if self._wait_idle(limit=2):
                 # Nothing running (a message may have gone to the poison queue in an outage): what the
                 # next notification or the safety net would bring.
                 messages.enqueue_sync(self.connection_id, "safety-net")
         self.outcome.faults["refresh token revoked, then re-granted"] += 1
-        self.outcome.operations.append(self.ops.random())
+        self._operate()
         connect_drive(self.app_server, self.emulator, self.user)
 
     # ----- the end: faults off, the safety net runs, the mirror must equal the drive ------------
@@ -208,19 +219,57 @@ class Scenario:
         if connections.require(self.connection_id).state != connections.ConnectionState.ACTIVE:
             connect_drive(self.app_server, emu, self.user)
         deadline = time.monotonic() + SETTLE_SECONDS
-        expected, actual = {}, {}
+        expected, actual, blobs = {}, {}, {}
         while time.monotonic() < deadline:
             if self._wait_idle(limit=max(0.0, deadline - time.monotonic())):
-                expected = self.user.drive.snapshot()
-                actual = {path: (size, digest) for path, (size, digest, _) in mirror_contents(self.connection_id).items()}
-                if expected == actual:
+                # Paths no blob can carry (over the length limit, a folder name ending in ".") are
+                # skipped and listed, by the documented rules.
+                expected = {path: value for path, value in self.user.drive.snapshot().items()
+                            if mirrorable(path, self.connection_id)}
+                blobs = mirror_contents(self.connection_id)
+                actual = {path: (size, digest) for path, (size, digest, _) in blobs.items()}
+                self.outcome.unclaimed = rows_without_their_blobs(self.connection_id, blobs)
+                if expected == actual and not self.outcome.unclaimed:
                     break
                 # What the maintenance timer's safety net does for a drive that may have missed changes.
                 messages.enqueue_sync(self.connection_id, "safety-net")
+        if expected != actual and self._only_missed_tombstones(set(actual) - set(expected), blobs) \
+                and not (set(expected) - set(actual)) and all(expected[p] == actual[p] for p in expected):
+            # What's left are files of items that vanished without a tombstone (a folder deleted with
+            # "partial" tombstones, right after a file moved into it): no delta can tell, only the
+            # periodic full reconciliation, which the scenario now brings forward.
+            self.outcome.faults["tombstone never delivered (healed by the periodic reconciliation)"] += 1
+            expected, actual, blobs = self._reconcile()
         self.outcome.files = len(expected)
         self.outcome.missing = sorted(set(expected) - set(actual))
         self.outcome.extra = sorted(set(actual) - set(expected))
         self.outcome.different = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
+
+    def _only_missed_tombstones(self, extra: set[str], blobs: dict) -> bool:
+        """Do these blobs all belong to items the drive dropped without a tombstone?"""
+        items = self.user.drive.items
+        return bool(extra) and all(blobs[p][2].get("item_id") not in items for p in extra)
+
+    def _reconcile(self) -> tuple[dict, dict, dict]:
+        from functions.sync import state as syncstate
+
+        storage.table(storage.Tables.SYNC_STATE).upsert_entity(
+            {"PartitionKey": self.connection_id, "RowKey": syncstate.ROW,
+             "last_full_at": syncstate.utcnow() - timedelta(days=60)}, mode="merge")
+        messages.enqueue_sync(self.connection_id, "safety-net")
+        deadline = time.monotonic() + SETTLE_SECONDS
+        expected, actual, blobs = {}, {}, {}
+        while time.monotonic() < deadline:
+            if self._wait_idle(limit=max(0.0, deadline - time.monotonic())):
+                expected = {path: value for path, value in self.user.drive.snapshot().items()
+                            if mirrorable(path, self.connection_id)}
+                blobs = mirror_contents(self.connection_id)
+                actual = {path: (size, digest) for path, (size, digest, _) in blobs.items()}
+                self.outcome.unclaimed = rows_without_their_blobs(self.connection_id, blobs)
+                if expected == actual and not self.outcome.unclaimed:
+                    break
+                messages.enqueue_sync(self.connection_id, "safety-net")
+        return expected, actual, blobs
 
     def _wait_idle(self, limit: float, visible_only: bool = False) -> bool:
         """Until the sync queue is empty three polls in a row: no message at all (delayed and

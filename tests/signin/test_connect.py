@@ -10,7 +10,7 @@ import pytest
 
 from functions import connections, storage
 from functions.settings import reload_settings
-from tests.fixtures.connected import Browser, connect_drive, connect_url, query_of
+from tests.fixtures.connected import Browser, connect_drive, connect_url, create_session, query_of
 
 
 def token_requests(emulator) -> list[dict]:
@@ -19,6 +19,11 @@ def token_requests(emulator) -> list[dict]:
 
 def rows(table: str) -> list[dict]:
     return list(storage.table(table).list_entities())
+
+
+def state_rows() -> list[dict]:
+    """Sign-in states (the table also holds the connect sessions, kept as spent until purged)."""
+    return [row for row in rows(storage.Tables.OAUTH_STATES) if row["RowKey"] == "state"]
 
 
 def queued_syncs() -> list[dict]:
@@ -33,6 +38,14 @@ def callback_url_of(app_server, emulator, browser: Browser, **params: str) -> st
     redirect = browser.open(connect_url(app_server.url, **params), stop_at=f"{app_server.url}/api/oauth/callback")
     assert redirect.status_code == 302
     return redirect.headers["Location"]
+
+
+def assert_offers_connect_again(page, app_server, return_to: str = "") -> None:
+    """Every sign-in error page links to a new start (the product's page when it said where)."""
+    import re
+
+    links = re.findall(r'<a class="again" href="([^"]+)">Connect again</a>', page.text)
+    assert links == [return_to or f"{app_server.url}/api/connect"], page.text
 
 
 def test_connect_redirects_to_authorize_with_pkce_and_a_cookie_bound_state(app_server, emulator, app_settings):
@@ -57,7 +70,7 @@ def test_connect_redirects_to_authorize_with_pkce_and_a_cookie_bound_state(app_s
     assert "secure" not in attributes  # PUBLIC_BASE_URL is http here
 
     # Server side: the state only as a hash, nothing readable about the verifier.
-    [row] = rows(storage.Tables.OAUTH_STATES)
+    [row] = state_rows()
     assert row["PartitionKey"] == hashlib.sha256(query["state"].encode()).hexdigest()
     assert row["ref"] == "user-42"
     assert not any(query["state"] in str(value) for value in row.values())
@@ -67,9 +80,9 @@ def test_connect_redirects_to_authorize_with_pkce_and_a_cookie_bound_state(app_s
 def test_prompt_select_account_is_passed_on_and_other_prompts_are_refused(app_server):
     with Browser() as browser:
         chosen = browser.http.get(connect_url(app_server.url, prompt="select_account"))
-        refused = browser.http.get(connect_url(app_server.url, prompt="none"))
+    refused = create_session(app_server.url, ref="u", prompt="none")
     assert query_of(chosen.headers["Location"])["prompt"] == "select_account"
-    assert refused.status_code == 400
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_prompt"
 
 
 def test_full_connect_creates_an_active_connection_and_queues_the_initial_sync(connected_drive, emulator_user):
@@ -86,7 +99,7 @@ def test_full_connect_creates_an_active_connection_and_queues_the_initial_sync(c
     assert connection.email == emulator_user.email
     assert connection.display_name == emulator_user.display_name
     assert [row["PartitionKey"] for row in rows(storage.Tables.TOKENS)] == [connected_drive.connection_id]
-    assert rows(storage.Tables.OAUTH_STATES) == []  # consumed
+    assert state_rows() == []  # consumed
     assert {"connection_id": connected_drive.connection_id, "reason": "initial"} in queued_syncs()
 
 
@@ -110,11 +123,9 @@ def test_return_to_receives_the_browser_with_the_connection_id(app_server, emula
     ],
 )
 def test_an_open_redirect_attempt_is_refused_before_anything_is_stored(app_server, emulator, return_to):
-    with Browser() as browser:
-        response = browser.http.get(connect_url(app_server.url, return_to=return_to))
+    response = create_session(app_server.url, ref="u", return_to=return_to)
     assert response.status_code == 400
-    assert "return_to" in response.text
-    assert "Set-Cookie" not in response.headers
+    assert response.json()["error"]["code"] == "invalid_return_to"
     assert rows(storage.Tables.OAUTH_STATES) == []
 
 
@@ -126,9 +137,10 @@ def test_denied_consent_shows_a_clear_page_and_stores_nothing(app_server, emulat
         page = browser.answer_consent(consent_page, accept=False)
     assert page.status_code == 200
     assert "chose not to give access" in page.text
+    assert_offers_connect_again(page, app_server)
     assert token_requests(emulator) == []
     assert rows(storage.Tables.CONNECTIONS) == [] and rows(storage.Tables.TOKENS) == []
-    assert rows(storage.Tables.OAUTH_STATES) == []  # the state is spent all the same
+    assert state_rows() == []  # the state is spent all the same
     assert queued_syncs() == []
 
 
@@ -147,6 +159,7 @@ def test_a_replayed_state_is_refused_and_exchanges_no_code(app_server, emulator,
         replay = browser.open(callback)
     assert first.status_code == 200
     assert replay.status_code == 400 and "already used" in replay.text
+    assert_offers_connect_again(replay, app_server)
     assert len(token_requests(emulator)) == 1
 
 
@@ -179,6 +192,7 @@ def test_login_csrf_someone_elses_callback_in_another_browser_is_refused(app_ser
     with Browser() as victim:
         page = victim.open(callback)
     assert page.status_code == 400 and "another browser" in page.text
+    assert_offers_connect_again(page, app_server)
     assert token_requests(emulator) == []
     assert rows(storage.Tables.CONNECTIONS) == [] and rows(storage.Tables.TOKENS) == []
 
@@ -195,11 +209,12 @@ def test_a_cookie_from_another_flow_does_not_unlock_a_callback(app_server, emula
 
 def test_the_same_account_connecting_twice_is_one_connection(app_server, emulator, emulator_user):
     first = connect_drive(app_server, emulator, emulator_user, ref="product-user-1")
-    second = connect_drive(app_server, emulator, emulator_user)
+    second = connect_drive(app_server, emulator, emulator_user, ref="product-user-1")
     assert first.connection_id == second.connection_id
     [connection] = rows(storage.Tables.CONNECTIONS)
     assert connection["RowKey"] == first.connection_id
-    assert connection["ref"] == "product-user-1"  # a reconnect without ref keeps the product's id
+    assert connection["ref"] == "product-user-1"
+    assert not connection.get("previous_ref")  # the same product user: not a re-link
     assert len(rows(storage.Tables.TOKENS)) == 1
 
 
@@ -248,6 +263,7 @@ def test_bad_callbacks_get_a_clear_400_and_change_nothing(app_server, emulator, 
     assert response.status_code == 400
     assert message in response.text
     assert response.headers["Content-Type"].startswith("text/html")
+    assert_offers_connect_again(response, app_server)
     assert token_requests(emulator) == []
     assert rows(storage.Tables.CONNECTIONS) == []
 
@@ -268,21 +284,23 @@ def test_an_expired_state_is_refused(app_server, emulator, emulator_user):
 
     with Browser() as browser:
         callback = callback_url_of(app_server, emulator, browser)
-        [row] = rows(storage.Tables.OAUTH_STATES)
+        [row] = state_rows()
         storage.table(storage.Tables.OAUTH_STATES).update_entity(
             {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "expires_at": datetime.now(UTC) - timedelta(seconds=1)},
             mode=UpdateMode.MERGE,
         )
         response = browser.open(callback)
     assert response.status_code == 400 and "expired" in response.text
+    assert_offers_connect_again(response, app_server)
     assert token_requests(emulator) == []
 
 
 def test_oversized_connect_parameters_are_refused(app_server):
+    assert create_session(app_server.url, ref="r" * 513).json()["error"]["code"] == "invalid_ref"
     with Browser() as browser:
-        response = browser.http.get(connect_url(app_server.url, ref="r" * 2049))
+        response = browser.http.get(connect_url(app_server.url) + "&padding=" + "p" * 2049)
     assert response.status_code == 400
-    assert rows(storage.Tables.OAUTH_STATES) == []
+    assert state_rows() == []
 
 
 def test_error_pages_escape_what_they_show(app_server, emulator, emulator_user):
@@ -304,7 +322,7 @@ def test_expired_states_of_abandoned_sign_ins_are_purged(app_server):
         browser.http.get(connect_url(app_server.url))
     assert signin.purge_expired_states() == 0
     assert signin.purge_expired_states(now=datetime.now(UTC) + timedelta(minutes=11)) == 2
-    assert rows(storage.Tables.OAUTH_STATES) == []
+    assert state_rows() == []
 
 
 def test_microsoft_unavailable_at_the_callback_gives_a_503_page_and_stores_nothing(app_server, emulator, emulator_user, monkeypatch):
@@ -339,3 +357,42 @@ def test_a_refused_subscription_does_not_fail_the_sign_in(app_server, emulator, 
     assert connected.final_page.status_code == 200
     assert connections.require(connected.connection_id).state == connections.ConnectionState.ACTIVE
     assert {"connection_id": connected.connection_id, "reason": "initial"} in queued_syncs()
+
+
+def test_every_sign_in_page_but_success_offers_connect_again():
+    import inspect
+
+    from functions.signin import pages
+
+    made = {name: function for name, function in inspect.getmembers(pages, inspect.isfunction)
+            if function.__module__ == pages.__name__ and name not in ("render", "connected")}
+    assert {"denied", "bad_request", "unavailable", "misconfigured"} <= set(made)
+    for name, function in made.items():
+        arguments = {"error": "access_denied", "return_to": "", "message": "m"}
+        wanted = {k: v for k, v in arguments.items() if k in inspect.signature(function).parameters}
+        html = function(**wanted, again="https://again.example/start")
+        assert '<a class="again" href="https://again.example/start">Connect again</a>' in html, name
+
+
+def test_a_connect_link_on_another_name_of_this_machine_moves_to_the_public_origin_first(app_server, emulator):
+    other = app_server.url.replace("127.0.0.1", "localhost")
+    with Browser() as browser:
+        moved = browser.http.get(f"{other}/api/connect?ref=user-7&return_to=http%3A%2F%2Flocalhost%3A3000%2Fdone")
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == f"{app_server.url}/api/connect?ref=user-7&return_to=http%3A%2F%2Flocalhost%3A3000%2Fdone"
+    assert "set-cookie" not in moved.headers  # nothing started on the wrong host name
+    assert rows(storage.Tables.OAUTH_STATES) == []
+
+
+def test_an_expired_client_secret_at_sign_in_is_recorded_app_wide_and_a_good_sign_in_clears_it(app_server, emulator, emulator_user):
+    from functions.tokens import app_credentials
+
+    expired = emulator.faults.inject(method="POST", path="/oauth2/v2.0/token$", token_error="client_secret_expired")
+    with Browser() as browser:
+        page = browser.open(callback_url_of(app_server, emulator, browser))
+    assert page.status_code == 500
+    ok, detail = app_credentials.health()
+    assert not ok and "AADSTS7000222" in detail
+    emulator.faults.remove(expired.id)
+    connect_drive(app_server, emulator, emulator_user)
+    assert app_credentials.health()[0]

@@ -117,6 +117,18 @@ def test_a_refused_refresh_token_needs_a_new_sign_in_and_reconnecting_fixes_it(a
     assert GraphClient(connection_id, vault.token_source(connection_id)).me().id == emulator_user.id
 
 
+@pytest.mark.parametrize("refusal", ["interaction_required", "consent_required", "login_required"])
+def test_a_refresh_that_needs_the_user_marks_the_connection_for_sign_in(app_server, connected_drive, emulator, emulator_user, refusal):
+    connection_id = connected_drive.connection_id
+    fault = emulator.faults.inject(method="POST", path="/oauth2/v2.0/token$", token_error=refusal)
+    with pytest.raises(ReauthRequired):
+        vault.refresh(connection_id)
+    assert connections.require(connection_id).state == connections.ConnectionState.REAUTH_REQUIRED
+    emulator.faults.remove(fault.id)
+    connect_drive(app_server, emulator, emulator_user)
+    assert connections.require(connection_id).state == connections.ConnectionState.ACTIVE
+
+
 def test_a_refused_client_secret_is_a_configuration_error_not_a_reauth(connected_drive, monkeypatch):
     monkeypatch.setenv("MICROSOFT_CLIENT_SECRET", "not-the-secret")
     reload_settings()

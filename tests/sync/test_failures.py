@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -188,6 +189,18 @@ def test_a_broken_download_resumes_with_range(connected_drive, emulator, drive, 
     assert [r["status"] for r in downloads][-1] == 206  # the second attempt asked only for the rest
 
 
+def test_content_answered_with_the_bytes_instead_of_a_redirect_is_mirrored(connected_drive, emulator, drive, sync_until_done):
+    emulator.content_redirect = False
+    drive.write_file("small.txt", b"hello")
+    big = drive.write_file("Docs/big.bin", size=9 * 1024 * 1024 + 5, seed=23)
+    # Cut the big one mid-transfer: the retry asks /content itself for the rest.
+    emulator.faults.inject(method="GET", path=re.escape(big) + "/content$", host="api", after_bytes=5 * 1024 * 1024, times=1)
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    assert not [r for r in emulator.requests if r["host"] == "download"]  # never redirected
+    assert 206 in [r["status"] for r in content_requests(emulator)]  # the resumed read
+
+
 def test_an_expired_download_url_gets_a_fresh_one(connected_drive, emulator, drive, sync_until_done):
     drive.write_file("a.bin", size=50_000, seed=2)
     emulator.faults.inject(method="GET", path=r"/download/", status=401, times=1)
@@ -214,6 +227,24 @@ def test_revoked_consent_marks_the_connection_and_stops_quietly(connected_drive,
     assert not state.lease_owner and state.delta_link == ""
     assert [m["reason"] for m in queued_sync_requests()] == ["initial"] or sync_queue_length() <= 1  # nothing re-queued
     assert engine.run(connected_drive.connection_id).outcome == "inactive"
+
+
+def test_a_sync_ended_by_a_revoked_consent_is_reported_finished_not_running(connected_drive, emulator, drive):
+    emulator.revoke_consent(connected_drive.user)
+    emulator.expire_access_tokens(connected_drive.user)
+    assert engine.run(connected_drive.connection_id).outcome == "reauth"
+    last_sync = connections.require(connected_drive.connection_id).to_public()["lastSync"]
+    assert last_sync["finishedAt"] >= last_sync["startedAt"], last_sync
+    assert "revoked" in last_sync["error"]
+
+
+@pytest.mark.parametrize("refusal", ["interaction_required", "consent_required", "login_required"])
+def test_a_refresh_needing_the_user_stops_the_sync_as_reauth_not_a_retry(connected_drive, emulator, drive, refusal):
+    drive.write_file("a.txt", b"a")
+    emulator.faults.inject(method="POST", path="/oauth2/v2.0/token$", token_error=refusal)
+    emulator.expire_access_tokens(connected_drive.user)
+    assert engine.run(connected_drive.connection_id).outcome == "reauth"  # not raised into the queue's retries
+    assert connections.require(connected_drive.connection_id).state == connections.ConnectionState.REAUTH_REQUIRED
 
 
 @pytest.mark.parametrize("how", ["410", "400"])

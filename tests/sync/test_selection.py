@@ -294,15 +294,28 @@ def test_app_folder_mode_mirrors_the_app_folder_and_nothing_else(app_folder_scop
     assert graph.item("/me/drive/special/approot").item.name == APP_FOLDER_NAME
 
 
-def test_app_folder_connection_subscribes_to_the_app_folder(app_folder_scopes, app_server, emulator, emulator_user):
+def test_app_folder_connection_is_polled_not_subscribed(app_folder_scopes, app_server, emulator, emulator_user):
+    """Graph refuses a subscription to a Files.ReadWrite.AppFolder token (personal drives need
+    Files.ReadWrite): none is tried, none is missed, and maintenance polls the connection instead."""
+    from datetime import timedelta
+
     from functions import connections
     from functions.tokens import vault
+    from functions.upkeep import maintenance
 
     vault.forget_cached_tokens()
     connected = connect_drive(app_server, emulator, emulator_user)
-    subscription_id = connections.require(connected.connection_id).subscription_id
-    assert subscription_id, "no subscription: the app folder must be subscribable with its own token"
-    assert emulator.notifier.subscriptions[subscription_id].resource == "me/drive/special/approot"
+    cid = connected.connection_id
+    connection = connections.require(cid)
+    assert not connection.subscription_id and not connection.subscription_error
+    assert [s for s in emulator.notifier.subscriptions.values() if s.creator_id == emulator_user.id] == []
+
+    now = connections.utcnow()
+    assert maintenance.needs(maintenance.RENEW, connection, now, timedelta(days=1)) is None
+    synced = connections.require(cid)
+    assert maintenance.needs(maintenance.SAFETY_SYNC, synced, now, timedelta(days=1)) is None  # just connected
+    later = now + maintenance.APP_FOLDER_POLL_AGE + timedelta(minutes=1)
+    assert maintenance.needs(maintenance.SAFETY_SYNC, synced, later, timedelta(days=1)) is not None
 
 
 def test_a_dead_delta_link_re_enumerates_the_selection_only_and_sweeps(connected_drive, drive, emulator, calls, select,

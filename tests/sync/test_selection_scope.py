@@ -25,7 +25,7 @@ SCOPE = Scope(frozenset({"project", "single"}), frozenset({"work", "root"}))
 
 
 def test_selected_folders_and_files_keep_their_drive_paths():
-    resolver = Resolver(tree(), SCOPE)
+    resolver = Resolver(tree(), scope=SCOPE)
     assert resolver.desired("a").path == "Work/Project/a.txt"
     assert resolver.desired("b").path == "Work/Project/Deep/b.txt"
     assert resolver.desired("single").path == "Work/single.txt"
@@ -33,7 +33,7 @@ def test_selected_folders_and_files_keep_their_drive_paths():
 
 
 def test_a_file_beside_the_selection_is_unselected_and_dead():
-    resolved = Resolver(tree(), SCOPE).desired("beside")
+    resolved = Resolver(tree(), scope=SCOPE).desired("beside")
     assert resolved.path is None and resolved.reason == "unselected" and resolved.dead
 
 
@@ -41,7 +41,7 @@ def test_a_mirrored_file_that_left_the_selection_is_deleted_and_forgotten():
     rows = tree()
     rows["a"] = ItemState("a", Kind.FILE, "a.txt", "work", size=1, quickxorhash="h1",
                           m_name="a.txt", m_parent_id="project", m_content="h:h1:1")
-    plan = plan_files([rows["a"]], Resolver(rows, SCOPE))
+    plan = plan_files([rows["a"]], Resolver(rows, scope=SCOPE))
     assert [d.path for d in plan.deletes] == ["Work/Project/a.txt"]
     assert plan.records[0].forget
 
@@ -49,7 +49,7 @@ def test_a_mirrored_file_that_left_the_selection_is_deleted_and_forgotten():
 def test_blobs_under_a_folder_moved_out_of_the_selection_are_deleted():
     rows = tree()
     rows["deep"] = ItemState("deep", Kind.FOLDER, "Deep", "work", m_name="Deep", m_parent_id="project")  # moved out
-    moves, deletes = plan_blobs([("Work/Project/Deep/b.txt", "b")], Resolver(rows, SCOPE))
+    moves, deletes = plan_blobs([("Work/Project/Deep/b.txt", "b")], Resolver(rows, scope=SCOPE))
     assert moves == [] and [d.path for d in deletes] == ["Work/Project/Deep/b.txt"]
 
 

@@ -20,11 +20,13 @@ EXPECTED: dict[str, tuple[str, dict]] = {
     "maintenance_timer": ("timerTrigger", {"schedule": "0 */30 * * * *", "runOnStartup": False}),
     "maintenance_worker": ("queueTrigger", {"queueName": "maintenance-tasks", "connection": "AzureWebJobsStorage"}),
     "sync_worker": ("queueTrigger", {"queueName": "sync-requests", "connection": "AzureWebJobsStorage"}),
+    "create_connect_session": ("httpTrigger", {"route": "connect-sessions", "authLevel": "FUNCTION", "methods": ["POST"]}),
     "list_connections": ("httpTrigger", {"route": "connections", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "get_connection": ("httpTrigger", {"route": "connections/{id}", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "delete_connection": ("httpTrigger", {"route": "connections/{id}", "authLevel": "FUNCTION", "methods": ["DELETE"]}),
     "list_files": ("httpTrigger", {"route": "connections/{id}/files", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "download_file": ("httpTrigger", {"route": "connections/{id}/files/{*path}", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    "download_content": ("httpTrigger", {"route": "connections/{id}/content", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "openapi_document": ("httpTrigger", {"route": "openapi.json", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
     "status_overview": ("httpTrigger", {"route": "status", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "status_mirror": ("httpTrigger", {"route": "status/connections/{id}", "authLevel": "FUNCTION", "methods": ["GET"]}),
@@ -34,6 +36,9 @@ EXPECTED: dict[str, tuple[str, dict]] = {
                                               "methods": ["POST"]}),
     "picker_page": ("httpTrigger", {"route": "picker", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
     "picker_form": ("httpTrigger", {"route": "picker", "authLevel": "ANONYMOUS", "methods": ["POST"]}),
+    # Anonymous: health probes carry no key; it shows no secret (functions/health.py).
+    "health": ("httpTrigger", {"route": "health", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
+    "status_connect": ("httpTrigger", {"route": "status/connect", "authLevel": "FUNCTION", "methods": ["GET"]}),
 }
 
 

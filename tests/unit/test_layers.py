@@ -2,10 +2,10 @@
 
     function_app.py
     triggers/                                   the only importers of azure.functions
-    signin/ tokens/ notifications/ sync/ upkeep/ api/ picker/      capabilities
+    signin/ tokens/ notifications/ sync/ upkeep/ api/ picker/ health.py   capabilities
     connections.py messages.py                  the shared records (they persist through storage)
     microsoft/ storage/                         adapters: storage is the only importer of its SDKs
-    settings.py errors.py telemetry.py
+    settings.py return_urls.py errors.py telemetry.py
 
 Arrows point down only. Capabilities may use one another, but never in a circle (the sync does not
 call back into the disconnect that calls it). Outside storage/, nothing reaches for the SDK clients
@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RANKS = {
     "function_app": 6,
     "triggers": 5,
-    **dict.fromkeys(("signin", "tokens", "notifications", "sync", "upkeep", "api", "picker"), 4),
+    **dict.fromkeys(("signin", "tokens", "notifications", "sync", "upkeep", "api", "picker", "health"), 4),
     **dict.fromkeys(("connections", "messages"), 3),
     **dict.fromkeys(("microsoft", "storage"), 2),
-    **dict.fromkeys(("settings", "errors", "telemetry"), 1),
+    **dict.fromkeys(("settings", "return_urls", "errors", "telemetry"), 1),
 }
 CAPABILITIES = frozenset(name for name, rank in RANKS.items() if rank == 4)
 STORAGE_SDKS = ("azure.storage", "azure.data", "azure.core")

@@ -1,11 +1,22 @@
-"""Settings are read lazily, validated once, and fail with one clear message naming the setting."""
+"""Settings are read lazily, each on first use, and fail with one clear message naming the setting;
+`problems()` checks them all at once, and a bad setting fails only the features that read it."""
 
 import base64
 
 import pytest
 
 from devtools.keys import new_key_entry
-from functions.settings import DEFAULTS, SettingsError, parse_encryption_keys, reload_settings, settings
+from functions.settings import (
+    DEFAULTS,
+    FEATURES,
+    Settings,
+    SettingsError,
+    features_affected,
+    parse_encryption_keys,
+    problems,
+    reload_settings,
+    settings,
+)
 
 
 @pytest.fixture
@@ -34,16 +45,63 @@ def test_missing_required_setting_is_named(environment):
     environment.delenv("MICROSOFT_CLIENT_SECRET")
     reload_settings()
     with pytest.raises(SettingsError, match="MICROSOFT_CLIENT_SECRET"):
-        settings()
+        _ = settings().microsoft_client_secret
+    assert [e.setting for e in problems()] == ["MICROSOFT_CLIENT_SECRET"]
 
 
-@pytest.mark.parametrize("name,value", [("GRAPH_BASE_URL", "graph.microsoft.com"), ("PUBLIC_BASE_URL", "ftp://x"),
-                                        ("SYNC_TIME_BUDGET_SECONDS", "soon"), ("FILES_CONTAINER", "Bad_Name")])
-def test_malformed_setting_is_named(environment, name, value):
-    environment.setenv(name, value)
+MALFORMED = {
+    "MICROSOFT_AUTHORITY": "login.microsoftonline.com", "GRAPH_BASE_URL": "graph.microsoft.com",
+    "PUBLIC_BASE_URL": "ftp://x", "TOKEN_ENCRYPTION_KEYS": "k1:not-base64", "FILES_CONTAINER": "Bad_Name",
+    "SYNC_TIME_BUDGET_SECONDS": "eight minutes", "SUBSCRIPTION_RENEWAL_WINDOW_HOURS": "nan", "FULL_RECONCILIATION_DAYS": "weekly",
+    "SUBSCRIPTION_WRITES_PER_20S": "0", "DOWNLOAD_REDIRECT": "sometimes", "DOWNLOAD_INLINE_MAX_BYTES": "16 MB",
+    "MAINTENANCE_SCHEDULE": "every 30 minutes",
+}
+# Free text by nature: any non-empty value is taken as given.
+FREE_TEXT = {"MICROSOFT_CLIENT_ID", "MICROSOFT_CLIENT_SECRET", "ONEDRIVE_SCOPES", "ALLOWED_RETURN_URLS"}
+
+
+def test_every_validated_setting_has_a_malformed_example():
+    assert set(MALFORMED) | FREE_TEXT == set(DEFAULTS)
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_setting_is_named_alone(environment, name):
+    environment.setenv(name, MALFORMED[name])
     reload_settings()
     with pytest.raises(SettingsError, match=name):
-        settings()
+        getattr(settings(), name.lower())
+    [problem] = problems()
+    assert problem.setting == name and name in str(problem)
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_a_malformed_setting_fails_only_the_features_that_read_it(environment, name):
+    environment.setenv(name, MALFORMED[name])
+    reload_settings()
+    [problem] = problems()
+    for feature, names in FEATURES.items():
+        assert (feature in features_affected(problem)) == (name in names)
+        if name not in names:
+            for other in names:  # every setting of an unaffected feature still reads
+                getattr(settings(), other.lower())
+
+
+def test_a_typo_in_a_download_setting_leaves_sign_in_working(environment):
+    environment.setenv("DOWNLOAD_REDIRECT", "sometimes")
+    reload_settings()
+    assert settings().redirect_uri.endswith("/api/oauth/callback") and settings().token_encryption_keys
+    assert features_affected(problems()[0]) == ["downloads"]
+
+
+def test_problems_reads_the_mapping_it_is_given(environment):
+    assert problems({"MICROSOFT_CLIENT_ID": "c", "MICROSOFT_CLIENT_SECRET": "s", "TOKEN_ENCRYPTION_KEYS": new_key_entry()}) == []
+    assert Settings({"PUBLIC_BASE_URL": "https://x.example/"}).redirect_uri == "https://x.example/api/oauth/callback"
+
+
+@pytest.mark.parametrize("schedule", ["0 */30 * * * *", "0 0 3 * * Mon-Fri", "00:05:00", "1.00:00:00", "0 5,35 * * * *"])
+def test_valid_schedules_are_accepted(environment, schedule):
+    environment.setenv("MAINTENANCE_SCHEDULE", schedule)
+    assert problems() == []
 
 
 def test_key_ring_errors_never_echo_the_key():

@@ -26,10 +26,10 @@ def build_api_app(services: Services) -> FaultMiddleware:
         *pages.routes(services),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found})
-    return FaultMiddleware(app, services.faults, services.request_log, host="api")
+    return FaultMiddleware(app, services.faults, services.request_log, host="api", state=services.state)
 
 
 def build_download_app(services: Services) -> FaultMiddleware:
     """The pre-authenticated content host."""
     app = Starlette(routes=downloads.routes(services), exception_handlers={404: _not_found})
-    return FaultMiddleware(app, services.faults, services.request_log, host="download")
+    return FaultMiddleware(app, services.faults, services.request_log, host="download", state=services.state)

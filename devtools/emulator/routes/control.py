@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

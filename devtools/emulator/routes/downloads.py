@@ -7,23 +7,60 @@ Content is streamed in 64 KiB chunks: memory stays flat whatever the file's size
 from __future__ import annotations
 
 import re
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from ..drive import Item
 from ..errors import DownloadError, GraphError
 from ..services import Services
+from ..state import State
 from .responses import download_error, from_graph_error
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def routes(services: Services) -> list[Route]:
-    state = services.state
+def serve_content(request: Request, item: Item, state: State) -> Response:
+    """The item's bytes, with Range (206 + Content-Range, or 200 when ranges are ignored)."""
+    content = item.content
+    assert content is not None
+    size = content.size
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+        "ETag": item.etag,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(item.name)}",
+    }
+    start, end, status = 0, size, 200
+    range_header = request.headers.get("range")
+    if range_header and not state.options.ignore_range:
+        match = RANGE.match(range_header.strip())
+        if match and (match.group(1) or match.group(2)):
+            first, last = match.group(1), match.group(2)
+            if first:
+                start = int(first)
+                end = min(int(last) + 1, size) if last else size
+            else:
+                start = max(size - int(last), 0)
+            if start >= size or start >= end:
+                return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
 
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in content.chunks(start, end):
+            yield chunk
+
+    return StreamingResponse(body(), status_code=status, headers=headers)
+
+
+def routes(services: Services) -> list[Route]:
     async def download(request: Request) -> Response:
         try:
             item = services.downloads.resolve(request.path_params["token"], request.headers.get("authorization"))
@@ -31,38 +68,6 @@ def routes(services: Services) -> list[Route]:
             return download_error(error)
         except GraphError as error:
             return from_graph_error(request, error)
-        content = item.content
-        assert content is not None
-        size = content.size
-        headers = {
-            "Accept-Ranges": "bytes",
-            "Content-Type": "application/octet-stream",
-            "ETag": item.etag,
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(item.name)}",
-        }
-        start, end, status = 0, size, 200
-        range_header = request.headers.get("range")
-        if range_header and not state.options.ignore_range:
-            match = RANGE.match(range_header.strip())
-            if match and (match.group(1) or match.group(2)):
-                first, last = match.group(1), match.group(2)
-                if first:
-                    start = int(first)
-                    end = min(int(last) + 1, size) if last else size
-                else:
-                    start = max(size - int(last), 0)
-                if start >= size or start >= end:
-                    return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-                status = 206
-                headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        headers["Content-Length"] = str(end - start)
-        if request.method == "HEAD":
-            return Response(status_code=status, headers=headers)
-
-        async def body() -> AsyncIterator[bytes]:
-            for chunk in content.chunks(start, end):
-                yield chunk
-
-        return StreamingResponse(body(), status_code=status, headers=headers)
+        return serve_content(request, item, services.state)
 
     return [Route("/download/{token}/{name:path}", download, methods=["GET", "HEAD"])]

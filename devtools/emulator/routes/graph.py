@@ -14,16 +14,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..addressing import DELTA_ACTION, app_folder_of, in_app_folder, normalise_drive_id, parse_item_path
+from ..addressing import DELTA_ACTION, Address, app_folder_of, in_app_folder, normalise_drive_id, parse_item_path
 from ..drive import Drive, Item
 from ..errors import GraphError
 from ..services import Services
 from ..services.render import drive_json, item_json
 from ..state import User
+from .downloads import serve_content
 from .responses import from_graph_error, graph_error, request_ids, unauthenticated
 
 FILES_SCOPES = {"files.read", "files.readwrite", "files.read.all", "files.readwrite.all", "files.readwrite.appfolder"}
 APP_FOLDER_SCOPE = "files.readwrite.appfolder"
+# Creating (and changing) a subscription on a personal drive needs Files.ReadWrite, or more
+# (subscription-post-subscriptions); Files.Read and the app folder scope are not enough.
+SUBSCRIPTION_WRITE_SCOPES = {"files.readwrite", "files.readwrite.all"}
+METHODS = ["GET", "POST", "PATCH", "DELETE", "PUT"]
 
 
 class Graph:
@@ -32,7 +37,9 @@ class Graph:
         self.state = services.state
 
     def routes(self) -> list[Route]:
-        return [Route("/v1.0/{rest:path}", self.dispatch, methods=["GET", "POST", "PATCH", "DELETE", "PUT"])]
+        # /beta answers as v1.0 does for everything emulated (some clients use it for a few calls).
+        return [Route("/v1.0/{rest:path}", self.dispatch, methods=METHODS),
+                Route("/beta/{rest:path}", self.dispatch, methods=METHODS)]
 
     def authenticate(self, request: Request) -> tuple[User | None, Response | None]:
         header = request.headers.get("authorization", "")
@@ -46,16 +53,16 @@ class Graph:
             return None, unauthenticated(request, why)
         return user, None
 
-    def _files_scopes(self, request: Request) -> set[str]:
+    def _scopes(self, request: Request) -> set[str]:
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
-        return {s.lower() for s in self.services.identity.scopes_for_access_token(token)} & FILES_SCOPES
+        return {s.lower() for s in self.services.identity.scopes_for_access_token(token)}
 
     def _has_files_scope(self, request: Request) -> bool:
-        return bool(self._files_scopes(request))
+        return bool(self._scopes(request) & FILES_SCOPES)
 
     def _app_folder_only(self, request: Request) -> bool:
         """A token granted Files.ReadWrite.AppFolder and no other Files scope sees only the app folder."""
-        return self._files_scopes(request) == {APP_FOLDER_SCOPE}
+        return self._scopes(request) & FILES_SCOPES == {APP_FOLDER_SCOPE}
 
     async def dispatch(self, request: Request) -> Response:
         try:
@@ -76,15 +83,21 @@ class Graph:
             return await self.subscriptions(request, user, rest)
         if not self._has_files_scope(request):
             return graph_error(request, 403, "accessDenied", "Access denied. Check the scopes of the token.")
+        if rest in ("me/drives", "drives") and method == "GET":
+            return self.drives(request, user)
         if rest == "me/drive" or re.fullmatch(r"drives/[^/]+", rest):
             drive = self._drive(user, rest)
+            if drive is not user.drive:
+                raise GraphError(403, "accessDenied", "Access denied")
             return JSONResponse(drive_json(self.state, drive), headers=request_ids(request))
         parsed = parse_item_path(rest)
         delta_action = DELTA_ACTION.match(parsed.action) if parsed else None
         if parsed is None or method != "GET" or (parsed.action not in ("", "children", "content") and not delta_action):
             return graph_error(request, 400, "invalidRequest", f"Invalid request: {method} /v1.0/{rest}")
         drive = self._drive(user, parsed.drive)
-        item = self._item(drive, parsed.kind, parsed.value)
+        item = self._item(drive, parsed)
+        if drive is not user.drive and not self._shared_with(user, drive, item):
+            raise GraphError(403, "accessDenied", "Access denied")
         if item is None:
             return graph_error(request, 404, "itemNotFound", "Item not found")
         if self._app_folder_only(request) and not in_app_folder(drive, item):
@@ -107,11 +120,17 @@ class Graph:
         if parsed.action == "children":
             return self.children(request, drive, item, rest)
         if parsed.action == "content":
-            return self.content(request, drive, item)
+            return await self.content(request, drive, item)
         with drive.lock:
             body = item_json(self.state, drive, item)
         context = f"{self.state.graph_base_url}/$metadata#items/$entity"
         return JSONResponse({"@odata.context": context, **body}, headers=request_ids(request))
+
+    def drives(self, request: Request, user: User) -> JSONResponse:
+        """GET /me/drives: a personal account has one drive."""
+        entry = {k: v for k, v in drive_json(self.state, user.drive).items() if not k.startswith("@odata")}
+        body = {"@odata.context": f"{self.state.graph_base_url}/$metadata#drives", "value": [entry]}
+        return JSONResponse(body, headers=request_ids(request))
 
     def me(self, request: Request, user: User) -> JSONResponse:
         given, _, surname = user.display_name.partition(" ")
@@ -136,26 +155,39 @@ class Graph:
     def _drive(self, user: User, spec: str) -> Drive:
         if spec == "me/drive":
             return user.drive
-        wanted = normalise_drive_id(spec.split("/", 1)[1])
-        for other in self.state.users:
-            if other.drive.id == wanted:
-                if other is not user:
-                    raise GraphError(403, "accessDenied", "Access denied")
-                return other.drive
-        raise GraphError(404, "itemNotFound", "Item not found")
+        drive = self.state.drive_by_id(normalise_drive_id(spec.split("/", 1)[1]))
+        if drive is None:
+            raise GraphError(404, "itemNotFound", "Item not found")
+        return drive
 
-    def _item(self, drive: Drive, kind: str, value: str) -> Item | None:
-        if kind == "path":
-            item = drive.find(value)
-        elif kind == "root":
+    def _item(self, drive: Drive, address: Address) -> Item | None:
+        if address.kind == "path":
+            item = drive.find(address.value)
+        elif address.kind == "root":
             item = drive.get(drive.root_id)
-        elif kind == "approot":
+        elif address.kind == "approot":
             item = app_folder_of(drive)
         else:
-            item = drive.get(value)
+            item = drive.get(address.value)
+            if item is not None and address.path and not item.deleted:
+                item = drive.find(address.path, below=item.id)
         if item is None or item.deleted:
             return None
         return item
+
+    def _shared_with(self, user: User, drive: Drive, item: Item | None) -> bool:
+        """Another drive's item is the user's to read when it is, or is inside, a folder shared
+        with them (a ``remoteItem`` in their drive names it)."""
+        if item is None:
+            return False
+        with self.state.lock:
+            shared = {
+                shortcut.remote["id"]
+                for shortcut in user.drive.items.values()
+                if shortcut.kind == "remote" and not shortcut.deleted and shortcut.remote
+                and shortcut.remote.get("drive_id") == drive.id
+            }
+            return item.id in shared or any(a.id in shared for a in drive.ancestors(item))
 
     def children(self, request: Request, drive: Drive, item: Item, rest: str) -> Response:
         if not item.is_folder_like:
@@ -173,7 +205,7 @@ class Graph:
             body["@odata.nextLink"] = f"{self.state.graph_base_url}/{rest}?$top={top}&$skiptoken={skip + top}"
         return JSONResponse(body, headers=request_ids(request))
 
-    def content(self, request: Request, drive: Drive, item: Item) -> Response:
+    async def content(self, request: Request, drive: Drive, item: Item) -> Response:
         if item.kind == "package":
             return graph_error(request, 503, "serviceNotAvailable", "OneNote notebooks can't be downloaded.")
         if item.kind == "remote":
@@ -182,6 +214,9 @@ class Graph:
             return graph_error(request, 400, "notSupported", "Only files can be downloaded.")
         if item.malware:
             return graph_error(request, 403, "malwareDetected", "Malware detected in this file.")
+        if not self.state.options.content_redirect:
+            # Graph may answer with the bytes itself instead of a redirect (issue 19 #5).
+            return serve_content(request, item, self.state)
         url = self.services.downloads.url_for(drive, item)
         return Response(status_code=302, headers={"Location": url, **request_ids(request)})
 
@@ -191,6 +226,13 @@ class Graph:
         notifier = self.services.notifier
         parts = rest.split("/")
         method = request.method
+        if method != "GET" and not self._scopes(request) & SUBSCRIPTION_WRITE_SCOPES:
+            operation = {"POST": "Create", "PATCH": "Update", "DELETE": "Delete"}.get(method, "Update")
+            raise GraphError(
+                403, "ExtensionError",
+                f"Operation: {operation}; Exception: [Status Code: Forbidden; Reason: Insufficient privileges to "
+                "complete the operation. Files.ReadWrite is required.]",
+            )
         if len(parts) == 1:
             if method == "POST":
                 subscription = await notifier.create(user, await self._body(request),

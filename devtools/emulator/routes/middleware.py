@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from ..services.faults import Fault, Faults, RequestLog
+from ..services.faults import TOKEN_FAULTS, Fault, Faults, RequestLog
+from ..state import State
 from .responses import WWW_AUTHENTICATE
 
 GRAPH_CODES = {
@@ -43,10 +45,8 @@ def reset_connection(scope: dict) -> None:
         raise RuntimeError("connection reset needs the emulator's uvicorn protocol")
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     transport.abort()
 
 
@@ -56,11 +56,12 @@ UNLOGGED_PREFIXES = ("/_emulator", "/static")
 class FaultMiddleware:
     """Applies faults and records every request (method, path, status; never a secret)."""
 
-    def __init__(self, app, faults: Faults, log: RequestLog, host: str) -> None:
+    def __init__(self, app, faults: Faults, log: RequestLog, host: str, state: State) -> None:
         self.app = app
         self.faults = faults
         self.log = log
         self.host = host
+        self.state = state
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -73,7 +74,7 @@ class FaultMiddleware:
         method = scope["method"]
         started = time.monotonic()
         entry: dict = {
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": datetime.now(UTC).isoformat(),
             "host": self.host,
             "method": method,
             # Download URLs are signed: log only that one was used.
@@ -88,6 +89,8 @@ class FaultMiddleware:
         # before the client has the response.
         self.log.add(entry)
         try:
+            if self.state.options.request_latency:
+                await asyncio.sleep(self.state.options.request_latency)
             if fault is not None:
                 entry["fault"] = fault.kind if fault.kind != "status" else f"status {fault.status}"
                 if fault.latency:
@@ -140,30 +143,36 @@ class FaultMiddleware:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(until_disconnect(), hang)
-        except asyncio.TimeoutError:
-            pass
 
     async def _error(self, scope: dict, send, fault: Fault) -> None:
         status = fault.status or 500
         headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
         retry_after = fault.retry_after
         if fault.retry_after_in is not None:
-            moment = datetime.fromtimestamp(time.time() + fault.retry_after_in, timezone.utc)
+            moment = datetime.fromtimestamp(time.time() + fault.retry_after_in, UTC)
             retry_after = format_datetime(moment, usegmt=True)
         if retry_after is not None:
             headers.append((b"retry-after", retry_after.encode()))
         if "/oauth2/" in scope["path"]:
             error = TOKEN_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request")
             code = {429: 50196, 503: 90033, 500: 90000}.get(status, 90000)
+            message = "The service is temporarily unavailable (injected fault)."
+            if fault.token_error is not None:
+                _, error, code, message = TOKEN_FAULTS[fault.token_error]
+                message = message.format(client_id=self.state.client_id)
+            trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
+            timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
             body: dict = {
                 "error": error,
-                "error_description": f"AADSTS{code}: The service is temporarily unavailable (injected fault).",
+                "error_description": f"AADSTS{code}: {message} Trace ID: {trace_id} "
+                f"Correlation ID: {correlation_id} Timestamp: {timestamp}",
                 "error_codes": [code],
-                "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ"),
-                "trace_id": str(uuid.uuid4()),
-                "correlation_id": str(uuid.uuid4()),
+                "timestamp": timestamp,
+                "trace_id": trace_id,
+                "correlation_id": correlation_id,
+                "error_uri": f"https://login.microsoftonline.com/error?code={code}",
             }
         else:
             request_id = str(uuid.uuid4())
@@ -172,10 +181,10 @@ class FaultMiddleware:
                 headers.append((b"www-authenticate", WWW_AUTHENTICATE.encode()))
             body = {
                 "error": {
-                    "code": GRAPH_CODES.get(status, "generalException"),
-                    "message": "Injected fault.",
+                    "code": fault.code or GRAPH_CODES.get(status, "generalException"),
+                    "message": fault.message or "Injected fault.",
                     "innerError": {
-                        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                         "request-id": request_id,
                         "client-request-id": request_id,
                     },

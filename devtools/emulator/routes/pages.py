@@ -15,8 +15,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..drive import Drive, Item
-from ..services.identity import GRAPH_SCOPES, OIDC_SCOPES
 from ..services import Services
+from ..services.identity import GRAPH_SCOPES, OIDC_SCOPES
 from ..state import State, User
 
 BASE_CSS = """
@@ -72,9 +72,13 @@ td{padding:9px 12px;border-bottom:1px solid #f3f2f1;vertical-align:middle}
 tr:hover td{background:#f5f9fd}
 .name{display:flex;align-items:center;gap:10px}
 .icon{width:22px;height:22px;display:inline-flex}
-.row-actions{visibility:hidden;white-space:nowrap;text-align:right}
-tr:hover .row-actions{visibility:visible}
+.row-actions{white-space:nowrap;text-align:right}
 .row-actions button{min-width:0;border:0;background:none;color:#0067b8;padding:2px 6px}
+.row-actions button:focus-visible,.toolbar button:focus-visible{outline:2px solid #0067b8;outline-offset:1px}
+.table-box{overflow-x:auto;background:#fff}
+@media (max-width:640px){main{padding:12px 8px}.toolbar{flex-wrap:wrap;padding:6px}.crumbs{font-size:17px;overflow-wrap:anywhere}
+th.modified,td.modified{display:none}td,th{padding:8px 6px}.row-actions{white-space:normal}
+.row-actions button{padding:4px 5px}.meta{overflow-wrap:anywhere}header{padding:0 10px;gap:8px}header select{max-width:45vw}}
 .tag{font-size:11px;padding:1px 6px;border-radius:8px;background:#edebe9;color:#605e5c;margin-left:6px}
 .tag.bad{background:#fde7e9;color:#a80000}
 .empty{padding:48px;text-align:center;color:#605e5c;background:#fff}
@@ -166,6 +170,8 @@ def signin_error(code: str, message: str, hint: str) -> HTMLResponse:
 
 def _size(size: int) -> str:
     value = float(size)
+    if size == 1:
+        return "1 byte"
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
         if value < 1024 or unit == "TB":
             return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
@@ -225,29 +231,34 @@ def _drive_page(state: State, user: User, folder: Item) -> str:
             if child.malware:
                 tags += "<span class='tag bad'>Malware</span>"
             editable = child.kind == "file" and child.size <= 1_000_000 and not child.malware
+            label = escape(child.name)  # buttons say which item they act on, for screen readers
             actions = (
-                (f"<button data-edit='{escape(path)}'>Edit</button>" if editable else "")
-                + f"<button data-rename='{escape(path)}'>Rename</button>"
-                + f"<button data-move='{escape(path)}'>Move</button>"
-                + f"<button data-delete='{escape(path)}'>Delete</button>"
+                (f"<button data-edit='{escape(path)}' aria-label='Edit {label}'>Edit</button>" if editable else "")
+                + f"<button data-rename='{escape(path)}' aria-label='Rename {label}'>Rename</button>"
+                + f"<button data-move='{escape(path)}' aria-label='Move {label}'>Move</button>"
+                + f"<button data-delete='{escape(path)}' aria-label='Delete {label}'>Delete</button>"
             )
             size = _size(child.size) if child.kind == "file" else (_count(len(child.children)) if child.kind == "folder" else "")
             rows.append(
                 f"<tr><td><div class='name'><span class='icon'>{_icon(child)}</span>{name}{tags}</div></td>"
-                f"<td class='muted'>{child.modified.strftime('%b %d, %Y %H:%M')}</td><td class='muted'>{size}</td>"
+                f"<td class='muted modified'>{child.modified.strftime('%b %d, %Y %H:%M')}</td><td class='muted'>{size}</td>"
                 f"<td class='row-actions'>{actions}</td></tr>"
             )
     table = (
-        "<table><thead><tr><th>Name</th><th>Modified</th><th>File size</th><th></th></tr></thead><tbody>"
+        "<div class='table-box'><table><thead><tr><th>Name</th><th class='modified'>Modified</th><th>File size</th>"
+        "<th></th></tr></thead><tbody>"
         + "".join(rows)
-        + "</tbody></table>"
+        + "</tbody></table></div>"
         if rows
         else "<div class='empty'>This folder is empty. Create a folder or a text file, or upload files.</div>"
     )
     user_options = "".join(
         f"<option value='{escape(u.id)}'{' selected' if u is user else ''}>{escape(u.email)}</option>" for u in state.users
     )
-    config = json.dumps({"api": f"/_emulator/users/{user.id}/drive", "folder": folder_path})
+    # Every folder, for the Move dialog's chooser ("" is the drive's root).
+    with drive.lock:
+        folders = sorted(drive.path_of(item) for item in drive.walk() if item.kind == "folder" and item.parent_id)
+    config = json.dumps({"api": f"/_emulator/users/{user.id}/drive", "folder": folder_path, "folders": ["", *folders]})
     body = f"""
 <header><span class='title'>OneDrive</span><span class='muted' style='color:#cfe4fa'>emulator</span>
   <span class='spacer'></span>
@@ -268,6 +279,11 @@ def _drive_page(state: State, user: User, folder: Item) -> str:
   <label for='editor-name'>Name</label><input type='text' id='editor-name' required>
   <label for='editor-content'>Content</label><textarea id='editor-content'></textarea>
   <div class='actions'><button value='cancel'>Cancel</button><button value='save' class='primary' id='editor-save'>Save</button></div>
+</form></dialog>
+<dialog id='mover'><form method='dialog'>
+  <h2 id='mover-title'>Move</h2>
+  <label for='mover-folder'>To folder</label><select id='mover-folder' style='font:inherit;width:100%;padding:6px'></select>
+  <div class='actions'><button value='cancel'>Cancel</button><button value='move' class='primary'>Move here</button></div>
 </form></dialog>
 <div class='toast' id='toast'></div>
 <script>
@@ -313,16 +329,26 @@ document.querySelectorAll('[data-rename]').forEach(b => b.onclick = async () => 
   const path = b.dataset.rename; const name = prompt('New name', path.split('/').pop());
   if (name) {{ await call('rename', {{path, name}}); location.reload(); }}
 }});
-document.querySelectorAll('[data-move]').forEach(b => b.onclick = async () => {{
-  const path = b.dataset.move; const to = prompt('Move to (full path in the drive)', path);
-  if (to && to !== path) {{ await call('move', {{from: path, to}}); location.reload(); }}
+const mover = document.getElementById('mover'); const moverFolder = document.getElementById('mover-folder');
+let moving = null;
+document.querySelectorAll('[data-move]').forEach(b => b.onclick = () => {{
+  moving = b.dataset.move; const name = moving.split('/').pop();
+  document.getElementById('mover-title').textContent = 'Move ' + name;
+  // Not into itself, its own subfolders, or where it already is.
+  const choices = CFG.folders.filter(f => f !== moving && !f.startsWith(moving + '/') && f !== parent(moving));
+  moverFolder.replaceChildren(...choices.map(f => new Option(f ? f : 'My files (the top)', f)));
+  mover.showModal();
+}});
+mover.addEventListener('close', async () => {{
+  if (mover.returnValue !== 'move' || moving === null) return;
+  await call('move', {{from: moving, to: join(moverFolder.value, moving.split('/').pop())}}); location.reload();
 }});
 document.querySelectorAll('[data-delete]').forEach(b => b.onclick = async () => {{
   const path = b.dataset.delete;
   if (confirm('Delete ' + path + '?')) {{ await call('delete', {{path}}); location.reload(); }}
 }});
 </script>"""
-    return _document(f"My files - OneDrive emulator", DRIVE_CSS, body)
+    return _document("My files - OneDrive emulator", DRIVE_CSS, body)
 
 
 def _users_page(state: State) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -35,7 +35,7 @@ def graph_error(
         inner["code"] = inner_code
     inner.update(
         {
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
             "request-id": ids["request-id"],
             "client-request-id": ids["client-request-id"],
         }
@@ -59,7 +59,7 @@ def from_graph_error(request: Request | None, error: GraphError) -> JSONResponse
 def token_error(error: TokenError) -> JSONResponse:
     """The v2 token endpoint's error shape (microsoft.md §1)."""
     trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
-    timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     description = (
         f"AADSTS{error.code}: {error.message} Trace ID: {trace_id} Correlation ID: {correlation_id} "
         f"Timestamp: {timestamp}"

@@ -28,14 +28,15 @@ class Services:
     @classmethod
     def build(cls, state: State) -> Services:
         notifier = Notifier(state)
+        faults = Faults()
         return cls(
             state=state,
             identity=Identity(state),
-            drives=Drives(state, on_change=notifier.on_change),
+            drives=Drives(state, on_change=notifier.on_change, faults=faults),
             delta=Delta(state),
             downloads=Downloads(state),
             notifier=notifier,
-            faults=Faults(),
+            faults=faults,
             request_log=RequestLog(),
         )
 

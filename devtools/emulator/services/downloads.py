@@ -61,7 +61,7 @@ class Downloads:
             raise DownloadError(401, "unauthenticated", "Invalid URL.") from None
         if epoch != state.download_epoch or time.time() >= expires:
             raise DownloadError(401, "unauthenticated", "The download URL has expired.")
-        if state.options.reject_auth_on_download and authorization:
+        if authorization and not state.options.allow_auth_on_download:
             # The URL is pre-authenticated; a bearer token meant for Graph doesn't belong here.
             raise DownloadError(401, "unauthenticated", "Unexpected Authorization header.")
         drive = state.drive_by_id(drive_id)

@@ -14,7 +14,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from ..errors import TokenError
@@ -305,7 +305,7 @@ class Identity:
             return ErrorPage("AADSTS90015", "The sign-in request has expired. Start again.")
         if "answered" in pending:
             # The browser went back to the consent page and sent it again: the request was used.
-            answered = datetime.fromtimestamp(pending["answered_at"], timezone.utc).strftime("%H:%M:%S UTC")
+            answered = datetime.fromtimestamp(pending["answered_at"], UTC).strftime("%H:%M:%S UTC")
             verb = "accepted" if pending["answered"] == "accept" else "declined"
             return ErrorPage(
                 "",
@@ -467,7 +467,7 @@ class Identity:
                 "invalid_grant",
                 700082,
                 "The refresh token has expired due to inactivity. The token was issued on "
-                f"{datetime.now(timezone.utc).isoformat()} and was inactive for 90.00:00:00.",
+                f"{datetime.now(UTC).isoformat()} and was inactive for 90.00:00:00.",
             )
         scopes = grant.scopes
         if form.get("scope"):

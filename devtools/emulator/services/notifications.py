@@ -1,10 +1,14 @@
-"""Subscriptions (with the validation handshake) and change notifications (microsoft.md §2).
+"""Subscriptions (with the validation handshake) and change notifications (microsoft.md §2, §6).
 
 Changes are gathered for ``notification_debounce`` seconds, then one POST per notification URL
-carries one entry per subscription touched. Deliveries run on the server's event loop, retried
-on 5xx, timeouts and connection errors after ``notification_retry_delays``; every attempt (and
-every handshake) is recorded with its status and response time. ``routes/graph.py`` maps the
-``/subscriptions`` requests onto ``create``/``get``/``renew``/``reauthorize``/``delete``.
+carries one entry per subscription touched. Deliveries run on the server's event loop. Like
+Graph, any answer but a 2xx (and a timeout or a refused connection) is retried, after
+``notification_retry_delays``, for up to ``notification_retry_window`` (4 hours); and the
+slow-endpoint rule applies per URL: answers over 2,900 ms are slow, and once at least 100
+notifications in a 10-minute window have been answered, 10% slow delays the next deliveries by
+10 minutes and 15% drops them. Waits are in modelled time (``time_scale``), so a test lives
+through hours in seconds. Every attempt (and every handshake) is recorded.
+``routes/graph.py`` maps the ``/subscriptions`` requests onto ``create``/``renew``/... here.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -23,10 +27,10 @@ from ..addressing import app_folder_of, in_app_folder, normalise_drive_id, parse
 from ..drive import Drive
 from ..errors import GraphError
 from ..state import State, Subscription, User
-from ..times import iso, parse_iso
+from ..times import ModelledClock, iso, parse_iso
 from .identity import PERSONAL_TENANT_ID
 
-SLOW_SECONDS = 2.9  # Graph counts responses over 2,900 ms as slow
+MAX_CLIENT_STATE = 128  # "up to 128 characters" (the subscription resource page)
 
 
 def not_found() -> GraphError:
@@ -44,6 +48,8 @@ class Notifier:
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._client: httpx.AsyncClient | None = None
+        self.clock = ModelledClock(lambda: self.state.options.time_scale)
+        self._windows: dict[str, list[float]] = {}  # url -> [window start, answered, slow]
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
@@ -152,11 +158,20 @@ class Notifier:
 
     async def _deliver(self, kind: str, url: str, body: dict, subscription_ids: list[str]) -> None:
         assert self._client is not None
-        delays = [0.0, *self.state.options.notification_retry_delays]
+        options = self.state.options
         payload = json.dumps(body).encode()
-        for attempt, delay in enumerate(delays, start=1):
-            if delay:
-                await asyncio.sleep(delay)
+        # Modelled seconds since the first attempt: the waits as modelled, the answers as they took.
+        spent = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            verdict = self._slow_verdict(url)
+            if verdict == "drop":
+                self._record(kind, url, None, 0.0, attempt, "dropped: slow endpoint", subscription_ids)
+                return
+            if verdict == "delay":
+                await self.clock.sleep(options.slow_delay_seconds)
+                spent += options.slow_delay_seconds
             started = time.monotonic()
             status, error = None, None
             try:
@@ -164,7 +179,7 @@ class Notifier:
                     url,
                     content=payload,
                     headers={"Content-Type": "application/json; charset=utf-8"},
-                    timeout=self.state.options.notification_timeout,
+                    timeout=options.notification_timeout,
                 )
                 status = response.status_code
             except httpx.TimeoutException:
@@ -172,22 +187,62 @@ class Notifier:
             except httpx.HTTPError as failure:
                 error = type(failure).__name__
             elapsed = time.monotonic() - started
-            self._record(kind, url, status, elapsed, attempt, error, subscription_ids)
-            if status is not None and status < 500 and status not in (408, 429):
-                return  # delivered (2xx), or refused for good (4xx): Graph doesn't retry those
+            spent += elapsed
+            self._count(url, slow=error == "timeout" or elapsed > options.slow_response_seconds)
+            self._record(kind, url, status, elapsed, attempt, error, subscription_ids,
+                         delayed=options.slow_delay_seconds if verdict == "delay" else 0, retrying_for=spent)
+            if status is not None and 200 <= status < 300:
+                return
+            delays = options.notification_retry_delays
+            if not delays:
+                return
+            wait = delays[min(attempt - 1, len(delays) - 1)]
+            if spent + wait > options.notification_retry_window:
+                self._record(kind, url, None, 0.0, attempt, "gave up: retry window over", subscription_ids,
+                             retrying_for=spent)
+                return
+            await self.clock.sleep(wait)
+            spent += wait
 
-    def _record(self, kind, url, status, elapsed, attempt, error, subscription_ids) -> None:
+    def _window(self, url: str) -> list[float]:
+        now = self.clock.now()
+        window = self._windows.get(url)
+        if window is None or now - window[0] >= self.state.options.slow_window_seconds:
+            window = self._windows[url] = [now, 0, 0]  # counters reset every 10 minutes
+        return window
+
+    def _slow_verdict(self, url: str) -> str:
+        """"send", "delay" or "drop", from the endpoint's answers in the current window."""
+        options = self.state.options
+        _, answered, slow = self._window(url)
+        if answered < options.slow_min_notifications:
+            return "send"
+        if slow / answered >= options.slow_drop_fraction:
+            return "drop"
+        if slow / answered >= options.slow_delay_fraction:
+            return "delay"
+        return "send"
+
+    def _count(self, url: str, slow: bool) -> None:
+        window = self._window(url)
+        window[1] += 1
+        window[2] += int(slow)
+
+    def _record(self, kind, url, status, elapsed, attempt, error, subscription_ids, delayed: float = 0,
+                retrying_for: float = 0) -> None:
         self.state.deliveries.append(
             {
                 "kind": kind,
                 "url": url,
                 "status": status,
                 "response_time": round(elapsed, 4),
-                "slow": elapsed > SLOW_SECONDS,
+                "slow": elapsed > self.state.options.slow_response_seconds,
                 "attempt": attempt,
                 "error": error,
+                "delayed": delayed,  # modelled seconds held back by the slow-endpoint rule
+                "retrying_for": round(retrying_for, 3),  # modelled seconds since the first attempt
                 "subscription_ids": subscription_ids,
-                "at": datetime.now(timezone.utc).isoformat(),
+                "at": datetime.now(UTC).isoformat(),
             }
         )
 
@@ -263,14 +318,14 @@ class Notifier:
 
     def expire(self, subscription_id: str) -> None:
         with self.state.lock:
-            self.state.subscriptions[subscription_id].expires_at = datetime.fromtimestamp(0, timezone.utc)
+            self.state.subscriptions[subscription_id].expires_at = datetime.fromtimestamp(0, UTC)
             self.state.changed()
 
     def _expiration(self, value) -> datetime:
         expires = parse_iso(value) if isinstance(value, str) else None
         if expires is None:
             raise GraphError(400, "InvalidRequest", "expirationDateTime is missing or invalid.")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         limit = self.state.options.max_subscription_minutes
         if expires > now + timedelta(minutes=limit):
             raise GraphError(400, "ExtensionError", f"Subscription expiration can only be {limit} minutes in the future.")
@@ -285,17 +340,27 @@ class Notifier:
             )
         url = body.get("notificationUrl")
         lifecycle_url = body.get("lifecycleNotificationUrl")
+        allowed = ("https", "http") if self.state.options.allow_http_notification_urls else ("https",)
         for candidate in [url, lifecycle_url] if lifecycle_url else [url]:
             scheme = urlsplit(candidate).scheme if isinstance(candidate, str) else ""
-            allowed = ("https",) if self.state.options.require_https_notification_url else ("http", "https")
             if scheme not in allowed:
                 raise GraphError(400, "InvalidRequest", "The notification URL must be an HTTPS URL.")
         client_state = body.get("clientState")
-        if client_state is not None and (not isinstance(client_state, str) or len(client_state) > 255):
-            raise GraphError(400, "InvalidRequest", "clientState must be a string of at most 255 characters.")
+        if client_state is not None and (not isinstance(client_state, str) or len(client_state) > MAX_CLIENT_STATE):
+            raise GraphError(
+                400, "InvalidRequest", f"clientState is too long: at most {MAX_CLIENT_STATE} characters are allowed."
+            )
         resource = body.get("resource")
         target = self._resource(user, resource, app_folder_only)
         expires = self._expiration(body.get("expirationDateTime"))
+        duplicate = self._duplicate(user, target)
+        if duplicate is not None and not self.state.options.allow_duplicate_subscriptions:
+            # One subscription per resource and changeType per app and user; me/drive/root and
+            # drives/{id}/root are the same resource (microsoft.md §6, abraunegg/onedrive#2501).
+            raise GraphError(
+                409, "ObjectIdentifierInUse",
+                f"Subscription Id {duplicate.id} already exists for the requested combination",
+            )
         subscription_id = str(uuid.uuid4())
         for candidate in [url, lifecycle_url] if lifecycle_url else [url]:
             await self.validate(candidate, subscription_id)
@@ -315,6 +380,13 @@ class Notifier:
         self.state.subscriptions[subscription.id] = subscription
         self.state.changed()
         return subscription
+
+    def _duplicate(self, user: User, folder_id: str) -> Subscription | None:
+        return next(
+            (s for s in self.owned(user) if s.application_id == self.state.client_id
+             and s.drive_id == user.drive.id and s.folder_id == folder_id),
+            None,
+        )
 
     def _resource(self, user: User, resource, app_folder_only: bool = False) -> str:
         if not isinstance(resource, str) or not resource.strip("/"):

@@ -1,6 +1,6 @@
 """Keeping the state in a folder, so that a restarted emulator continues where it stopped.
 
-``{folder}/state.json`` holds users, drives (every item, tombstones included, with its change
+``{folder}/state.json`` holds users (and the account that shares folders with them), drives (every item, tombstones included, with its change
 number), sign-in's codes and tokens, pending consents, subscriptions and the URL signing key;
 ``{folder}/contents/{sha256}`` holds the bytes of literal files (generated files are kept as
 their size and seed). Written atomically (a temporary file, then a rename) at most every
@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..content import BytesContent, Content, GeneratedContent
-from ..drive import Drive, Item, SeededSmallContent
+from ..drive import Item, SeededSmallContent
 from ..state import AuthCode, Grant, State, Subscription, User
 from .drives import Drives
 
@@ -110,6 +110,7 @@ class Persistence:
             "signing_key": state.signing_key.hex(),
             "download_epoch": state.download_epoch,
             "users": [self._user(user, contents) for user in state.users],
+            "sharers": [self._user(user, contents) for user in state.sharers],
             # Expired codes and access tokens are dropped; refresh tokens die by epoch or expiry.
             "codes": {k: asdict(v) for k, v in state.codes.items() if v.expires_at > now},
             "access_tokens": {k: asdict(v) for k, v in state.access_tokens.items() if v.expires_at > now},
@@ -154,6 +155,7 @@ class Persistence:
             state.signing_key = bytes.fromhex(document["signing_key"])
             state.download_epoch = document["download_epoch"]
             state.users[:] = [self._restore_user(entry) for entry in document["users"]]
+            state.sharers[:] = [self._restore_user(entry) for entry in document["sharers"]]
             state.codes.update({k: AuthCode(**v) for k, v in document["codes"].items()})
             state.access_tokens.update({k: Grant(**v) for k, v in document["access_tokens"].items()})
             state.refresh_tokens.update({k: Grant(**v) for k, v in document["refresh_tokens"].items()})

@@ -22,6 +22,41 @@ def quirky_drive_id(state: State, drive_id: str) -> str:
     return drive_id
 
 
+def quirky_parent_id(state: State, parent_id: str) -> str:
+    """parentReference.id with the drive part in another case than the parent's own id, as the
+    service answers since 2025 (OneDrive/onedrive-api-docs#1902)."""
+    if state.options.parent_id_drive_case == "lower" and "!" in parent_id:
+        drive_part, _, rest = parent_id.partition("!")
+        return f"{drive_part.lower()}!{rest}"
+    return parent_id
+
+
+def remote_item_json(state: State, item: Item) -> dict:
+    """``remoteItem`` of a folder shared with the user: it names the folder in the sharer's drive,
+    where Graph serves it (``/drives/{driveId}/items/{id}``)."""
+    reference = item.remote or {}
+    remote_drive = state.drive_by_id(reference.get("drive_id", ""))
+    target = remote_drive.live(reference.get("id", "")) if remote_drive is not None else None
+    body: dict = {
+        "id": reference.get("id"),
+        "name": item.name,
+        "parentReference": {"driveId": reference.get("drive_id"), "driveType": "personal"},
+    }
+    if remote_drive is not None and target is not None:
+        owner = {"user": {"displayName": remote_drive.owner_name, "id": remote_drive.owner_id}}
+        body.update({
+            "name": target.name,
+            "size": _folder_size(remote_drive, target),
+            "folder": {"childCount": len(target.children)},
+            "createdBy": owner,
+            "shared": {"owner": owner},
+            "webUrl": f"{state.base_url}/drive?user={remote_drive.owner_id}&item={quote(target.id)}",
+        })
+    else:
+        body.update({"size": 0, "folder": {"childCount": 0}})
+    return body
+
+
 def drive_json(state: State, drive: Drive) -> dict:
     used = 0
     with drive.lock:
@@ -75,7 +110,7 @@ def item_json(
     }
     parent_reference: dict = {"driveId": quirky_drive_id(state, drive.id), "driveType": "personal"}
     if item.parent_id is not None:
-        parent_reference["id"] = item.parent_id
+        parent_reference["id"] = quirky_parent_id(state, item.parent_id)
         if not in_delta:
             # Never in delta (microsoft.md §3); present on plain item reads.
             parent = drive.get(item.parent_id)
@@ -95,7 +130,7 @@ def item_json(
     elif item.kind == "package":
         body["package"] = {"type": "oneNote"}
     elif item.kind == "remote":
-        body["remoteItem"] = dict(item.remote or {})
+        body["remoteItem"] = remote_item_json(state, item)
     else:
         if wanted is None or "file" in wanted:
             body["file"] = {"mimeType": item.mime_type, "hashes": _hashes(state, item)}
@@ -131,7 +166,10 @@ def _folder_size(drive: Drive, folder: Item) -> int:
 
 def tombstone_json(state: State, drive: Drive, item: Item) -> dict:
     """A deleted item on a personal drive: no name, size or cTag; a zero hash; the parent
-    pointing at the root (microsoft.md §3, sync-scenarios #8)."""
+    pointing at the root (microsoft.md §3, sync-scenarios #8). With ``id_only_tombstones``: the id
+    and ``deleted`` and nothing else, as seen in the field (JeffSteinbok/obsidian-onedrive#27)."""
+    if state.options.id_only_tombstones:
+        return {"id": item.id, "deleted": {}}
     parent_id = drive.root_id if state.options.tombstone_parent_root else item.parent_id
     body: dict = {
         "createdDateTime": graph_time(item.created),
