@@ -360,6 +360,8 @@ def _sweep_blobs(lease: Lease, applier: Applier, out_of_time: Callable[[], bool]
         resolver = Resolver(rows, connection_id, scope=applier.scope)
         verified = []
         for blob in page:
+            if blob.kept:
+                continue  # a deselection kept it: nobody's, on purpose
             row = rows.get(blob.item_id or "")
             if row is not None and _claims(row, blob, resolver):
                 verified.append(row.id)

@@ -39,6 +39,7 @@ from functions.microsoft.graph import GraphClient, item_path
 from functions.settings import settings
 from functions.sync import itemrows
 from functions.sync.apply import OutOfTime
+from functions.sync.mirror import Mirror
 from functions.sync.plan import Resolver, Scope
 
 log = logging.getLogger(__name__)
@@ -413,6 +414,13 @@ def _leave_unselected(connection_id: str, selection: Selection, roots: dict[str,
     log.info("selection changed: %d items leave the mirror", len(leaving),
              extra={"connection_id": connection_id, "keep": selection.keep_deselected})
     if selection.keep_deselected:
+        # Their blobs stay, detached from the sync: no item's any more, so no later sweep or
+        # reconciliation removes them.
+        mirror = Mirror(connection_id)
+        for state in leaving:
+            path = resolver.mirrored(state.id)
+            if state.kind is Kind.FILE and state.mirrored and path:
+                mirror.keep(path, state.id)
         itemrows.forget(connection_id, [state.id for state in leaving])
     else:
         itemrows.mark_pending(connection_id, leaving)

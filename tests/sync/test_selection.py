@@ -154,7 +154,7 @@ def test_rename_of_the_selected_folder_and_of_a_folder_above_it_moves_blobs_with
     assert calls.downloads() == []
 
 
-def test_deselecting_removes_and_keep_leaves_the_files(connected_drive, drive, select, sync_until_done):
+def test_deselecting_removes_and_keep_leaves_the_files(connected_drive, drive, emulator, select, sync_until_done):
     seed_two_folders(drive)
     cid = connected_drive.connection_id
     select({"items": [{"id": drive.item_id("Work/Project")}, {"path": "/Photos"}]})
@@ -176,6 +176,11 @@ def test_deselecting_removes_and_keep_leaves_the_files(connected_drive, drive, s
     drive.write_file("Photos/late.jpg", b"after deselection")  # no longer followed
     sync_until_done()
     assert "Photos/late.jpg" not in mirror_contents(cid)
+
+    # Kept means kept: a full enumeration's sweep (here after a dead delta link) leaves them too.
+    emulator.expire_delta_tokens(connected_drive.user)
+    assert sync_until_done().outcome == "done"
+    assert_mirror_is(cid, {**before, **selected_part(drive, ["Work/Project"])})
 
 
 def test_a_file_selected_inside_an_unselected_folder(connected_drive, drive, select, sync_until_done):
