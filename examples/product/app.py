@@ -227,19 +227,18 @@ async def connected(request: Request) -> Response:
     user = _user(request)
     if user is None:
         return RedirectResponse("/", status_code=303)
-    mirror: Mirror = request.app.state.mirror
-    connection = await asyncio.to_thread(mirror.connection_of, user)
-    if connection is None:
-        return RedirectResponse("/", status_code=303)
-    config: Config = request.app.state.config
-    link = await asyncio.to_thread(mirror.picker_link, connection["id"], f"{config.product_url}/")
-    return RedirectResponse(link, status_code=303)
+    return await _to_picker(request, user)
 
 
 async def pick(request: Request) -> Response:
     user = await _checked_user(request)
     if user is None:
         return PlainTextResponse("Sign in first.", status_code=403)
+    return await _to_picker(request, user)
+
+
+async def _to_picker(request: Request, user: str) -> Response:
+    """A single-use picker link for the user's connection (made by the mirror's API), back here after."""
     mirror: Mirror = request.app.state.mirror
     connection = await asyncio.to_thread(mirror.connection_of, user)
     if connection is None:
