@@ -174,6 +174,7 @@ def start(params: Mapping[str, str]) -> Started:
             "ref": session.ref,
             "return_to": session.return_to,
             "relink": session.relink,
+            "choose": session.choose,
         }
     )
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
@@ -205,6 +206,7 @@ class _Flow:
     return_to: str
     cookie_name: str
     relink: bool = False
+    choose: bool = False
 
 
 def complete(params: Mapping[str, str], cookies: Mapping[str, str]) -> Completed:
@@ -270,7 +272,8 @@ def _consume(state: str, cookies: Mapping[str, str]) -> _Flow:
     if (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)) <= _now():
         raise BadRequest("This sign-in link has expired. Start connecting again.")
     verifier = keyring.open_sealed(entity["verifier"], state_hash).decode()
-    return _Flow(verifier, entity.get("ref") or "", entity.get("return_to") or "", cookie_name, bool(entity.get("relink")))
+    return _Flow(verifier, entity.get("ref") or "", entity.get("return_to") or "", cookie_name, bool(entity.get("relink")),
+                 bool(entity.get("choose")))
 
 
 def _connect(code: str, flow: _Flow) -> Completed:
@@ -320,7 +323,9 @@ def _connect(code: str, flow: _Flow) -> Completed:
         raise AlreadyLinked(flow.return_to) from None
     log.info("drive connected", extra={"connection_id": connection_id})
     _after_connect(connection_id)
-    return Completed(connection_id, connection.display_name, _with_connection(flow.return_to, connection_id), flow.cookie_name)
+    back = _with_connection(flow.return_to, connection_id)
+    return Completed(connection_id, connection.display_name, _picker(connection_id, back) if flow.choose else back,
+                     flow.cookie_name)
 
 
 def _after_connect(connection_id: str) -> None:
@@ -338,6 +343,19 @@ def _after_connect(connection_id: str) -> None:
         messages.enqueue_sync(connection_id, "initial")
     except Exception as error:  # noqa: BLE001
         log.error("could not enqueue the initial sync: %s", type(error).__name__, extra={"connection_id": connection_id})
+
+
+def _picker(connection_id: str, back: str | None) -> str | None:
+    """The picker for the new connection ("choose what to share"), then `back`. Without it (the
+    picker link could not be stored) the user goes straight back: the whole drive is mirrored."""
+    try:
+        from functions.picker import sessions as picker
+
+        url, _ = picker.create_link(connection_id, return_to=back or "")
+    except Exception as error:  # noqa: BLE001 - the connection is made; choosing can wait
+        log.warning("could not open the picker after connecting: %s", type(error).__name__, extra={"connection_id": connection_id})
+        return back
+    return url
 
 
 def _with_connection(return_to: str, connection_id: str) -> str | None:
