@@ -76,6 +76,7 @@ class Completed:
     display_name: str
     redirect_to: str | None  # return_to with ?connection=<id>, or None for the success page
     cookie_name: str  # to expire it
+    choose: bool = False  # the session asked for the picker first (the trigger sends the browser there)
 
     def clear_cookie_header(self) -> str:
         return clear_cookie_header(self.cookie_name)
@@ -323,9 +324,8 @@ def _connect(code: str, flow: _Flow) -> Completed:
         raise AlreadyLinked(flow.return_to) from None
     log.info("drive connected", extra={"connection_id": connection_id})
     _after_connect(connection_id)
-    back = _with_connection(flow.return_to, connection_id)
-    return Completed(connection_id, connection.display_name, _picker(connection_id, back) if flow.choose else back,
-                     flow.cookie_name)
+    return Completed(connection_id, connection.display_name, _with_connection(flow.return_to, connection_id),
+                     flow.cookie_name, choose=flow.choose)
 
 
 def _after_connect(connection_id: str) -> None:
@@ -343,19 +343,6 @@ def _after_connect(connection_id: str) -> None:
         messages.enqueue_sync(connection_id, "initial")
     except Exception as error:  # noqa: BLE001
         log.error("could not enqueue the initial sync: %s", type(error).__name__, extra={"connection_id": connection_id})
-
-
-def _picker(connection_id: str, back: str | None) -> str | None:
-    """The picker for the new connection ("choose what to share"), then `back`. Without it (the
-    picker link could not be stored) the user goes straight back: the whole drive is mirrored."""
-    try:
-        from functions.picker import sessions as picker
-
-        url, _ = picker.create_link(connection_id, return_to=back or "")
-    except Exception as error:  # noqa: BLE001 - the connection is made; choosing can wait
-        log.warning("could not open the picker after connecting: %s", type(error).__name__, extra={"connection_id": connection_id})
-        return back
-    return url
 
 
 def _with_connection(return_to: str, connection_id: str) -> str | None:
