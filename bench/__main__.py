@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale] [--delta-items 5000,20000,100000]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,latency,azurite_gc] [--delta-items 5000,20000,100000]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,7 +17,7 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale")
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "latency", "azurite_gc")
 DELTA_ITEMS = (5_000, 20_000, 100_000)
 
 
@@ -72,7 +72,26 @@ def _command(args: argparse.Namespace, wanted: list[str]) -> str:
             + (f" --delta-items {args.delta_items}" if args.delta_items != "5000,20000,100000" else ""))
 
 
-RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale}
+def _selection(quick: bool) -> report.Section:
+    from . import selection
+
+    return selection.run(items=3000 if quick else max(DELTA_ITEMS), files=100, changes=10)
+
+
+def _latency(quick: bool) -> report.Section:
+    from . import latency
+
+    return latency.run(files=60 if quick else 300, threads=(1, 4, 8, 16) if quick else (1, 2, 4, 8, 16, 32))
+
+
+def _azurite_gc(quick: bool) -> report.Section:
+    from . import azurite_gc
+
+    return azurite_gc.run(sizes=(1_000, 4_000) if quick else (5_000, 20_000))
+
+
+RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
+           "selection": _selection, "latency": _latency, "azurite_gc": _azurite_gc}
 
 
 def main() -> int:

@@ -4,8 +4,9 @@ emulator and the benchmark itself. Driven by JSON lines on stdin; answers one JS
 
     {"do": "warm"}                                   import and connect everything; RSS
     {"do": "upload", "name": ..., "size": n, "seed": s, "concurrency": c}   baseline: plain SDK upload
-    {"do": "sync", "connection_id": ..., "budget": s, "origins": {...}}   engine.run until done;
-                                                     CPU seconds, and calls by service if origins
+    {"do": "sync", "connection_id": ..., "budget": s, "origins": {...}, "copy_threads": n}
+                                                     engine.run until done; CPU seconds, and
+                                                     calls by service if origins
     {"do": "sync_resumed", "connection_id": ...}     the same, each chunk of files from a cold row cache
     {"do": "listen"} / {"do": "stop"}                the sync_worker function fed by the queue listener
     {"do": "count", "origins": {...}} / {"do": "counted"}   count calls by service between the two
@@ -97,11 +98,16 @@ def _upload(name: str, size: int, seed: int, concurrency: int = 1) -> dict[str, 
     return {"seconds": seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb()}
 
 
-def _sync(connection_id: str, budget: float | None = None, origins: dict[str, str] | None = None) -> dict[str, Any]:
-    """`budget`: seconds per message (else the setting); `origins` (graph=, download=): count calls."""
+def _sync(connection_id: str, budget: float | None = None, origins: dict[str, str] | None = None,
+          copy_threads: int | None = None) -> dict[str, Any]:
+    """`budget`: seconds per message (else the setting); `origins` (graph=, download=): count calls;
+    `copy_threads`: downloads at once (else the app's COPY_THREADS)."""
     from devtools.calls import CallCounter
     from functions.microsoft.transport import Deadline
-    from functions.sync import engine
+    from functions.sync import apply, engine
+
+    if copy_threads:
+        apply.COPY_THREADS = copy_threads
 
     calls = CallCounter.for_environment(**(origins or {}))
     if origins:
