@@ -81,7 +81,8 @@ def _selection(quick: bool) -> report.Section:
 def _latency(quick: bool) -> report.Section:
     from . import latency
 
-    return latency.run(files=60 if quick else 300, threads=(1, 4, 8, 16) if quick else (1, 2, 4, 8, 16, 32))
+    return latency.run(files=60 if quick else 300, threads=(1, 4, 8, 16) if quick else (1, 2, 4, 8, 16, 32),
+                       repeats=1 if quick else 2)
 
 
 def _azurite_gc(quick: bool) -> report.Section:

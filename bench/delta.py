@@ -53,7 +53,9 @@ def _one_size(items: int, changes: int, section: Section) -> dict[str, float]:
         _check_mirror(connection_id, user.drive)
         total = items + folders
         section.line(f"initial sync: {total:,} items ({items:,} files, {folders:,} folders) in {initial['seconds']:.1f} s: "
-                     f"{total / initial['seconds']:.0f} items/s ({len(initial['outcomes'])} invocation(s) of a 240 s budget)")
+                     f"{total / initial['seconds']:.0f} items/s ({len(initial['outcomes'])} invocation(s) of a 240 s budget); "
+                     f"worker peak memory {initial['peak_mb']:.0f} MB ({initial['peak_mb'] - initial['rss_before_mb']:+.0f} MB "
+                     "over the sync, sweep included)")
         section.line(usage)
 
         worker.ask(do="listen")
@@ -64,7 +66,8 @@ def _one_size(items: int, changes: int, section: Section) -> dict[str, float]:
         started = time.perf_counter()
         _wait_for(lambda: len(env.emulator.deliveries) > delivered, timeout=60)  # the webhook has queued the sync
         seconds = _wait_idle(timeout=1800) - started
-        calls = worker.ask(do="counted")["calls"]
+        counted = worker.ask(do="counted")
+        calls = counted["calls"]
         worker.ask(do="stop")
         _check_mirror(connection_id, user.drive)
         storage_calls = sum(calls.get(name, 0) for name in ("blob", "table", "queue"))
@@ -73,7 +76,10 @@ def _one_size(items: int, changes: int, section: Section) -> dict[str, float]:
                      f"(notification debounce {env.emulator.notification_debounce:.1f} s included; {load_average()})")
         section.line("calls of the change pass: " + ", ".join(f"{name} {calls.get(name, 0)}" for name in
                                                             ("graph", "download", "blob", "table", "queue", "other")))
-    return {"items_per_s": total / initial["seconds"], "changes_seconds": seconds, "storage_calls": storage_calls}
+        section.line("  table calls by kind: " + "; ".join(f"{kind.removeprefix('table ')} {n}" for kind, n in counted["kinds"].items()
+                                                      if kind.startswith("table")))
+    return {"items_per_s": total / initial["seconds"], "changes_seconds": seconds, "storage_calls": storage_calls,
+            "peak_mb": initial["peak_mb"]}
 
 
 def _apply_changes(drive, count: int, rng: random.Random) -> dict[str, int]:

@@ -20,14 +20,16 @@ from .worker import WorkerProcess
 SEED = 13
 
 
-def run(files: int = 300, latency_ms: float = 50, threads: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> Section:
+def run(files: int = 300, latency_ms: float = 50, threads: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
+        repeats: int = 2) -> Section:
+    """Each figure is the best of `repeats` syncs (a shared machine's load only ever slows one down)."""
     from functions.sync import apply
 
     from .environment import environment
 
     default = apply.COPY_THREADS
     section = Section(f"Latency: initial sync of {files} small files, {latency_ms:.0f} ms per request to Microsoft, "
-                      f"copy concurrency {', '.join(map(str, threads))} (default {default})").start()
+                      f"copy concurrency {', '.join(map(str, threads))} (default {default}); best of {repeats}").start()
     rates: dict[int, float] = {}
     with environment() as env, WorkerProcess() as worker:
         worker.ask(do="warm")
@@ -45,10 +47,13 @@ def run(files: int = 300, latency_ms: float = 50, threads: tuple[int, ...] = (1,
             return count / result["seconds"]
 
         one("warm-up", 0.0, default, count=20)  # the worker's first sync pays its own start-up
-        baseline = one("baseline", 0.0, default)
+        def best(label: str, latency: float, copy_threads: int) -> float:
+            return max(one(f"{label}-{n}", latency, copy_threads) for n in range(repeats))
+
+        baseline = best("baseline", 0.0, default)
         section.line(f"no added latency, {default} downloads at once (baseline): {baseline:6.1f} files/s ({load_average()})")
         for count in threads:
-            rates[count] = one(f"t{count}", latency_ms / 1000, count)
+            rates[count] = best(f"t{count}", latency_ms / 1000, count)
             section.line(f"{latency_ms:.0f} ms latency, {count:2d} downloads at once: {rates[count]:6.1f} files/s "
                          f"({rates[count] / baseline:.2f}× the baseline; {load_average()})")
     best = max(rates, key=lambda count: rates[count])
@@ -66,8 +71,9 @@ def main() -> Section:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--threads", default="1,2,4,8,16,32")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    return run(args.files, args.latency_ms, tuple(int(n) for n in args.threads.split(",")))
+    return run(args.files, args.latency_ms, tuple(int(n) for n in args.threads.split(",")), args.repeats)
 
 
 if __name__ == "__main__":

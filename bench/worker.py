@@ -158,8 +158,27 @@ def _counted() -> dict[str, Any]:
     if _counter is None:
         return {"calls": {}}
     _counter.__exit__()
-    calls, _counter = dict(_counter.snapshot()), None
-    return {"calls": calls}
+    calls, kinds, _counter = dict(_counter.snapshot()), _call_kinds(_counter.calls), None
+    return {"calls": calls, "kinds": kinds}
+
+
+def _call_kinds(calls: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Calls by service, method and what they reach (a table query: the table and its filter)."""
+    import re
+    from collections import Counter
+    from urllib.parse import unquote
+
+    def kind(service: str, method: str, path: str) -> str:
+        path = unquote(path)
+        if "?" in path:
+            where, _, query = path.partition("?")
+            found = re.search(r"\$filter=([^&]*)", query)
+            condition = re.sub(r"'[^']*'", "…", found.group(1)) if found else ""
+            return f"{service} {method} {where.rsplit('/', 1)[-1].split('(')[0]} where {condition}"
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        return f"{service} {method} {last.split('(')[0] if service == 'table' else ''}".rstrip()
+
+    return dict(Counter(kind(*call) for call in calls).most_common())
 
 
 def _sync_resumed(connection_id: str) -> dict[str, Any]:

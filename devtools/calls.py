@@ -28,7 +28,8 @@ class CallCounter:
         self._names = {_origin(url): name for name, url in origins.items()}
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
-        self.calls: list[tuple[str, str, str]] = []  # (service, method, path) of each call, in order
+        # (service, method, path) of each call, in order; a table query's path keeps its query string
+        self.calls: list[tuple[str, str, str]] = []
         self._restore: list[tuple[Any, str, Any]] = []
 
     @classmethod
@@ -46,7 +47,8 @@ class CallCounter:
         name = self._names.get(_origin(url), "other")
         with self._lock:
             self.counts[name] += 1
-            self.calls.append((name, method, urlsplit(url).path))
+            parts = urlsplit(url)
+            self.calls.append((name, method, parts.path + ("?" + parts.query if "$filter" in parts.query else "")))
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
