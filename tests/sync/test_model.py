@@ -32,17 +32,19 @@ EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "6"))
 STEPS = int(os.environ.get("MODEL_STEPS", "12"))
 OPERATIONS = ["create", "change", "rename", "move", "delete", "recreate", "swap", "case_rename", "deep_tree",
               "folder_swap", "folder_cycle", "parent_and_child_rename", "into_former_child", "kind_flip",
-              "unicode_form_rename", "very_deep_tree", "long_path"]
+              "unicode_form_rename", "very_deep_tree", "long_path", "into_deleted_folder"]
 _users = count(1)
 
 
 def test_the_mirror_follows_any_sequence_of_identity_operations(emulator, app_server):
     class Drive(RuleBasedStateMachine):
-        @initialize(id_only=st.booleans(), tombstone_seed=st.integers(0, 2**16))
-        def connect(self, id_only: bool, tombstone_seed: int) -> None:
+        @initialize(id_only=st.booleans(), tombstones=st.sampled_from(["partial", "folder_only", "all"]),
+                    tombstone_seed=st.integers(0, 2**16))
+        def connect(self, id_only: bool, tombstones: str, tombstone_seed: int) -> None:
             # Tombstones as OneDrive Personal sometimes sends them (the id and nothing else), or as
             # documented; which descendants of a deleted folder keep one follows a drawn seed.
             emulator.id_only_tombstones = id_only
+            emulator.tombstones = tombstones
             number = next(_users)
             self.user = emulator.add_user(email=f"model{number}@example.com", display_name=f"Model {number}")
             self.user.drive.reseed(tombstone_seed)
