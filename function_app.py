@@ -8,7 +8,7 @@ import os
 
 import azure.functions as func
 
-from functions.triggers import connect, maintenance, product_api, status, sync_worker, webhook
+from functions.triggers import connect, maintenance, picker, product_api, status, sync_worker, webhook
 
 if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):  # in Azure: logs to Application Insights, secrets masked
     from functions import telemetry
@@ -17,5 +17,5 @@ if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):  # in Azure: logs to
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for trigger_module in (connect, webhook, sync_worker, maintenance, product_api, status):
+for trigger_module in (connect, webhook, sync_worker, maintenance, product_api, status, picker):
     app.register_functions(trigger_module.bp)

@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale] [--delta-items N]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection] [--delta-items N]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,7 +17,7 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale")
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection")
 DELTA_ITEMS = 100_000
 
 
@@ -70,7 +70,14 @@ def _command(args: argparse.Namespace, wanted: list[str]) -> str:
             + (f" --delta-items {args.delta_items}" if args.delta_items != 100_000 else ""))
 
 
-RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale}
+def _selection(quick: bool) -> report.Section:
+    from . import selection
+
+    return selection.run(items=3000 if quick else DELTA_ITEMS, files=100, changes=10)
+
+
+RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
+           "selection": _selection}
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 `scripts/run` is this after `scripts/bootstrap`:
 
     python -m devtools.stack [--port 7071] [--emulator-port 8090] [--storage-ports 10000,10001,10002]
-                             [--data .azurite] [--reset] [--new-key]
+                             [--data .azurite] [--reset] [--new-key] [--example]
 
 Every setting is checked before anything starts: a malformed one stops the start with its name,
 the file it came from and what is expected. Azurite's data, the emulator's users and drives and
@@ -125,6 +125,9 @@ class Stack:
     azurite: Azurite | None = None
     emulator: subprocess.Popen | None = None
     host: subprocess.Popen | None = None
+    example: bool = False  # also start the sample product (examples/product) on example_port
+    example_port: int = 8000
+    product: subprocess.Popen | None = None
     environment: dict[str, str] = field(default_factory=dict)  # overrides for the host
 
     def say(self, line: str = "") -> None:
@@ -160,8 +163,20 @@ class Stack:
         self._start_storage(values)
         emulator_url = self._start_emulator(emulator_port, public) if emulator_port else None
         self._start_host()
+        if self.example:
+            self._start_example(public, key.value)
         self._summary(public, key.value, emulator_url)
         return self
+
+    def _start_example(self, public: str, key: str) -> None:
+        if not _port_free(self.example_port):
+            raise RuntimeError(f"port {self.example_port} is in use: stop what uses it, or pass --example-port")
+        storage = self.environment.get("AzureWebJobsStorage") or read_local_settings(self.settings_path).values.get(
+            "AzureWebJobsStorage", "")
+        environment = {**os.environ, "MIRROR_URL": public, "MIRROR_FUNCTION_KEY": key, "MIRROR_STORAGE": storage,
+                       "PRODUCT_URL": f"http://localhost:{self.example_port}", "PRODUCT_PORT": str(self.example_port)}
+        self.product = subprocess.Popen([sys.executable, "-m", "examples.product"], cwd=ROOT, env=environment)
+        _wait_http(f"http://127.0.0.1:{self.example_port}/", self.product, "the sample product")
 
     def _check_settings(self, values: dict[str, str]) -> None:
         """Refuse to start on any malformed setting, naming it and where it came from."""
@@ -244,6 +259,8 @@ class Stack:
             if _is_local(public):
                 self.say("  Note: Graph can't reach a localhost PUBLIC_BASE_URL; set it to a public https tunnel "
                          "for change notifications.")
+        if self.example:
+            self.say(f"  Sample product:      http://localhost:{self.example_port}/  (sign in as demo / demo)")
         self.say(f"  Status page:         {public}/api/status?code={key}")
         self.say(f"  Product API:         {public}/api/connections  (header x-functions-key: {key})")
         self.say(f"  Health:              {public}/api/health")
@@ -255,12 +272,14 @@ class Stack:
                  "Ctrl-C stops everything; --reset starts from nothing.")
 
     def failed_child(self) -> str | None:
-        for name, process in (("the local host", self.host), ("the OneDrive emulator", self.emulator)):
+        for name, process in (("the local host", self.host), ("the OneDrive emulator", self.emulator),
+                              ("the sample product", self.product)):
             if process is not None and process.poll() is not None:
                 return f"{name} exited with {process.returncode}"
         return None
 
     def stop(self) -> None:
+        _stop_process(self.product)
         _stop_process(self.host)
         _stop_process(self.emulator)
         if self.azurite:
@@ -297,13 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset", action="store_true", help="delete the local data first (keeps the function key)")
     parser.add_argument("--new-key", action="store_true", help="replace the kept function key with a new one")
     parser.add_argument("--no-demo", action="store_true", help="don't seed the emulator with a demo user")
+    parser.add_argument("--example", action="store_true", help="also start the sample product (examples/product) on :8000")
+    parser.add_argument("--example-port", type=int, default=8000, help="the sample product's port (default 8000)")
     args = parser.parse_args(argv)
 
     data_dir = Path(args.data)
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(port=args.port, emulator_port=args.emulator_port, settings_path=Path(args.settings),
                   data_dir=data_dir, demo=not args.no_demo, storage_ports=args.storage_ports, reset=args.reset,
-                  new_key=args.new_key)
+                  new_key=args.new_key, example=args.example, example_port=args.example_port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -29,7 +29,9 @@ Failure                          every failure the app raises on purpose (a bug 
 │   ├── MalformedBatch           microsoft/wire.py: a webhook body
 │   ├── MalformedTokenResponse   microsoft/wire.py: a 200 from the token endpoint without a token
 │   ├── BadMessage               messages.py: a queue message body
-│   └── BadItem                  microsoft/driveitem.py: a drive item from Graph
+│   ├── BadItem                  microsoft/driveitem.py: a drive item from Graph
+│   ├── PickerRefused            picker/sessions.py: a picker link or session that can't be used
+│   └── NothingChosen            picker/browse.py: a picker form that left nothing selected
 ├── Denied                       signin/flow.py: the user declined consent at Microsoft
 ├── AlreadyLinked                signin/flow.py: the account's connection belongs to another ref
 ├── RefConflict                  connections.py: the same, found while saving the profile

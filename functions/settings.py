@@ -149,6 +149,13 @@ class Settings:
         return tuple(self._raw("ONEDRIVE_SCOPES").split())
 
     @cached_property
+    def app_folder_only(self) -> bool:
+        """ONEDRIVE_SCOPES grants Files.ReadWrite.AppFolder and no other Files scope: every
+        connection sees (and mirrors) only its app folder, and can't be subscribed to."""
+        files = {s.lower() for s in self.onedrive_scopes if s.lower().startswith("files.")}
+        return files == {"files.readwrite.appfolder"}
+
+    @cached_property
     def token_encryption_keys(self) -> tuple[EncryptionKey, ...]:  # newest first
         return parse_encryption_keys(self._raw("TOKEN_ENCRYPTION_KEYS"))
 

@@ -10,7 +10,7 @@ DELTA_ACTION = re.compile(r"^delta(?:\(\)|\(token='(?P<token>[^']*)'\))?$")
 
 class Address(NamedTuple):
     drive: str  # "me/drive" | "drives/{id}"
-    kind: str  # "root" | "id" | "path"
+    kind: str  # "root" | "id" | "path" | "approot"
     value: str  # the item id or the path ("" for the root)
     action: str  # what follows: "", "children", "content", "delta", ...
     path: str = ""  # a path below the item: items/{id}:/{path}: (what clients use below a folder)
@@ -39,7 +39,29 @@ def parse_item_path(rest: str) -> Address | None:
             return Address(drive_spec, "id", item_id, after.strip("/"), path.strip("/"))
         item_id, _, after = head.partition("/")
         return Address(drive_spec, "id", item_id, after.strip("/"))
+    if tail == "special/approot" or tail.startswith("special/approot/"):
+        return Address(drive_spec, "approot", "", tail[len("special/approot"):].strip("/"))
     return None
+
+
+# The app folder is named after the app registration: Apps/{name} (created on first use).
+APP_FOLDER_NAME = "onedrive-mirror"
+
+
+def app_folder_of(drive, *, create: bool = True):
+    """``/drive/special/approot`` of a drive (None if it doesn't exist and ``create`` is False)."""
+    if create:
+        return drive.app_folder(APP_FOLDER_NAME)
+    found = drive.find(f"Apps/{APP_FOLDER_NAME}")
+    return found if found is not None and not found.deleted else None
+
+
+def in_app_folder(drive, item) -> bool:
+    folder = app_folder_of(drive, create=False)
+    if folder is None:
+        return False
+    with drive.lock:
+        return item.id == folder.id or any(a.id == folder.id for a in drive.ancestors(item))
 
 
 def normalise_drive_id(drive_id: str) -> str:

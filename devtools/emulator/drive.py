@@ -66,6 +66,7 @@ class Item:
     deleted: bool = False
     remote: dict | None = None
     children: dict[str, str] = field(default_factory=dict)  # lower-cased name -> id
+    moves: list[tuple[int, str]] = field(default_factory=list)  # (seq of the move, parent before it)
 
     @property
     def is_folder_like(self) -> bool:
@@ -180,6 +181,34 @@ class Drive:
             item = self.items[item.parent_id]
             chain.append(item)
         return chain
+
+    def parent_at(self, item: Item, seq: int) -> str | None:
+        """The item's parent as it was at sequence number ``seq`` (folder-scoped delta needs it)."""
+        for moved_at, old_parent in item.moves:
+            if moved_at > seq:
+                return old_parent
+        return item.parent_id
+
+    def was_within(self, item: Item, folder: Item, seq: int) -> bool:
+        """Whether ``item`` was inside ``folder`` (or was it) at sequence number ``seq``."""
+        current: Item | None = item
+        for _ in range(10_000):
+            if current is None:
+                return False
+            if current.id == folder.id:
+                return True
+            parent_id = self.parent_at(current, seq)
+            current = self.items.get(parent_id) if parent_id else None
+        return False
+
+    def app_folder(self, name: str) -> Item:
+        """``/drive/special/approot``: ``Apps/{name}``, created on first use as OneDrive does."""
+        with self.lock:
+            found = self.find(f"Apps/{name}")
+        if found is not None and not found.deleted:
+            return found
+        self.create_folder(f"Apps/{name}")
+        return self._require(f"Apps/{name}")
 
     def item_id(self, path: str) -> str:
         return self._require(path).id
@@ -329,6 +358,8 @@ class Drive:
             item.parent_id = parent.id
             parent.children[item.name.lower()] = item.id
             self._touch(item, touched, bump_content=False)
+            if old_parent.id != parent.id:
+                item.moves.append((item.seq, old_parent.id))
         self._notify(touched)
         return item.id
 

@@ -110,6 +110,8 @@ class DeltaSession:
     position: int = 0
     pages: int = 0
     served: dict[str, int] = field(default_factory=dict)  # id -> seq of the state sent
+    # Folder-scoped delta: items moved out of the folder since the token, sent as tombstones.
+    moved_out: set[str] = field(default_factory=set)
     empty_page_done: bool = False
     final_empty_done: bool = False
 

@@ -147,6 +147,54 @@ SCHEMAS: dict[str, Any] = {
             "nextCursor": _NULLABLE_STRING,
         },
     },
+    "SelectedItem": {
+        "type": "object",
+        "required": ["id", "kind", "name", "path"],
+        "properties": {
+            "id": {"type": "string", "description": "The OneDrive item id"},
+            "kind": {"type": "string", "enum": ["folder", "file"]},
+            "name": {"type": "string"},
+            "path": {"type": "string", "description": "Its path in the drive when it was selected (the id is what counts)"},
+        },
+    },
+    "Selection": {
+        "type": "object",
+        "required": ["mode", "items", "deselected", "applied", "fixed"],
+        "properties": {
+            "mode": {"type": "string", "enum": ["drive", "items", "appFolder"]},
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/SelectedItem"}},
+            "deselected": {"type": "string", "enum": ["remove", "keep"]},
+            "applied": {"type": "boolean", "description": "A sync has taken this selection up (false right after a PUT)"},
+            "fixed": {"type": "boolean", "description": "The app folder, set by ONEDRIVE_SCOPES: can't be changed"},
+        },
+    },
+    "SelectionRequest": {
+        "type": "object",
+        "description": ("`{\"mode\": \"drive\"}`, or `{\"items\": [...]}`. The OneDrive File Picker (v8) result "
+                        "(`{\"command\": \"pick\", \"items\": [...]}`) is accepted as it is: unknown fields are ignored."),
+        "properties": {
+            "mode": {"type": "string", "enum": ["drive", "items"]},
+            "items": {"type": "array", "minItems": 1, "maxItems": 100, "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "maxLength": 256},
+                    "path": {"type": "string", "description": "Instead of an id: `/Documents/Project`"},
+                    "parentReference": {"type": "object", "properties": {
+                        "driveId": {"type": "string", "description": "Must be the connection's drive"}}},
+                },
+            }},
+            "deselected": {"type": "string", "enum": ["remove", "keep"], "default": "remove",
+                           "description": "What happens to mirrored files that are no longer selected"},
+        },
+    },
+    "PickerSession": {
+        "type": "object",
+        "required": ["url", "expiresAt"],
+        "properties": {
+            "url": {"type": "string", "format": "uri", "description": "Send the user's browser here; single-use"},
+            "expiresAt": {"type": "string", "format": "date-time"},
+        },
+    },
 }
 
 
@@ -242,6 +290,38 @@ PATHS: dict[str, Any] = {
                           "401": _UNAUTHORIZED, "404": _error("No such connection")},
         },
     },
+    "/connections/{id}/selection": {
+        "get": {
+            "operationId": "get_selection",
+            "summary": "What the connection mirrors: the whole drive, some folders and files, or the app folder",
+            "parameters": [_CONNECTION_ID],
+            "responses": {"200": _json("The selection", "Selection"), "401": _UNAUTHORIZED,
+                          "404": _error("No such connection")},
+        },
+        "put": {
+            "operationId": "put_selection",
+            "summary": "Choose what the connection mirrors; the next sync (queued at once) applies it",
+            "parameters": [_CONNECTION_ID],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/SelectionRequest"}}}},
+            "responses": {"200": _json("The new selection", "Selection"),
+                          "400": _error("Bad body, or an item that is unknown, shared, a notebook or on another drive"),
+                          "401": _UNAUTHORIZED, "404": _error("No such connection"),
+                          "409": _error("The app folder is the selection, or the connection needs a new sign-in"),
+                          "413": _error("Body too large"), "503": _error("Microsoft Graph did not answer")},
+        },
+    },
+    "/connections/{id}/picker-sessions": {"post": {
+        "operationId": "create_picker_session",
+        "summary": "A single-use, 15-minute link to the picker page, where the user chooses what to share",
+        "parameters": [_CONNECTION_ID],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"return_to": {"type": "string", "format": "uri",
+                                                            "description": "Must match ALLOWED_RETURN_URLS"}}}}}},
+        "responses": {"201": _json("The link", "PickerSession"), "400": _error("Bad body or return_to"),
+                      "401": _UNAUTHORIZED, "404": _error("No such connection"),
+                      "409": _error("The connection is not active")},
+    }},
     "/connections/{id}/files": {"get": {
         "operationId": "list_files",
         "summary": "List the mirrored files, ordered by path, a page at a time",

@@ -19,7 +19,7 @@ import httpx
 from functions.errors import Forbidden, GraphError, ItemNotFound, LinkExpired, ReauthRequired, ResyncRequired
 from functions.microsoft import transport
 from functions.microsoft.transport import Deadline, Pause
-from functions.microsoft.wire import Account, DeltaPage, Drive, Json, Subscription, as_object
+from functions.microsoft.wire import Account, DeltaPage, Drive, ItemRead, Json, Listing, Subscription, as_object
 from functions.settings import settings
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,14 @@ class GraphClient:
             if error.status == 400:  # stored links were once served malformed: start over
                 raise ResyncRequired(error.status, error.code, str(error)) from None
             raise
+
+    def item(self, address: str) -> ItemRead:
+        """One item by address: `item_path(id)`, `/me/drive/root:/{path}:` or `/me/drive/special/approot`."""
+        return ItemRead.from_graph(self._json("GET", address))
+
+    def children(self, link: str) -> Listing:
+        """A page of a folder's children (`{item_path(id)}/children?...`, then its nextLink)."""
+        return Listing.from_graph(self._json("GET", link))
 
     # ----- subscriptions ----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
   Account, Drive     /me and /me/drive, for sign-in
   DeltaPage          one page of a delta query: its items (`DriveItem`), and where to go next
+  ItemRead, Listing  one item read by address (with where it lives), a folder's children page
   Subscription       Graph's answer to creating or renewing a subscription
   TokenResponse      the token endpoint's answer to a code redemption or a refresh
   NotificationBatch  a POST to the webhook: change notifications or lifecycle events
@@ -75,6 +76,52 @@ class DeltaPage:
         if next_link is None and delta_link is None:
             raise GraphError(200, "noDeltaLink", "a delta page carried neither a nextLink nor a deltaLink")
         return cls(tuple(items), next_link, delta_link, without_id)
+
+
+@dataclass(frozen=True)
+class ItemRead:
+    """An item read by address (not delta): here Graph gives the parent's path and folder sizes."""
+
+    item: DriveItem
+    parent_path: str  # "/drive/root:/Work/Project" ("" for the root, or when absent)
+    size: int  # of a file, or of everything in a folder
+
+    @property
+    def path(self) -> str:
+        """The item's path in the drive, '/'-separated, without a leading slash ("" for the root)."""
+        from functions.microsoft.driveitem import Kind
+
+        if self.item.kind is Kind.ROOT:
+            return ""
+        base = self.parent_path.split(":", 1)[1].strip("/") if ":" in self.parent_path else ""
+        name = self.item.name or ""
+        return f"{base}/{name}" if base else name
+
+    @classmethod
+    def from_graph(cls, d: Json) -> ItemRead:
+        parent = as_object(d.get("parentReference"))
+        size = d.get("size")
+        return cls(DriveItem.from_graph(d), _text(parent.get("path")),
+                   size if isinstance(size, int) and size >= 0 else 0)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a folder's children."""
+
+    children: tuple[ItemRead, ...]
+    next_link: str | None
+
+    @classmethod
+    def from_graph(cls, d: Json) -> Listing:
+        children: list[ItemRead] = []
+        values = d.get("value")
+        for value in values if isinstance(values, list) else []:
+            try:
+                children.append(ItemRead.from_graph(as_object(value)))
+            except BadItem:
+                continue
+        return cls(tuple(children), _text(d.get("@odata.nextLink")) or None)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def lookup(subscription_id: str) -> str | None:
     return None if row is None else str(row.get("connection_id") or "") or None
 
 
-def ensure(connection_id: str) -> Subscription:
+def ensure(connection_id: str) -> Subscription | None:
     """Converge on exactly one live subscription for the connection, whatever the starting state.
 
     Retries the remote deletions that failed before, renews the known subscription (a 404 means
@@ -151,6 +151,10 @@ def ensure(connection_id: str) -> Subscription:
     answer was lost, or of a disconnect whose DELETE failed): that one is deleted and the POST
     made once more. Refusals are recorded on the connection with a backoff (SubscriptionRefused).
     """
+    if settings().app_folder_only:
+        # Graph refuses a subscription to a token holding only Files.ReadWrite.AppFolder (a
+        # personal drive's subscription needs Files.ReadWrite): maintenance polls such connections.
+        return None
     connection = connections.require(connection_id)
     graph = _graph(connection_id)
     try:
@@ -172,17 +176,17 @@ def ensure(connection_id: str) -> Subscription:
 create = ensure
 
 
-def renew(connection_id: str) -> Subscription:
+def renew(connection_id: str) -> Subscription | None:
     """Push the expiry out to the maximum again; re-create (and sync) if Graph lost the subscription."""
     known = connections.require(connection_id).subscription_id
     subscription = ensure(connection_id)
-    if subscription.subscription_id != known:
+    if subscription is not None and subscription.subscription_id != known:
         # Changes made while there was none produced no notification.
         messages.enqueue_sync(connection_id, "subscription_recreated" if known else "subscription_missing")
     return subscription
 
 
-def reauthorize(connection_id: str) -> Subscription:
+def reauthorize(connection_id: str) -> Subscription | None:
     """Answer a `reauthorizationRequired` lifecycle event: reauthorize, or renew (which also reauthorizes)."""
     current = connections.require(connection_id).subscription_id
     if not current:
@@ -197,7 +201,7 @@ def reauthorize(connection_id: str) -> Subscription:
     return renew(connection_id)
 
 
-def recreate(connection_id: str, *, reason: str) -> Subscription:
+def recreate(connection_id: str, *, reason: str) -> Subscription | None:
     """After Graph says it removed the subscription: converge again, plus a sync (nothing told us
     about changes meanwhile)."""
     subscription = ensure(connection_id)

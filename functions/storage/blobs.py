@@ -110,6 +110,11 @@ class Container:
         with translated(f"upload to {self.name}"):
             self._blob(name).upload_blob(data, overwrite=True, metadata=dict(metadata))
 
+    def set_metadata(self, name: str, metadata: Mapping[str, str], *, etag: str | None = None) -> None:
+        """Replace the blob's metadata (all of it), if it is still version `etag` when given."""
+        with translated(f"metadata write to {self.name}"):
+            self._blob(name).set_blob_metadata(dict(metadata), **_if_unchanged(etag))
+
     def stage_block(self, name: str, block_id: str, data: bytes) -> None:
         with translated(f"upload to {self.name}"):
             self._blob(name).stage_block(block_id, data)

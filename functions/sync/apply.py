@@ -29,6 +29,7 @@ from functions.sync.plan import (
     Move,
     Record,
     Resolver,
+    Scope,
     move_waves,
     plan_blobs,
     plan_files,
@@ -78,8 +79,10 @@ class Stats:
 
 class Applier:
     def __init__(self, connection_id: str, graph: GraphClient, *, stats: Stats, out_of_time: Callable[[], bool],
-                 check_lease: Callable[[], None], on_park: Callable[[float], None], full: bool = False) -> None:
+                 check_lease: Callable[[], None], on_park: Callable[[float], None], full: bool = False,
+                 scope: Scope | None = None) -> None:
         self.connection_id = connection_id
+        self.scope = scope  # a selection: only what it covers belongs in the mirror
         self.graph = graph
         self.mirror = Mirror(connection_id)
         self.rows = itemrows.RowCache(connection_id)
@@ -127,7 +130,7 @@ class Applier:
 
     def apply_folders(self, ids: list[str]) -> None:
         self.rows.load_chains(ids)
-        resolver = Resolver(self.rows, self.connection_id)
+        resolver = self._resolver()
         finished: list[str] = []
         as_files: list[str] = []
         # Outer folders first: their listing carries the inner ones along.
@@ -153,7 +156,7 @@ class Applier:
                 finished.append(folder_id)
                 continue
             self._step()
-            change = plan_folder(row, Resolver(self.rows, self.connection_id))
+            change = plan_folder(row, self._resolver())
             if change.old_prefix and change.old_prefix != change.new_path:
                 self._relocate(change.old_prefix)
             if change.new_path is not None and change.old_prefix != change.new_path:
@@ -171,7 +174,7 @@ class Applier:
         """Every blob under a folder's old prefix goes where its own item must be now."""
         blobs = list(self.mirror.list(old_prefix))
         self.rows.load_chains([b.item_id for b in blobs if b.item_id])
-        resolver = Resolver(self.rows, self.connection_id)
+        resolver = self._resolver()
         moves, deletes = plan_blobs([(b.path, b.item_id) for b in blobs], resolver)
         infos = {b.path: b for b in blobs}
 
@@ -197,7 +200,7 @@ class Applier:
         def delete(step: Delete) -> None:
             row = self.rows[step.item_id]
             if self.mirror.delete(step.path, step.item_id):
-                self._emit(ChangeType.DELETED, row.id, step.path)
+                self._emit(ChangeType.DELETED, row.id, step.path, reason=_reason(resolver, row.id))
                 self.stats.add(deleted=1)
             resolved = resolver.desired(row.id)
             if resolved.dead:
@@ -219,7 +222,7 @@ class Applier:
         revived: list[ItemState] = []
         for chunk in _chunks(itemrows.all_skipped(self.connection_id), FILE_CHUNK):
             self.rows.load_chains(row.id for row in chunk)
-            resolver = Resolver(self.rows, self.connection_id)
+            resolver = self._resolver()
             fits = [row for row in chunk if resolver.desired(row.id).path is not None]
             itemrows.mark_pending(self.connection_id, fits)
             revived += [row for row in fits if row.kind.holds_children]
@@ -229,11 +232,11 @@ class Applier:
 
     def apply_files(self, ids: list[str]) -> None:
         self.rows.load_chains(ids)
-        resolver = Resolver(self.rows, self.connection_id)
+        resolver = self._resolver()
         folders = [i for i in ids if i in self.rows and self.rows[i].kind.holds_children]
         if folders:
             self.apply_folders(folders)
-            resolver = Resolver(self.rows, self.connection_id)
+            resolver = self._resolver()
         states = [self.rows[i] for i in ids if i in self.rows and not self.rows[i].kind.holds_children]
         plan = plan_files(states, resolver)
         finished: list[str] = [i for i in ids if i not in self.rows]
@@ -291,7 +294,7 @@ class Applier:
 
     def _delete_file(self, step: Delete) -> None:
         if self.mirror.delete(step.path, step.item_id):
-            self._emit(ChangeType.DELETED, step.item_id, step.path)
+            self._emit(ChangeType.DELETED, step.item_id, step.path, reason=_reason(self._resolver(), step.item_id))
             self.stats.add(deleted=1)
 
     def _move_file(self, step: Move) -> str:
@@ -316,7 +319,7 @@ class Applier:
         row = self.rows.get(occupant)
         if row is None or row.kind is not Kind.FILE:
             return True
-        return Resolver(self.rows, self.connection_id).desired(occupant).path is None
+        return self._resolver().desired(occupant).path is None
 
     def _stage(self, row: ItemState, source: str, target: str, blob_meta: dict[str, str], size: int | None,
                quickxorhash: str | None) -> str | None:
@@ -390,6 +393,9 @@ class Applier:
 
     # ----- helpers --------------------------------------------------------------------------------
 
+    def _resolver(self) -> Resolver:
+        return Resolver(self.rows, self.connection_id, scope=self.scope)
+
     def _set_mirrored(self, row: ItemState, name: str | None, parent_id: str | None = None, *, content: str = "",
                       skipped: str = "") -> None:
         entity = itemrows.mirrored_entity(self.connection_id, row.id, name=name, parent_id=parent_id, content=content,
@@ -417,10 +423,10 @@ class Applier:
             self._failed_ids.discard(item_id)
 
     def _emit(self, change: ChangeType, item_id: str, path: str, old_path: str | None = None,
-              size: int | None = None, quickxorhash: str | None = None) -> None:
+              size: int | None = None, quickxorhash: str | None = None, reason: str | None = None) -> None:
         if change is ChangeType.DELETED:
             size, quickxorhash = None, None
-        events.emit(ChangeEvent(change, self.connection_id, item_id, path, old_path, size, quickxorhash))
+        events.emit(ChangeEvent(change, self.connection_id, item_id, path, old_path, size, quickxorhash, reason=reason))
 
     def _budgeted(self, work: Callable[[S], R]) -> Callable[[S], R]:
         def step(arg: S) -> R:
@@ -445,6 +451,11 @@ class Applier:
                     future.cancel()
                 wait(futures)
                 raise errors[0]
+
+
+def _reason(resolver: Resolver, item_id: str) -> str | None:
+    # Only a selection's own reason is told: "unselected" (the product deselected it).
+    return "unselected" if resolver.desired(item_id).reason == "unselected" else None
 
 
 def _chunks(rows: Iterator[ItemState], size: int) -> Iterator[list[ItemState]]:

@@ -31,7 +31,7 @@ from functions.microsoft.graph import GraphClient, TokenSource
 from functions.microsoft.identity import CredentialsRejected
 from functions.microsoft.transport import Deadline
 from functions.settings import settings
-from functions.sync import forget, itemrows
+from functions.sync import forget, itemrows, selection
 from functions.sync import state as syncstate
 from functions.sync.apply import Applier, OutOfTime, Stats, keep_folders
 from functions.sync.mirror import BlobInfo, Mirror
@@ -191,15 +191,20 @@ def run(
 def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats, restarts: _Restarts) -> None:
     state = lease.state
     out_of_time = lambda: deadline.remaining() < BUDGET_MARGIN_SECONDS  # noqa: E731
+    restart = False
     if state.phase == Phase.IDLE:
-        if state.delta_link and state.last_full_at is None:
+        selected, delta_link = selection.begin_pass(lease.connection_id, state.delta_link)
+        if delta_link and state.last_full_at is None:
             # Connected before reconciliations existed: its first one falls somewhere in the interval.
             interval = timedelta(days=settings().full_reconciliation_days)
             lease.update(last_full_at=syncstate.utcnow() - reconciliation_offset(lease.connection_id, interval))
         # First sync (or after a reconnect), or the periodic reconciliation: enumerate everything
-        # and sweep what isn't in the drive.
-        full = not state.delta_link or reconciliation_due(lease.state)
-        lease.update(phase=Phase.COLLECT, next_link=FULL_DELTA if full else state.delta_link,
+        # (a selection: every selected item) and sweep what isn't in the drive.
+        full = not delta_link or reconciliation_due(lease.state)
+        if selected and full and delta_link:
+            selection.start_over(lease.connection_id)
+        start = selection.MARKER if selected else FULL_DELTA if full else delta_link
+        lease.update(phase=Phase.COLLECT, next_link=start, delta_link=delta_link,
                      resync_epoch=_new_epoch() if full else "", sweep_step="", sweep_marker="")
     elif state.phase == Phase.COLLECT and lease.took_over:
         # The previous worker died between fetching a page and checkpointing it. Replaying its
@@ -208,10 +213,21 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
         # phase's progress is kept). A full enumeration starts over as one: the sweep deletes
         # whatever it did not stamp.
         lease.took_over = False
-        lease.update(next_link=FULL_DELTA if state.resync_epoch else (state.delta_link or FULL_DELTA))
+        restart = True
+        if not selection.is_marker(state.next_link):
+            lease.update(next_link=FULL_DELTA if state.resync_epoch else (state.delta_link or FULL_DELTA))
     if lease.state.phase == Phase.COLLECT:
-        _collect(lease, graph, out_of_time, restarts)
+        if selection.is_marker(lease.state.next_link):
+            pending = selection.collect(
+                lease.connection_id, graph, epoch=lease.state.resync_epoch or None, check=lease.check,
+                out_of_time=out_of_time, set_epoch=lambda epoch: lease.update(resync_epoch=epoch),
+                new_epoch=_new_epoch, restart=restart)
+            lease.update(phase=Phase.APPLY, pending_delta_link=pending, next_link="")
+        else:
+            _collect(lease, graph, out_of_time, restarts)
     if lease.state.phase == Phase.APPLY:
+        selected = selection.is_marker(lease.state.pending_delta_link)
+        scope = selection.scope(lease.connection_id) if selected else None
         scheduled: list[float] = []
 
         def on_park(delay: float) -> None:
@@ -220,12 +236,14 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
                 _schedule_retry(lease.connection_id, delay)
 
         applier = Applier(lease.connection_id, graph, stats=stats, out_of_time=out_of_time, check_lease=lease.check,
-                          on_park=on_park, full=bool(lease.state.resync_epoch))
+                          on_park=on_park, full=bool(lease.state.resync_epoch), scope=scope)
         applier.run()
         finished: dict[str, object] = {}
         if lease.state.resync_epoch:
             _sweep(lease, applier, out_of_time)
             finished = {"last_full_at": syncstate.utcnow(), "sweep_step": "", "sweep_marker": ""}
+        if selected:
+            selection.commit(lease.connection_id)
         lease.update(phase=Phase.IDLE, delta_link=lease.state.pending_delta_link, pending_delta_link="", resync_epoch="",
                      **finished)
 
@@ -339,9 +357,11 @@ def _sweep_blobs(lease: Lease, applier: Applier, out_of_time: Callable[[], bool]
         _budget(lease, out_of_time)
         rows = keep_folders(rows)  # folders are every page's ancestors; files are this page's
         rows.load_chains(blob.item_id for blob in page if blob.item_id)
-        resolver = Resolver(rows, connection_id)
+        resolver = Resolver(rows, connection_id, scope=applier.scope)
         verified = []
         for blob in page:
+            if blob.kept:
+                continue  # a deselection kept it: nobody's, on purpose
             row = rows.get(blob.item_id or "")
             if row is not None and _claims(row, blob, resolver):
                 verified.append(row.id)

@@ -33,10 +33,12 @@ class ChangeEvent:
     size: int | None = None
     quickxorhash: str | None = None
     occurred_at: datetime | None = None
+    reason: str | None = None  # "unselected": the selection changed and the file is no longer in it
 
     def to_message(self) -> dict[str, Any]:
         occurred = (self.occurred_at or datetime.now(UTC)).astimezone(UTC)
-        return {
+        extra = {"reason": self.reason} if self.reason else {}
+        return {**extra,
             "type": str(self.type),
             "connectionId": self.connection_id,
             "itemId": self.item_id,

@@ -26,7 +26,7 @@ import httpx
 import quickxorhash
 
 from functions import storage
-from functions.errors import Conflict, Failure, Forbidden, ItemNotFound, LinkExpired, Unavailable
+from functions.errors import Conflict, Failure, Forbidden, ItemNotFound, LinkExpired, NotFound, Unavailable
 from functions.microsoft.driveitem import ZERO_HASH
 from functions.microsoft.transport import backoff_delay
 from functions.sync.plan import Copy, blob_name
@@ -50,6 +50,9 @@ def meta(value: str) -> str:
     return quote(value, safe=_META_SAFE)
 
 
+KEPT = "kept"  # metadata of a blob a deselection kept
+
+
 def metadata(item_id: str, etag: str, quickxorhash_value: str | None, ctag: str = "") -> dict[str, str]:
     values = {"item_id": item_id, "etag": etag, "quickxorhash": quickxorhash_value or "", "ctag": ctag}
     return {name: meta(value) for name, value in values.items() if value}
@@ -62,6 +65,7 @@ class BlobInfo:
     quickxorhash: str | None
     size: int
     etag: str  # the blob's own ETag, for conditional deletes
+    kept: bool = False  # left in the mirror by a deselection the product asked to keep: no item's, never swept
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,19 @@ class Mirror:
         return blob_name(self.connection_id, path)
 
     # ----- reading ------------------------------------------------------------------------------
+
+    def keep(self, path: str, item_id: str) -> bool:
+        """Detach `item_id`'s blob at `path` from the sync: it stays, no longer any item's (the
+        sweep leaves it; a copy of a newly selected item may replace it). False if it isn't there."""
+        found = self.container.probe(self.prefix + path)
+        if found is None or _info(path, found.metadata, found.size, found.etag).item_id != item_id:
+            return False
+        values = {k: v for k, v in found.metadata.items() if k.lower() not in ("item_id", "etag", "ctag")}
+        try:
+            self.container.set_metadata(self.prefix + path, {**values, KEPT: meta("unselected")}, etag=found.etag)
+        except (NotFound, Conflict):
+            return False  # replaced or gone meanwhile: not the blob we meant to keep
+        return True
 
     def list(self, under: str = "") -> Iterator[BlobInfo]:
         """Blobs under a folder path ("" = the whole mirror), with their metadata."""
@@ -310,4 +327,6 @@ def _resumes_at(response: httpx.Response, offset: int) -> bool:
 
 def _info(path: str, blob_metadata: Mapping[str, str] | None, size: int | None, etag: str) -> BlobInfo:
     values = {k.lower(): unquote(v or "") for k, v in (blob_metadata or {}).items()}
+    if values.get(KEPT):
+        return BlobInfo(path, None, values.get("quickxorhash") or None, int(size or 0), etag, kept=True)
     return BlobInfo(path, values.get("item_id") or None, values.get("quickxorhash") or None, int(size or 0), etag)

@@ -131,18 +131,31 @@ class Resolved:
 
     @property
     def dead(self) -> bool:
-        return self.reason in ("deleted", "orphan")
+        # "unselected": outside the connection's selection; nothing will report it again.
+        return self.reason in ("deleted", "orphan", "unselected")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A selection, as the planner sees it: the selected items (folders and files) and the folders
+    above them (kept in the id map only to give the selected items their drive paths)."""
+
+    roots: frozenset[str]
+    ancestors: frozenset[str] = frozenset()
 
 
 class Resolver:
     """Desired and mirrored paths through parent chains, memoised per planning round.
 
     `connection_id`: the blob name prefix, so that a path too long for a blob name is skipped
-    like any other unmirrorable item (its length counts against Azure's 1,024 characters)."""
+    like any other unmirrorable item (its length counts against Azure's 1,024 characters).
+    With a `scope`, only the selected items and what is under them have a desired path."""
 
-    def __init__(self, rows: Mapping[str, ItemState], connection_id: str = "") -> None:
+    def __init__(self, rows: Mapping[str, ItemState], connection_id: str = "", scope: Scope | None = None) -> None:
         self.rows = rows
+        self.scope = scope
         self._desired: dict[str, Resolved] = {}
+        self._covered: dict[str, bool] = {}
         self.max_path = MAX_BLOB_NAME - (len(connection_id) + 1 if connection_id else 0)
         self._by_casefold: dict[str, str] | None = None
         self._aliases: dict[str, str | None] = {}
@@ -173,6 +186,38 @@ class Resolver:
         return None
 
     def desired(self, item_id: str) -> Resolved:
+        resolved = self._chain(item_id)
+        scope = self.scope
+        if scope is None or resolved.path is None or item_id in scope.roots:
+            return resolved
+        if item_id in scope.ancestors:
+            return resolved  # a folder above the selection: a path, never content (no blob is under it alone)
+        return resolved if self._in_scope(item_id) else Resolved(None, "unselected")
+
+    def _in_scope(self, item_id: str) -> bool:
+        assert self.scope is not None
+        seen: list[str] = []
+        current = self.rows.get(item_id)
+        answer = False
+        for _ in range(MAX_DEPTH):
+            if current is None:
+                break
+            known = self._covered.get(current.id)
+            if known is not None:
+                answer = known
+                break
+            if current.id in self.scope.roots:
+                answer = True
+                break
+            if current.kind is Kind.ROOT or current.id in self.scope.ancestors:
+                break
+            seen.append(current.id)
+            current = self.row(current.parent_id)
+        for link in seen:
+            self._covered[link] = answer
+        return answer
+
+    def _chain(self, item_id: str) -> Resolved:
         known = self._desired.get(item_id)
         if known is not None:
             return known

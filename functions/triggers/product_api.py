@@ -69,6 +69,20 @@ def delete_connection(req: func.HttpRequest) -> func.HttpResponse:
     return _answer(work)
 
 
+@bp.route(route="connections/{id}/selection", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_selection(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.api import selection as selection_api
+
+    return _answer(lambda: _json(200, selection_api.get_selection(req.route_params.get("id", ""))))
+
+
+@bp.route(route="connections/{id}/selection", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+def put_selection(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.api import selection as selection_api
+
+    return _answer(lambda: _json(200, selection_api.put_selection(req.route_params.get("id", ""), req.get_body())))
+
+
 @bp.route(route="connections/{id}/files", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def list_files(req: func.HttpRequest) -> func.HttpResponse:
     from functions.api import files as files_api

@@ -1,4 +1,5 @@
-"""Upkeep of every connection: subscriptions that never lapse, tokens that never idle out, a daily safety-net sync.
+"""Upkeep of every connection: subscriptions that never lapse, tokens that never idle out, a daily safety-net sync
+(half-hourly polling for app-folder connections, which Graph does not let us subscribe to).
 
 The timer only decides and fans out: it scans the connection rows once, picks what each connection
 needs, and queues small tasks with visibility delays that pace them. Workers then do one task each.
@@ -36,6 +37,9 @@ SAFETY_SYNC = "safety_sync"  # not a task: a sync request, paced like one
 IDLE_TOKEN_AGE = timedelta(days=7)
 # Notifications get lost (Graph outages, our own): every drive gets a delta at least once a day.
 SAFETY_SYNC_AGE = timedelta(hours=24)
+# App-folder connections have no subscription (Graph refuses one to that scope): every run of the
+# timer (MAINTENANCE_SCHEDULE, half-hourly by default) polls those not synced in the last 20 minutes.
+APP_FOLDER_POLL_AGE = timedelta(minutes=20)
 # A task still not done this long after it became visible is presumed lost (poisoned) and queued again.
 TASK_GRACE = timedelta(minutes=30)
 # Work paced further ahead than this is left to the next run (which re-reads the rows anyway).
@@ -107,6 +111,8 @@ def _latest(*values: datetime | None) -> datetime | None:
 def needs(kind: str, connection: Connection, now: datetime, renewal_window: timedelta) -> datetime | None:
     """When `connection` started needing `kind` (for ordering: most overdue first), or None if it doesn't."""
     if kind == RENEW:
+        if settings().app_folder_only:
+            return None  # nothing to renew: polled instead (SAFETY_SYNC)
         retry_at = connection.subscription_retry_at
         if connection.subscription_error and retry_at is not None and retry_at > now:
             return None  # Graph refused it lately: wait for the backoff, don't hammer it
@@ -121,7 +127,7 @@ def needs(kind: str, connection: Connection, now: datetime, renewal_window: time
         # A safety sync queued earlier counts as activity: a backlogged sync queue gets one a day, not one a run.
         last = _latest(connection.last_sync_started_at, connection.last_sync_finished_at, connection.connected_at,
                        _utc(connection.extra.get(f"{SAFETY_SYNC}_due_at")))
-        return _overdue(last, now - SAFETY_SYNC_AGE)
+        return _overdue(last, now - (APP_FOLDER_POLL_AGE if settings().app_folder_only else SAFETY_SYNC_AGE))
     raise ValueError(kind)
 
 

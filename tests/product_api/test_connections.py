@@ -157,5 +157,6 @@ def test_the_openapi_document_is_public_and_describes_every_route(app_server):
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert set(paths) == {"/connect-sessions", "/connections", "/connections/{id}", "/connections/{id}/files",
-                          "/connections/{id}/files/{path}", "/connections/{id}/content"}
+                          "/connections/{id}/files/{path}", "/connections/{id}/content",
+                          "/connections/{id}/selection", "/connections/{id}/picker-sessions"}
     assert set(paths["/connections/{id}"]) == {"get", "delete"}

@@ -38,7 +38,9 @@ def test_the_document_is_valid_openapi():
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {(op.method.upper(), op.path) for op in operations} == {
         ("POST", "/connect-sessions"), ("GET", "/connections"), ("GET", "/connections/{id}"), ("DELETE", "/connections/{id}"),
-        ("GET", "/connections/{id}/files"), ("GET", "/connections/{id}/files/{path}"), ("GET", "/connections/{id}/content")}
+        ("GET", "/connections/{id}/files"), ("GET", "/connections/{id}/files/{path}"), ("GET", "/connections/{id}/content"),
+        ("GET", "/connections/{id}/selection"), ("PUT", "/connections/{id}/selection"),
+        ("POST", "/connections/{id}/picker-sessions")}
 
 
 @pytest.fixture

@@ -30,6 +30,12 @@ EXPECTED: dict[str, tuple[str, dict]] = {
     "openapi_document": ("httpTrigger", {"route": "openapi.json", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
     "status_overview": ("httpTrigger", {"route": "status", "authLevel": "FUNCTION", "methods": ["GET"]}),
     "status_mirror": ("httpTrigger", {"route": "status/connections/{id}", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    "get_selection": ("httpTrigger", {"route": "connections/{id}/selection", "authLevel": "FUNCTION", "methods": ["GET"]}),
+    "put_selection": ("httpTrigger", {"route": "connections/{id}/selection", "authLevel": "FUNCTION", "methods": ["PUT"]}),
+    "create_picker_session": ("httpTrigger", {"route": "connections/{id}/picker-sessions", "authLevel": "FUNCTION",
+                                              "methods": ["POST"]}),
+    "picker_page": ("httpTrigger", {"route": "picker", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
+    "picker_form": ("httpTrigger", {"route": "picker", "authLevel": "ANONYMOUS", "methods": ["POST"]}),
     # Anonymous: health probes carry no key; it shows no secret (functions/health.py).
     "health": ("httpTrigger", {"route": "health", "authLevel": "ANONYMOUS", "methods": ["GET"]}),
     "status_connect": ("httpTrigger", {"route": "status/connect", "authLevel": "FUNCTION", "methods": ["GET"]}),

@@ -2,7 +2,7 @@
 
     function_app.py
     triggers/                                   the only importers of azure.functions
-    signin/ tokens/ notifications/ sync/ upkeep/ api/ health.py      capabilities
+    signin/ tokens/ notifications/ sync/ upkeep/ api/ picker/ health.py   capabilities
     connections.py messages.py                  the shared records (they persist through storage)
     microsoft/ storage/                         adapters: storage is the only importer of its SDKs
     settings.py return_urls.py errors.py telemetry.py
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RANKS = {
     "function_app": 6,
     "triggers": 5,
-    **dict.fromkeys(("signin", "tokens", "notifications", "sync", "upkeep", "api", "health"), 4),
+    **dict.fromkeys(("signin", "tokens", "notifications", "sync", "upkeep", "api", "picker", "health"), 4),
     **dict.fromkeys(("connections", "messages"), 3),
     **dict.fromkeys(("microsoft", "storage"), 2),
     **dict.fromkeys(("settings", "return_urls", "errors", "telemetry"), 1),

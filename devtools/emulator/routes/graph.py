@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..addressing import DELTA_ACTION, Address, normalise_drive_id, parse_item_path
+from ..addressing import DELTA_ACTION, Address, app_folder_of, in_app_folder, normalise_drive_id, parse_item_path
 from ..drive import Drive, Item
 from ..errors import GraphError
 from ..services import Services
@@ -24,6 +24,7 @@ from .downloads import serve_content
 from .responses import from_graph_error, graph_error, request_ids, unauthenticated
 
 FILES_SCOPES = {"files.read", "files.readwrite", "files.read.all", "files.readwrite.all", "files.readwrite.appfolder"}
+APP_FOLDER_SCOPE = "files.readwrite.appfolder"
 # Creating (and changing) a subscription on a personal drive needs Files.ReadWrite, or more
 # (subscription-post-subscriptions); Files.Read and the app folder scope are not enough.
 SUBSCRIPTION_WRITE_SCOPES = {"files.readwrite", "files.readwrite.all"}
@@ -58,6 +59,10 @@ class Graph:
 
     def _has_files_scope(self, request: Request) -> bool:
         return bool(self._scopes(request) & FILES_SCOPES)
+
+    def _app_folder_only(self, request: Request) -> bool:
+        """A token granted Files.ReadWrite.AppFolder and no other Files scope sees only the app folder."""
+        return self._scopes(request) & FILES_SCOPES == {APP_FOLDER_SCOPE}
 
     async def dispatch(self, request: Request) -> Response:
         try:
@@ -95,11 +100,15 @@ class Graph:
             raise GraphError(403, "accessDenied", "Access denied")
         if item is None:
             return graph_error(request, 404, "itemNotFound", "Item not found")
+        if self._app_folder_only(request) and not in_app_folder(drive, item):
+            # Graph: an app-folder token is denied everything outside Apps/{app}.
+            return graph_error(request, 403, "accessDenied", "Access denied")
         if delta_action is not None:
             if not item.is_folder_like:
                 return graph_error(request, 400, "invalidRequest", "Delta is only supported on folders.")
             link_base = f"{self.state.graph_base_url}/{parsed.drive}/" + (
-                "root" if item.id == drive.root_id else f"items/{quote(item.id)}"
+                "root" if item.id == drive.root_id else "special/approot" if parsed.kind == "approot"
+                else f"items/{quote(item.id)}"
             ) + "/delta"
             token = delta_action.group("token")
             token = unquote(token) if token is not None else request.query_params.get("token")
@@ -156,6 +165,8 @@ class Graph:
             item = drive.find(address.value)
         elif address.kind == "root":
             item = drive.get(drive.root_id)
+        elif address.kind == "approot":
+            item = app_folder_of(drive)
         else:
             item = drive.get(address.value)
             if item is not None and address.path and not item.deleted:
@@ -224,7 +235,8 @@ class Graph:
             )
         if len(parts) == 1:
             if method == "POST":
-                subscription = await notifier.create(user, await self._body(request))
+                subscription = await notifier.create(user, await self._body(request),
+                                                     app_folder_only=self._app_folder_only(request))
                 return self._subscription_json(request, subscription.public(), 201)
             if method == "GET":
                 items = [s.public() for s in notifier.owned(user)]

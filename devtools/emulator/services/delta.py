@@ -19,7 +19,7 @@ from urllib.parse import quote
 from ..drive import Drive, Item
 from ..errors import GraphError
 from ..state import DeltaSession, State
-from .render import item_json
+from .render import item_json, select_fields, tombstone_json
 
 MAX_SESSIONS = 2000
 MAX_TOP = 1000
@@ -118,10 +118,19 @@ class Delta:
     def _start(self, drive: Drive, folder: Item, since: int, select, page_size: int, full: bool) -> DeltaSession:
         if full:
             items = [i for i in self._walk(drive, folder)]
-        else:
-            items = [i for i in drive.changed_since(since) if self._within(drive, i, folder)]
+        moved_out: set[str] = set()
+        if not full:
+            items = []
+            for item in drive.changed_since(since):
+                if self._within(drive, item, folder):
+                    items.append(item)
+                elif folder.id != drive.root_id and not item.deleted and drive.was_within(item, folder, since):
+                    # Moved out of the folder: gone, from this folder's point of view.
+                    items.append(item)
+                    moved_out.add(item.id)
         ids = self._ordered(drive, items, changes=not full)
-        session = DeltaSession(drive.id, folder.id, drive.seq, drive.delta_epoch, select, page_size, ids)
+        session = DeltaSession(drive.id, folder.id, drive.seq, drive.delta_epoch, select, page_size, ids,
+                               moved_out=moved_out)
         session.key = secrets.token_urlsafe(12)
         if len(self.sessions) >= MAX_SESSIONS:
             self.sessions.pop(next(iter(self.sessions)))
@@ -198,6 +207,13 @@ class Delta:
         for item_id in ids:
             item = drive.get(item_id)
             if item is None:  # a descendant of a deleted folder that left no tombstone
+                continue
+            scope = drive.get(session.folder_id) if session.folder_id else None
+            if item_id in session.moved_out and scope is not None and not self._within(drive, item, scope):
+                if item.id not in on_page:
+                    on_page.add(item.id)
+                    session.served[item.id] = item.seq
+                    bodies.append(select_fields(tombstone_json(self.state, drive, item), session.select))
                 continue
             group: list[Item] = []
             if options.delta_repeat_ancestors:

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ..addressing import normalise_drive_id, parse_item_path
+from ..addressing import app_folder_of, in_app_folder, normalise_drive_id, parse_item_path
 from ..drive import Drive
 from ..errors import GraphError
 from ..state import State, Subscription, User
@@ -333,7 +333,7 @@ class Notifier:
             raise GraphError(400, "ExtensionError", "Subscription expiration must be in the future.")
         return expires
 
-    async def create(self, user: User, body: dict) -> Subscription:
+    async def create(self, user: User, body: dict, *, app_folder_only: bool = False) -> Subscription:
         if body.get("changeType") != "updated":
             raise GraphError(
                 400, "InvalidRequest", "The value of changeType is not supported for this resource: use 'updated'."
@@ -351,7 +351,7 @@ class Notifier:
                 400, "InvalidRequest", f"clientState is too long: at most {MAX_CLIENT_STATE} characters are allowed."
             )
         resource = body.get("resource")
-        target = self._resource(user, resource)
+        target = self._resource(user, resource, app_folder_only)
         expires = self._expiration(body.get("expirationDateTime"))
         duplicate = self._duplicate(user, target)
         if duplicate is not None and not self.state.options.allow_duplicate_subscriptions:
@@ -388,7 +388,7 @@ class Notifier:
             None,
         )
 
-    def _resource(self, user: User, resource) -> str:
+    def _resource(self, user: User, resource, app_folder_only: bool = False) -> str:
         if not isinstance(resource, str) or not resource.strip("/"):
             raise GraphError(400, "InvalidRequest", "The resource is missing.")
         parsed = parse_item_path(resource.strip("/"))
@@ -398,9 +398,14 @@ class Notifier:
             raise GraphError(403, "ExtensionError", "Access denied to the resource.")
         drive = user.drive
         kind, value = parsed.kind, parsed.value
-        item = drive.get(drive.root_id) if kind == "root" else drive.find(value) if kind == "path" else drive.get(value)
+        if kind == "approot":
+            item = app_folder_of(drive)
+        else:
+            item = drive.get(drive.root_id) if kind == "root" else drive.find(value) if kind == "path" else drive.get(value)
         if item is None or item.deleted:
             raise GraphError(404, "ResourceNotFound", "The resource was not found.")
+        if app_folder_only and not in_app_folder(drive, item):
+            raise GraphError(403, "ExtensionError", "Access denied to the resource.")
         if not item.is_folder_like:
             # On personal drives any folder can be subscribed to, but never a single file.
             raise GraphError(400, "InvalidRequest", "Subscriptions are only supported on the drive root or a folder.")

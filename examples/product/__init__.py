@@ -1,0 +1,1 @@
+"""A sample product that integrates onedrive-mirror: see app.py."""

@@ -1,0 +1,3 @@
+from examples.product.app import main
+
+main()
