@@ -40,7 +40,7 @@ S = TypeVar("S")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
 
-COPY_THREADS = 8  # concurrent downloads per connection; each holds at most ~2 blocks in memory
+COPY_THREADS = 8  # concurrent downloads per connection; each holds at most IN_FLIGHT + 1 blocks in memory
 BLOB_THREADS = 16  # concurrent server-side moves and deletes
 FILE_CHUNK = 200  # pending files planned together
 FOLDER_CHUNK = 100

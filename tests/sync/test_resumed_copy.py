@@ -54,6 +54,7 @@ def test_a_checkpoint_whose_blocks_are_gone_starts_the_copy_over(connected_drive
     them after 7 days): the copy must notice and download from byte 0, not commit a hole."""
     monkeypatch.setattr(engine, "BUDGET_MARGIN_SECONDS", 0.0)
     monkeypatch.setattr(mirror, "BLOCK_SIZE", mirror.READ_CHUNK)
+    monkeypatch.setattr(mirror, "MAX_SEGMENT_BLOCKS", 1)  # a range per block: a pause between any two
     size = 10 * mirror.READ_CHUNK + 7
     drive.write_file("big.bin", size=size, seed=42)
     emulator.download_rate = 1.5 * 2**20
