@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection] [--delta-items N]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,peer] [--delta-items N]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,7 +17,7 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection")
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "peer")
 DELTA_ITEMS = 100_000
 
 
@@ -76,8 +76,14 @@ def _selection(quick: bool) -> report.Section:
     return selection.run(items=3000 if quick else DELTA_ITEMS, files=100, changes=10)
 
 
+def _peer(quick: bool) -> report.Section:
+    from . import peer
+
+    return peer.run(files=2000 if quick else 10_000, large_mb=256 if quick else 1024)
+
+
 RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
-           "selection": _selection}
+           "selection": _selection, "peer": _peer}
 
 
 def main() -> int:

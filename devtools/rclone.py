@@ -123,6 +123,7 @@ class Proxy:
     port: int
     ca_cert: Path
     process: subprocess.Popen[bytes]
+    api: str = ""  # host:port the emulator's Graph and sign-in listen on (where the proxy sends them)
 
     @property
     def pid(self) -> int:
@@ -147,7 +148,7 @@ class Proxy:
             env={**os.environ, "EMULATOR_API": api, "EMULATOR_DOWNLOAD": download},
             stdout=open(work / "mitmdump.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 (mitmdump keeps writing)
         )
-        proxy = cls(port, confdir / "mitmproxy-ca-cert.pem", process)
+        proxy = cls(port, confdir / "mitmproxy-ca-cert.pem", process, api)
         try:
             deadline = time.monotonic() + timeout
             while True:
