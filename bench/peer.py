@@ -102,6 +102,8 @@ def run(files: int = 10_000, large_mb: int = 1024) -> Section:
                     results["rclone"] = rclone.copy(kind, user)
                 results["raw"] = _raw(env, user, work, kind, COPY_THREADS if kind == "small" else RAW_BLOCK_CONCURRENCY)
                 _describe(section, kind, results, figures, rclone.hop_ms.get(kind, 0.0) if rclone else 0.0, COPY_THREADS)
+                if rclone is not None and rclone.drift.get(kind):
+                    section.line(f"  {rclone.drift[kind]}")
         finally:
             if rclone is not None:
                 rclone.proxy.stop()
@@ -115,7 +117,9 @@ def _describe(section: Section, kind: str, results: dict[str, Figure], figures: 
     project = results["project"]
     mib = project.size / (1 << 20)
     small = kind == "small"
-    section.line(f"{'small files' if small else 'large file'}: {project.files:,} file(s), {mib:.1f} MiB")
+    section.line(f"small files: {project.files:,} file(s), {mib:.1f} MiB" if small else
+                 f"large file: {mib:.0f} MiB in 4 MiB blocks; in flight: rclone 16 (its default upload_concurrency), "
+                 f"raw {RAW_BLOCK_CONCURRENCY}, the project as functions/sync/mirror.py stages them")
     for name, figure in results.items():
         rate = f"{figure.files_per_s:8.1f} files/s {figure.mb_per_s:7.2f} MB/s" if small else f"{figure.mb_per_s:8.1f} MB/s"
         ratio = "" if name == "project" else f"   project/{name} {figure.seconds / project.seconds:.2f}"
@@ -170,6 +174,7 @@ class _RcloneRun:
     rclone: object  # devtools.rclone.Rclone
     transfers: int
     hop_ms: dict[str, float] = field(default_factory=dict)  # what the proxy adds to one request, per drive
+    drift: dict[str, str] = field(default_factory=dict)  # the proxy's cost early and late in each copy
 
     @property
     def proxy(self):
@@ -188,9 +193,14 @@ class _RcloneRun:
             children = _children_cpu()
             requests = len(emulator.request_log.entries)
             started = time.perf_counter()
-            self.rclone.run("copy", f"od-{kind}:", f"az:peer-rclone/{kind}", "--transfers", str(self.transfers),
-                            "--checkers", str(self.transfers), timeout=7200)
+            sampler = _Sampler(self.proxy.pid, emulator).start()
+            try:
+                self.rclone.run("copy", f"od-{kind}:", f"az:peer-rclone/{kind}", "--transfers", str(self.transfers),
+                                "--checkers", str(self.transfers), timeout=7200)
+            finally:
+                sampler.stop()
             seconds = time.perf_counter() - started
+            self.drift[kind] = sampler.describe()
             used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
             used["rclone"] = _children_cpu() - children
             load, usage = os.getloadavg()[0], cpu.describe() + f", rclone {used['rclone'] / seconds:.0%} of a core"
@@ -202,6 +212,53 @@ class _RcloneRun:
             wrong = sorted(set(expected.items()) ^ set(found.items()))[:3]
             raise RuntimeError(f"rclone's copy does not match the drive: {len(found)} blobs for {len(expected)} files; first wrong: {wrong}")
         return Figure(seconds, len(expected), sum(expected.values()), used, load, usage, requests)
+
+
+class _Sampler:
+    """Every second: the proxy's CPU and resident memory, and the requests the emulator has seen;
+    says whether the proxy's cost per request grows over a copy (then the bias grows with the drive)."""
+
+    def __init__(self, pid: int, emulator) -> None:
+        import threading
+
+        self.pid, self.emulator = pid, emulator
+        self.samples: list[tuple[float, float, int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peer-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        rss = 0.0
+        with contextlib.suppress(OSError, StopIteration, ValueError):
+            status = Path(f"/proc/{self.pid}/status").read_text().splitlines()
+            rss = int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 1024
+        self.samples.append((time.perf_counter(), cpu_seconds(self.pid), len(self.emulator.request_log.entries), rss))
+
+    def _run(self) -> None:
+        self._sample()
+        while not self._stop.wait(1.0):
+            self._sample()
+
+    def start(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def describe(self) -> str:
+        if len(self.samples) < 6:
+            return ""
+        fifth = max(1, len(self.samples) // 5)
+
+        def window(first: tuple[float, float, int, float], last: tuple[float, float, int, float]) -> str:
+            requests = max(1, last[2] - first[2])
+            return f"{(last[1] - first[1]) * 1000 / requests:.1f} ms CPU per request, {requests / (last[0] - first[0]):.0f} requests/s"
+
+        return (f"the proxy over the copy: first fifth {window(self.samples[0], self.samples[fifth])}; last fifth "
+                f"{window(self.samples[-1 - fifth], self.samples[-1])}; resident {self.samples[0][3]:.0f} → "
+                f"{self.samples[-1][3]:.0f} MB")
 
 
 def _hop_ms(proxy, emulator, rounds: int = 100) -> float:
@@ -241,7 +298,9 @@ def _rclone(env, drives: dict, work: Path) -> tuple[_RcloneRun | None, str]:
         return None, str(error)
     try:
         binary = rclone_binary()
-        proxy = Proxy.start(env.emulator, work)
+        # HTTP/1.1 between rclone and the proxy (the emulator speaks nothing else, and the project
+        # uses it too): over HTTP/2, mitmproxy's cost per request grows through a long copy.
+        proxy = Proxy.start(env.emulator, work, http2=False)
     except Unavailable as missing:
         return None, str(missing)
     # rclone 1.60 sends its bearer token to the download host (devtools/rclone.py): an allowance for

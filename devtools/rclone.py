@@ -134,8 +134,12 @@ class Proxy:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, emulator: Any, work: Path, timeout: float = 60) -> Proxy:
-        """Call before `emulator.serve_as` (the proxy needs the addresses the emulator listens on)."""
+    def start(cls, emulator: Any, work: Path, timeout: float = 60, http2: bool = True) -> Proxy:
+        """Call before `emulator.serve_as` (the proxy needs the addresses the emulator listens on).
+
+        `http2=False` offers rclone HTTP/1.1 only: mitmproxy keeps every stream of an HTTP/2
+        connection until the client disconnects (mitmproxy issue 4456), so over one long copy its
+        memory and CPU per request grow with the number of requests."""
         from devtools.serving import free_port
 
         mitmdump = mitmdump_binary()
@@ -144,7 +148,8 @@ class Proxy:
         confdir = work / "mitmproxy"
         process = subprocess.Popen(
             [str(mitmdump), "--listen-host", "127.0.0.1", "--listen-port", str(port), "--set", f"confdir={confdir}",
-             "--set", "stream_large_bodies=1m", "--set", "connection_strategy=lazy", "-q", "-s", str(ADDON)],
+             "--set", "stream_large_bodies=1m", "--set", "connection_strategy=lazy", "--set", f"http2={str(http2).lower()}",
+             "-q", "-s", str(ADDON)],
             env={**os.environ, "EMULATOR_API": api, "EMULATOR_DOWNLOAD": download},
             stdout=open(work / "mitmdump.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 (mitmdump keeps writing)
         )
