@@ -261,6 +261,12 @@ class Drive:
             changed.reverse()
             return changed
 
+    def reseed(self, seed: int | str) -> None:
+        """Make the drive's own random choices (which descendants of a deleted folder keep a
+        tombstone) replayable: by default they follow the drive id, which is random."""
+        with self.lock:
+            self._rng = random.Random(seed)
+
     # ----- writing -------------------------------------------------------------------------
 
     def create_folder(self, path: str) -> str:

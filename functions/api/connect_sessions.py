@@ -1,6 +1,6 @@
 """POST /api/connect-sessions: the product's backend asks for a Connect OneDrive link for one user.
 
-Body `{"ref", "return_to"?, "login_hint"?, "prompt"?, "relink"?}`; answer 201
+Body `{"ref", "return_to"?, "login_hint"?, "prompt"?, "relink"?, "choose"?}`; answer 201
 `{"url", "expiresAt"}`. The rules live in signin/sessions.py.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 from functions.api.support import ApiError, bad_request, json_object
 
 MAX_BODY_BYTES = 16 * 1024
-_FIELDS = {"ref", "return_to", "login_hint", "prompt", "relink"}
+_FIELDS = {"ref", "return_to", "login_hint", "prompt", "relink", "choose"}
 
 
 def create(body: bytes) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def create(body: bytes) -> dict[str, Any]:
     payload = json_object(body, limit=MAX_BODY_BYTES)
     unknown = sorted(set(payload) - _FIELDS)
     if unknown:
-        raise bad_request(f"Unknown field {unknown[0][:64]!r}; expected ref, return_to, login_hint, prompt, relink.",
+        raise bad_request(f"Unknown field {unknown[0][:64]!r}; expected ref, return_to, login_hint, prompt, relink, choose.",
                           "unknown_field")
     texts = {}
     for name in ("ref", "return_to", "login_hint", "prompt"):
@@ -30,11 +30,16 @@ def create(body: bytes) -> dict[str, Any]:
         if not isinstance(value, str):
             raise bad_request(f"{name} must be a string.", f"invalid_{name}")
         texts[name] = value
-    relink = payload.get("relink", False)
-    if not isinstance(relink, bool):
-        raise bad_request("relink must be true or false.", "invalid_relink")
+    relink, choose = (_flag(payload, name) for name in ("relink", "choose"))
     try:
-        created = sessions.create(sessions.Session(relink=relink, **texts))
+        created = sessions.create(sessions.Session(relink=relink, choose=choose, **texts))
     except sessions.Invalid as refused:
         raise ApiError(400, refused.code, str(refused)) from None
     return created.to_public()
+
+
+def _flag(payload: dict[str, Any], name: str) -> bool:
+    value = payload.get(name, False)
+    if not isinstance(value, bool):
+        raise bad_request(f"{name} must be true or false.", f"invalid_{name}")
+    return value

@@ -25,6 +25,10 @@ SCHEMAS: dict[str, Any] = {
             "relink": {"type": "boolean", "default": False,
                        "description": "Allow moving the account's existing connection from another ref to this one "
                                       "(recorded as previousRef/refChangedAt). Without it such a sign-in changes nothing."},
+            "choose": {"type": "boolean", "default": False,
+                       "description": "After consent, send the browser to the picker ('choose what to share') for the "
+                                      "new connection, then to return_to. Without it the whole drive is mirrored "
+                                      "until a selection is set."},
         },
     },
     "ConnectSession": {
@@ -258,7 +262,7 @@ PATHS: dict[str, Any] = {
             "schema": {"$ref": "#/components/schemas/ConnectSessionRequest"},
             "example": {"ref": "user-42", "return_to": "https://app.example.com/settings/onedrive"}}}},
         "responses": {"201": _json("The link", "ConnectSession"),
-                      "400": _error("Bad body, ref, return_to, login_hint, prompt or relink"),
+                      "400": _error("Bad body, ref, return_to, login_hint, prompt, relink or choose"),
                       "401": _UNAUTHORIZED, "413": _error("Body over 16 KiB"),
                       "503": _error("Storage unavailable; retry after Retry-After seconds")},
     }},

@@ -61,12 +61,14 @@ def _expired(entity: dict[str, Any]) -> bool:
 
 
 def create_link(connection_id: str, *, return_to: str = "") -> tuple[str, datetime]:
-    """A single-use token for the picker of one connection, and when it expires."""
+    """A single-use link to the picker of one connection, and when it expires."""
+    from functions.settings import settings
+
     token = secrets.token_urlsafe(32)
     expires = _now() + LINK_LIFETIME
     _table().insert({"PartitionKey": _hash(token), "RowKey": _LINK_ROW, "connection_id": connection_id,
                      "return_to": return_to, "expires_at": expires, "consumed": False})
-    return token, expires
+    return f"{settings().public_base_url}/api/picker?s={token}", expires
 
 
 def redeem(token: str) -> tuple[Session, str]:

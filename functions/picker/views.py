@@ -37,9 +37,8 @@ def create_link(connection_id: str, body: bytes) -> dict[str, Any]:
     return_to = data.get("return_to") or data.get("returnTo") or ""
     if return_to and (not isinstance(return_to, str) or len(return_to) > 2048 or not settings().return_url_allowed(return_to)):
         raise bad_request("return_to is not an allowed return URL (ALLOWED_RETURN_URLS).", "invalid_return_to")
-    token, expires = sessions.create_link(connection_id, return_to=return_to)
-    return {"url": f"{settings().public_base_url}/api/picker?s={token}",
-            "expiresAt": expires.isoformat(timespec="seconds").replace("+00:00", "Z")}
+    url, expires = sessions.create_link(connection_id, return_to=return_to)
+    return {"url": url, "expiresAt": expires.isoformat(timespec="seconds").replace("+00:00", "Z")}
 
 
 def _html(status: int, body: str, extra: Mapping[str, str] | None = None) -> Reply:

@@ -76,6 +76,7 @@ class Completed:
     display_name: str
     redirect_to: str | None  # return_to with ?connection=<id>, or None for the success page
     cookie_name: str  # to expire it
+    choose: bool = False  # the session asked for the picker first (the trigger sends the browser there)
 
     def clear_cookie_header(self) -> str:
         return clear_cookie_header(self.cookie_name)
@@ -174,6 +175,7 @@ def start(params: Mapping[str, str]) -> Started:
             "ref": session.ref,
             "return_to": session.return_to,
             "relink": session.relink,
+            "choose": session.choose,
         }
     )
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
@@ -205,6 +207,7 @@ class _Flow:
     return_to: str
     cookie_name: str
     relink: bool = False
+    choose: bool = False
 
 
 def complete(params: Mapping[str, str], cookies: Mapping[str, str]) -> Completed:
@@ -270,7 +273,8 @@ def _consume(state: str, cookies: Mapping[str, str]) -> _Flow:
     if (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)) <= _now():
         raise BadRequest("This sign-in link has expired. Start connecting again.")
     verifier = keyring.open_sealed(entity["verifier"], state_hash).decode()
-    return _Flow(verifier, entity.get("ref") or "", entity.get("return_to") or "", cookie_name, bool(entity.get("relink")))
+    return _Flow(verifier, entity.get("ref") or "", entity.get("return_to") or "", cookie_name, bool(entity.get("relink")),
+                 bool(entity.get("choose")))
 
 
 def _connect(code: str, flow: _Flow) -> Completed:
@@ -320,7 +324,8 @@ def _connect(code: str, flow: _Flow) -> Completed:
         raise AlreadyLinked(flow.return_to) from None
     log.info("drive connected", extra={"connection_id": connection_id})
     _after_connect(connection_id)
-    return Completed(connection_id, connection.display_name, _with_connection(flow.return_to, connection_id), flow.cookie_name)
+    return Completed(connection_id, connection.display_name, _with_connection(flow.return_to, connection_id),
+                     flow.cookie_name, choose=flow.choose)
 
 
 def _after_connect(connection_id: str) -> None:

@@ -1,7 +1,8 @@
 """Connect sessions: the only way a OneDrive gets attached to a product user.
 
 The product's backend (function key) creates a session for one of its users: `ref` (its own user
-id), `return_to`, optionally `login_hint`, `prompt` and `relink`. It gets back a link,
+id), `return_to`, optionally `login_hint`, `prompt`, `relink` and `choose` (the picker right after
+consent, "choose what to share"). It gets back a link,
 `{PUBLIC_BASE_URL}/api/connect?session=<token>`, to send that user's browser to. The token is
 random; only its SHA-256 is a table key. A session is single-use (consumed by an ETag-guarded
 MERGE when the browser opens the link, so of two racing opens one loses) and expires after
@@ -58,6 +59,7 @@ class Session:
     login_hint: str = ""
     prompt: str = ""
     relink: bool = False  # the product allows moving an existing connection to this `ref`
+    choose: bool = False  # after consent, the picker (then return_to) instead of return_to at once
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def create(session: Session, *, require_ref: bool = True) -> Created:
         "login_hint": session.login_hint,
         "prompt": session.prompt,
         "relink": session.relink,
+        "choose": session.choose,
     })
     log.info("connect session created", extra={"ref": session.ref, "relink": session.relink})
     return Created(f"{settings().public_base_url}/api/connect?{urlencode({'session': token})}", expires_at)
@@ -150,4 +153,5 @@ def consume(token: str) -> Session:
         login_hint=str(entity.get("login_hint") or ""),
         prompt=str(entity.get("prompt") or ""),
         relink=bool(entity.get("relink")),
+        choose=bool(entity.get("choose")),
     )

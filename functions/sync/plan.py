@@ -249,19 +249,15 @@ class Resolver:
     def drive_path(self, item_id: str) -> str | None:
         """The item's path in the drive by its names, whatever the mirror's rules say (for people
         reading why it was skipped); None if its chain doesn't reach the root."""
-        parts: list[str] = []
-        current = self.rows.get(item_id)
-        for _ in range(MAX_DEPTH):
-            if current is None:
-                return None
-            if current.kind is Kind.ROOT:
-                return "/".join(reversed(parts))
-            parts.append(current.name or "")
-            current = self.row(current.parent_id)
-        return None
+        return self._walk(item_id, mirrored=False)
 
     def mirrored(self, item_id: str) -> str | None:
         """Where the mirror holds the item now (a file's blob, a folder's prefix), or None."""
+        return self._walk(item_id, mirrored=True)
+
+    def _walk(self, item_id: str, *, mirrored: bool) -> str | None:
+        """The path up the chain of desired (name, parent_id) or mirrored (m_name, m_parent_id)
+        places; None when a link is missing or has no such place, or the chain never ends."""
         parts: list[str] = []
         current = self.rows.get(item_id)
         for _ in range(MAX_DEPTH):
@@ -269,10 +265,11 @@ class Resolver:
                 return None
             if current.kind is Kind.ROOT:
                 return "/".join(reversed(parts))
-            if current.m_name is None or current.m_parent_id is None:
+            name, parent_id = (current.m_name, current.m_parent_id) if mirrored else (current.name or "", current.parent_id)
+            if name is None or parent_id is None:
                 return None
-            parts.append(current.m_name)
-            current = self.row(current.m_parent_id)
+            parts.append(name)
+            current = self.row(parent_id)
         return None
 
 

@@ -91,6 +91,23 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     except MicrosoftError as error:  # refused: a token error, a Graph error, a grant turned down
         log.warning("sign-in refused by Microsoft: %s", error)
         return _page(pages.denied("sign_in_failed", "", _again()), 502)
+    if completed.choose:
+        picker = _picker_link(completed.connection_id, completed.redirect_to)
+        if picker:
+            return _redirect(picker, completed.clear_cookie_header())
     if completed.redirect_to:
         return _redirect(completed.redirect_to, completed.clear_cookie_header())
     return _page(pages.connected(completed.display_name), 200, {"Set-Cookie": completed.clear_cookie_header()})
+
+
+def _picker_link(connection_id: str, back: str | None) -> str | None:
+    """"Choose what to share" right after consent: the new connection's picker, then `back`.
+    If the link can't be stored the user goes straight back (the whole drive is mirrored)."""
+    from functions.picker import sessions
+
+    try:
+        return sessions.create_link(connection_id, return_to=back or "")[0]
+    except Exception as error:  # noqa: BLE001 - the connection is made; choosing can wait
+        log.warning("could not open the picker after connecting: %s", type(error).__name__,
+                    extra={"connection_id": connection_id})
+        return None

@@ -87,3 +87,36 @@ def test_unknown_connection_and_missing_key(app_server, api):
     assert api.post("/api/connections/00000000-0000-0000-0000-000000000000/picker-sessions", json={}).status_code == 404
     assert httpx.post(f"{app_server.url}/api/connections/00000000-0000-0000-0000-000000000000/picker-sessions").status_code == 401
     assert httpx.get(f"{app_server.url}/api/picker?s=" + "x" * 40).status_code == 400
+
+
+def test_a_connect_session_with_choose_opens_the_picker_right_after_consent(app_server, emulator, emulator_user, api):
+    """"Choose what to share" as part of connecting: consent, then the picker (token out of the
+    URL, bound to this browser), and its way back is return_to with the new connection's id."""
+    from functions import connections
+    from functions.tokens import vault
+    from tests.fixtures.connected import Browser, connect_url
+
+    vault.forget_cached_tokens()
+    emulator_user.drive.write_file("Work/a.txt", b"a")
+    emulator.auto_consent = True
+    link = connect_url(app_server.url, return_to="http://localhost:8000/done", choose=True,
+                       login_hint=emulator_user.email)
+    with Browser() as browser:
+        page = browser.open(link, stop_at="http://localhost:8000/")
+        assert page.status_code == 200 and str(page.url) == f"{app_server.url}/api/picker", page.text[:300]
+        connection_id = connections.connection_id_for(emulator_user.id)
+        assert f"http://localhost:8000/done?connection={connection_id}" in html.unescape(page.text)
+        assert 'aria-label="Share Folder Work"' in page.text
+        form = form_of(page)
+        saved = browser.http.post(f"{app_server.url}/api/picker", data={
+            **form, "item": [emulator_user.drive.item_id("Work")], "action": "save"})
+        assert saved.status_code in (200, 303), saved.text[:300]
+    shown = api.get(f"/api/connections/{connection_id}/selection").json()
+    assert shown["mode"] == "items" and [i["path"] for i in shown["items"]] == ["Work"]
+
+
+def test_choose_must_be_a_boolean(app_server):
+    from tests.fixtures.connected import create_session
+
+    answer = create_session(app_server.url, ref="u", choose="yes")
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_choose"

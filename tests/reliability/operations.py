@@ -262,6 +262,27 @@ class Operations:
             return f"kind_flip file {path} -> folder -> file"
         return f"kind_flip file {path} -> folder"
 
+    def into_deleted_folder(self) -> str:
+        """An item moved into a folder that is then deleted, before any sync: the delete may drop
+        the moved item's tombstone, and then no delta tells (seed 37; only the periodic full
+        reconciliation removes it). Not in `random`'s weights, so that seeds replay as before:
+        the model test (tests/sync/test_model.py) picks it by name."""
+        items = self.items()
+        folders = self.folders()
+        if not items or not folders:
+            return self.deep_tree()
+        path = self.rng.choice(items)
+        targets = [f for f in folders if f != path and not f.startswith(path + "/") and f != path.rpartition("/")[0]]
+        if not targets:
+            return self.delete()
+        target = self.rng.choice(targets)
+        name = path.rsplit("/", 1)[-1]
+        if any(p.lower() == self._join(target, name).lower() for p in self.items()):
+            name = self._fresh_name(target, [name])
+        self.drive.move(path, self._join(target, name))
+        self.drive.delete(target)
+        return f"into_deleted_folder {path} -> {target}, deleted"
+
     def unicode_form_rename(self) -> str:
         """The same name in the other Unicode normal form: one name to a person, another to a blob."""
         items = [p for p in self.items() if unicodedata.normalize("NFD", p) != unicodedata.normalize("NFC", p)]

@@ -28,8 +28,9 @@ FOUND_BUGS = {
     2: "parent-chain traversals asked for 8 ids again (issue 15 #2)",
     4: "a 3-cycle of folder names lost deep/日本語のファイル.txt (issue 15 #1); then, fixed, a file skipped for a "
        "path over the limit stayed missing after a folder rename made it fit",
-    37: "a file moved into a folder that was then deleted, one delta, vanished without a tombstone: only the "
-        "periodic full reconciliation removes its blob (the scenario brings it forward)",
+    37: "a file moved into a folder that was then deleted, one delta, vanished without a tombstone: no delta "
+        "tells, only the periodic full reconciliation removes its blob (the scenario brings it forward, and only "
+        "for blobs untold_vanishings excuses; the case itself: tests/sync/test_tombstones.py)",
 }
 
 
