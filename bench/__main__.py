@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,latency,azurite_gc] [--delta-items 5000,20000,100000]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,peer,latency,azurite_gc] [--delta-items 5000,20000,100000]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,7 +17,7 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "latency", "azurite_gc")
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "peer", "latency", "azurite_gc")
 DELTA_ITEMS = (5_000, 20_000, 100_000)
 
 
@@ -91,8 +91,14 @@ def _azurite_gc(quick: bool) -> report.Section:
     return azurite_gc.run(sizes=(1_000, 4_000) if quick else (5_000, 20_000))
 
 
+def _peer(quick: bool) -> report.Section:
+    from . import peer
+
+    return peer.run(files=2000 if quick else 10_000, large_mb=256 if quick else 1024)
+
+
 RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
-           "selection": _selection, "latency": _latency, "azurite_gc": _azurite_gc}
+           "selection": _selection, "peer": _peer, "latency": _latency, "azurite_gc": _azurite_gc}
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
-"""mitmproxy addon for the conformance run: Microsoft's hosts go to the emulator, every other host
-is refused, so a real client (rclone) talks to the emulator as if it were Microsoft.
+"""mitmproxy addon of devtools/rclone.py (tests/conformance, bench/peer.py): Microsoft's hosts go
+to the emulator, every other host is refused, so a real client (rclone) talks to the emulator as
+if it were Microsoft.
 
 EMULATOR_API and EMULATOR_DOWNLOAD name the emulator's two origins as host:port (plain http).
 """
