@@ -43,8 +43,9 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 # Concurrent downloads per connection. With 50 ms per request to Microsoft (bench/latency.py, load 2):
-# 8 at once 79 files/s, 16 at once 97 (what no latency gives at 8), 32 at once 105.
-COPY_THREADS = 16
+# 8 at once 79 files/s, 16 at once 97 (what no latency gives at 8), 32 at once 105. Still 8: with
+# 16 a worker killed mid-apply loses twice the copies in flight (test_failures' resume bound).
+COPY_THREADS = 8
 # Of them, files of more than one block (each holds up to IN_FLIGHT + 1 blocks, 20 MiB): memory
 # stays under 4 x 20 MiB whatever the mix.
 LARGE_COPY_THREADS = 4
