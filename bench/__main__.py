@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,peer] [--delta-items N]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,peer,latency,azurite_gc] [--delta-items 5000,20000,100000]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,8 +17,8 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "peer")
-DELTA_ITEMS = 100_000
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "peer", "latency", "azurite_gc")
+DELTA_ITEMS = (5_000, 20_000, 100_000)
 
 
 def _cold_start(quick: bool) -> report.Section:
@@ -44,13 +44,15 @@ def _webhook(quick: bool) -> report.Section:
 def _copy(quick: bool) -> report.Section:
     from . import copy
 
-    return copy.run(size_mb=64 if quick else 1024, small_files=500 if quick else 10_000)
+    if quick:
+        return copy.run(size_mb=64, small_files=500, resumed_mb=256, budget=15, rate_mb=16)
+    return copy.run(size_mb=1024, small_files=10_000, resumed_mb=4096, budget=60, rate_mb=40)
 
 
 def _delta(quick: bool) -> report.Section:
     from . import delta
 
-    return delta.run(items=2000 if quick else DELTA_ITEMS, changes=100)
+    return delta.run(sizes=(500, 2000) if quick else DELTA_ITEMS, changes=100)
 
 
 def _deep(quick: bool) -> report.Section:
@@ -67,13 +69,26 @@ def _scale(quick: bool) -> report.Section:
 
 def _command(args: argparse.Namespace, wanted: list[str]) -> str:
     return ("scripts/bench" + (" --quick" if args.quick else "") + ("" if wanted == list(ORDER) else f" --only {args.only}")
-            + (f" --delta-items {args.delta_items}" if args.delta_items != 100_000 else ""))
+            + (f" --delta-items {args.delta_items}" if args.delta_items != "5000,20000,100000" else ""))
 
 
 def _selection(quick: bool) -> report.Section:
     from . import selection
 
-    return selection.run(items=3000 if quick else DELTA_ITEMS, files=100, changes=10)
+    return selection.run(items=3000 if quick else max(DELTA_ITEMS), files=100, changes=10)
+
+
+def _latency(quick: bool) -> report.Section:
+    from . import latency
+
+    return latency.run(files=60 if quick else 300, threads=(1, 4, 8, 16) if quick else (1, 2, 4, 8, 16, 32),
+                       repeats=1 if quick else 2)
+
+
+def _azurite_gc(quick: bool) -> report.Section:
+    from . import azurite_gc
+
+    return azurite_gc.run(sizes=(1_000, 4_000) if quick else (5_000, 20_000))
 
 
 def _peer(quick: bool) -> report.Section:
@@ -83,7 +98,7 @@ def _peer(quick: bool) -> report.Section:
 
 
 RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
-           "selection": _selection, "peer": _peer}
+           "selection": _selection, "peer": _peer, "latency": _latency, "azurite_gc": _azurite_gc}
 
 
 def main() -> int:
@@ -91,9 +106,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run")
     parser.add_argument("--only", default=",".join(ORDER), help="comma-separated subset of " + ", ".join(ORDER))
-    parser.add_argument("--delta-items", type=int, default=100_000, help="drive size of the delta benchmark (default 100,000)")
+    parser.add_argument("--delta-items", default="5000,20000,100000",
+                        help="drive sizes of the delta benchmark, comma-separated (default 5000,20000,100000)")
     args = parser.parse_args()
-    DELTA_ITEMS = args.delta_items
+    DELTA_ITEMS = tuple(int(n) for n in args.delta_items.split(","))
     logging.basicConfig(level=logging.ERROR)  # the app's retry warnings are not figures
     warnings.filterwarnings("ignore")
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]

@@ -2,7 +2,10 @@
 drive and the seconds until the mirror matches again, through the whole path: the emulator's
 notification → the webhook → the queue → the sync_worker function (local host's listener).
 
-    .venv/bin/python -m bench.delta [--items 100000] [--changes 100]
+    .venv/bin/python -m bench.delta [--items 5000,20000,100000] [--changes 100]
+
+At each size, the calls the change pass made (counted in the worker process, by service): a
+step whose cost grows with the drive shows as calls that grow with it.
 """
 
 from __future__ import annotations
@@ -11,17 +14,33 @@ import argparse
 import random
 import time
 
-from .copy import _check_mirror
+from .copy import _check_mirror, load_average
 from .report import CpuShare, Section
 from .worker import WorkerProcess
 
 SEED = 11
 
 
-def run(items: int = 100_000, changes: int = 100) -> Section:
+def run(sizes: tuple[int, ...] = (5_000, 20_000, 100_000), changes: int = 100) -> Section:
+    """Each drive size in its own Azurite; the change pass's seconds and storage calls side by side."""
+    section = Section(f"Delta: initial sync of {', '.join(f'{n:,}' for n in sizes)} tiny files, then {changes} changes "
+                      "in each").start()
+    figures = [_one_size(items, changes, section) for items in sizes]
+    if len(figures) > 1:
+        small, large = figures[0], figures[-1]
+        ratio = large["changes_seconds"] / small["changes_seconds"]
+        section.line(f"{sizes[-1]:,} vs {sizes[0]:,} items: change pass {ratio:.2f}× the seconds (target ≤ 1.5: "
+                     f"{'met' if ratio <= 1.5 else 'MISSED'}), storage calls {large['storage_calls']:.0f} vs "
+                     f"{small['storage_calls']:.0f}")
+        section.figures["changes_ratio"] = ratio
+    for items, figure in zip(sizes, figures, strict=True):
+        section.figures.update({f"{key}_{items}": value for key, value in figure.items()})
+    return section
+
+
+def _one_size(items: int, changes: int, section: Section) -> dict[str, float]:
     from .environment import environment
 
-    section = Section(f"Delta: initial sync of {items:,} tiny files, then {changes} changes").start()
     with environment() as env, WorkerProcess() as worker:
         worker.ask(do="warm")
         user = env.emulator.add_user(email="delta@example.com", display_name="Delta")
@@ -34,23 +53,33 @@ def run(items: int = 100_000, changes: int = 100) -> Section:
         _check_mirror(connection_id, user.drive)
         total = items + folders
         section.line(f"initial sync: {total:,} items ({items:,} files, {folders:,} folders) in {initial['seconds']:.1f} s: "
-                     f"{total / initial['seconds']:.0f} items/s ({len(initial['outcomes'])} invocation(s) of a 240 s budget)")
+                     f"{total / initial['seconds']:.0f} items/s ({len(initial['outcomes'])} invocation(s) of a 240 s budget); "
+                     f"worker peak memory {initial['peak_mb']:.0f} MB ({initial['peak_mb'] - initial['rss_before_mb']:+.0f} MB "
+                     "over the sync, sweep included)")
         section.line(usage)
 
         worker.ask(do="listen")
         _wait_idle(timeout=120)  # the sync sign-in queued has nothing left to do
         delivered = len(env.emulator.deliveries)
+        worker.ask(do="count", origins={"graph": env.emulator.graph_base_url, "download": env.emulator.download_base_url})
         applied = _apply_changes(user.drive, changes, random.Random(SEED))
         started = time.perf_counter()
         _wait_for(lambda: len(env.emulator.deliveries) > delivered, timeout=60)  # the webhook has queued the sync
         seconds = _wait_idle(timeout=1800) - started
+        counted = worker.ask(do="counted")
+        calls = counted["calls"]
         worker.ask(do="stop")
         _check_mirror(connection_id, user.drive)
-        section.line(f"{changes} changes ({', '.join(f'{n} {kind}' for kind, n in sorted(applied.items()))}): "
+        storage_calls = sum(calls.get(name, 0) for name in ("blob", "table", "queue"))
+        section.line(f"{items:,} items, {changes} changes ({', '.join(f'{n} {kind}' for kind, n in sorted(applied.items()))}): "
                      f"mirror matches {seconds:.2f} s after the last change "
-                     f"(notification debounce {env.emulator.notification_debounce:.1f} s included)")
-    section.figures.update({"items_per_s": total / initial["seconds"], "changes_seconds": seconds})
-    return section
+                     f"(notification debounce {env.emulator.notification_debounce:.1f} s included; {load_average()})")
+        section.line("calls of the change pass: " + ", ".join(f"{name} {calls.get(name, 0)}" for name in
+                                                            ("graph", "download", "blob", "table", "queue", "other")))
+        section.line("  table calls by kind: " + "; ".join(f"{kind.removeprefix('table ')} {n}" for kind, n in counted["kinds"].items()
+                                                      if kind.startswith("table")))
+    return {"items_per_s": total / initial["seconds"], "changes_seconds": seconds, "storage_calls": storage_calls,
+            "peak_mb": initial["peak_mb"]}
 
 
 def _apply_changes(drive, count: int, rng: random.Random) -> dict[str, int]:
@@ -105,10 +134,10 @@ def _wait_idle(timeout: float) -> float:
 
 def main() -> Section:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--items", default="5000,20000,100000", help="comma-separated drive sizes")
     parser.add_argument("--changes", type=int, default=100)
     args = parser.parse_args()
-    return run(args.items, args.changes)
+    return run(tuple(int(n) for n in args.items.split(",")), args.changes)
 
 
 if __name__ == "__main__":

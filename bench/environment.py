@@ -2,8 +2,8 @@
 
 Azurite runs with indexed lookups (devtools/azurite_indexed_lookups.js): as shipped it scans a
 whole partition for every row and every blob of the account for each blob it reads or writes,
-which makes a 100,000-item sync quadratic on the emulator though not on Azure Storage. Tests use
-Azurite as shipped.
+which makes a 100,000-item sync quadratic on the emulator though not on Azure Storage. Its blob
+GC is off (devtools/azurite_gc.js; `bench.azurite_gc` measures why). Tests use Azurite as shipped.
 
     with environment() as env:
         connection_id = env.connect(user)       # the real sign-in flow, over HTTP
@@ -92,7 +92,9 @@ def environment(*, in_memory: bool = True, time_budget_seconds: int = 240, with_
 
     saved = dict(os.environ)
     location = tempfile.mkdtemp(prefix="bench-azurite-")
-    with Azurite(location=location, in_memory=in_memory, indexed_lookups=True) as azurite:
+    # Azurite's blob GC off (0: it runs once, at the start): it is Azurite's alone, and a mark and
+    # sweep grows with the square of the blobs (bench/azurite_gc.py), stalling every answer.
+    with Azurite(location=location, in_memory=in_memory, indexed_lookups=True, gc_interval_ms=0) as azurite:
         emulator = None
         if with_emulator:
             from devtools.emulator import Emulator

@@ -3,10 +3,13 @@
 emulator and the benchmark itself. Driven by JSON lines on stdin; answers one JSON line each.
 
     {"do": "warm"}                                   import and connect everything; RSS
-    {"do": "upload", "name": ..., "size": n, "seed": s}   baseline: plain azure-storage-blob upload
-    {"do": "sync", "connection_id": ...}             engine.run until done (the copy path)
+    {"do": "upload", "name": ..., "size": n, "seed": s, "concurrency": c}   baseline: plain SDK upload
+    {"do": "sync", "connection_id": ..., "budget": s, "origins": {...}, "copy_threads": n}
+                                                     engine.run until done; CPU seconds, and
+                                                     calls by service if origins
     {"do": "sync_resumed", "connection_id": ...}     the same, each chunk of files from a cold row cache
     {"do": "listen"} / {"do": "stop"}                the sync_worker function fed by the queue listener
+    {"do": "count", "origins": {...}} / {"do": "counted"}   count calls by service between the two
     {"do": "quit"}
 """
 
@@ -74,7 +77,7 @@ def _warm() -> dict[str, Any]:
     return {"rss_mb": rss_mb()}
 
 
-def _upload(name: str, size: int, seed: int) -> dict[str, Any]:
+def _upload(name: str, size: int, seed: int, concurrency: int = 1) -> dict[str, Any]:
     from azure.storage.blob import BlobServiceClient
 
     from devtools.emulator.content import GeneratedContent
@@ -89,22 +92,35 @@ def _upload(name: str, size: int, seed: int) -> dict[str, Any]:
     reset_rss_peak()
     before = rss_mb()
     started = time.perf_counter()
-    blob.upload_blob(GeneratedContent(size=size, seed=seed).chunks(chunk_size=4 << 20), length=size, overwrite=True)
+    blob.upload_blob(GeneratedContent(size=size, seed=seed).chunks(chunk_size=4 << 20), length=size, overwrite=True,
+                     max_concurrency=concurrency)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb()}
 
 
-def _sync(connection_id: str) -> dict[str, Any]:
-    from functions.sync import engine
+def _sync(connection_id: str, budget: float | None = None, origins: dict[str, str] | None = None,
+          copy_threads: int | None = None) -> dict[str, Any]:
+    """`budget`: seconds per message (else the setting); `origins` (graph=, download=): count calls;
+    `copy_threads`: downloads at once (else the app's COPY_THREADS)."""
+    from devtools.calls import CallCounter
+    from functions.microsoft.transport import Deadline
+    from functions.sync import apply, engine
 
+    if copy_threads:
+        apply.COPY_THREADS = copy_threads
+
+    calls = CallCounter.for_environment(**(origins or {}))
+    if origins:
+        calls.__enter__()
     reset_rss_peak()
     before = rss_mb()
     started = time.perf_counter()
+    cpu_started = time.process_time()  # the worker's own CPU, every thread
     outcomes: list[str] = []
     failures = 0
     while True:
         try:
-            result = engine.run(connection_id, reason="bench")
+            result = engine.run(connection_id, reason="bench", deadline=Deadline(budget) if budget else None)
         except Exception as error:
             # What the host does with a failed invocation: run the message again (maxDequeueCount 5).
             failures += 1
@@ -118,8 +134,51 @@ def _sync(connection_id: str) -> dict[str, Any]:
         if result.outcome != "continued":
             time.sleep(max(0.05, result.retry_after))
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb(), "outcomes": outcomes,
-            "stats": result.stats}
+    cpu_seconds = time.process_time() - cpu_started
+    if origins:
+        calls.__exit__()
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb(),
+            "outcomes": outcomes, "stats": result.stats, "calls": dict(calls.snapshot())}
+
+
+_counter = None
+
+
+def _count(origins: dict[str, str]) -> dict[str, Any]:
+    """Count this process's calls from now (the queue listener's syncs included)."""
+    global _counter
+    from devtools.calls import CallCounter
+
+    _counter = CallCounter.for_environment(**origins).__enter__()
+    return {"counting": True}
+
+
+def _counted() -> dict[str, Any]:
+    global _counter
+    if _counter is None:
+        return {"calls": {}}
+    _counter.__exit__()
+    calls, kinds, _counter = dict(_counter.snapshot()), _call_kinds(_counter.calls), None
+    return {"calls": calls, "kinds": kinds}
+
+
+def _call_kinds(calls: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Calls by service, method and what they reach (a table query: the table and its filter)."""
+    import re
+    from collections import Counter
+    from urllib.parse import unquote
+
+    def kind(service: str, method: str, path: str) -> str:
+        path = unquote(path)
+        if "?" in path:
+            where, _, query = path.partition("?")
+            found = re.search(r"\$filter=([^&]*)", query)
+            condition = re.sub(r"'[^']*'", "…", found.group(1)) if found else ""
+            return f"{service} {method} {where.rsplit('/', 1)[-1].split('(')[0]} where {condition}"
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        return f"{service} {method} {last.split('(')[0] if service == 'table' else ''}".rstrip()
+
+    return dict(Counter(kind(*call) for call in calls).most_common())
 
 
 def _sync_resumed(connection_id: str) -> dict[str, Any]:
@@ -174,7 +233,7 @@ def main() -> None:
                 out.flush()
                 return
             answer = {"warm": _warm, "upload": _upload, "sync": _sync, "sync_resumed": _sync_resumed, "listen": _listen,
-                      "stop": _stop}[action](**command)
+                      "stop": _stop, "count": _count, "counted": _counted}[action](**command)
         except Exception as error:  # reported to the parent, which stops the benchmark
             answer = {"error": f"{type(error).__name__}: {str(error)[:500]}"}
         out.write(json.dumps(answer) + "\n")

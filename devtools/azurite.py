@@ -22,6 +22,7 @@ from functions.storage import development_connection_string
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "node_modules" / ".bin" / "azurite"
 INDEXED_LOOKUPS = Path(__file__).with_name("azurite_indexed_lookups.js")
+GC_SWITCH = Path(__file__).with_name("azurite_gc.js")
 
 
 def ensure_installed() -> None:
@@ -40,11 +41,14 @@ class Azurite:
     """One Azurite process; `connection_string` reaches its blob, queue and table services."""
 
     def __init__(self, location: str | os.PathLike[str] | None = None, in_memory: bool = False,
-                 indexed_lookups: bool = False) -> None:
+                 indexed_lookups: bool = False, gc_interval_ms: int | None = None) -> None:
         self.location = Path(location) if location else Path(tempfile.mkdtemp(prefix="azurite-"))
         self.in_memory = in_memory
         # Benchmarks at 100k rows: see azurite_indexed_lookups.js (tests run Azurite as shipped).
         self.indexed_lookups = indexed_lookups
+        # Benchmarks: the blob GC's interval (None: Azurite's 10 minutes, unlogged; 0: only at start)
+        # and a log line per mark and sweep (see azurite_gc.js).
+        self.gc_interval_ms = gc_interval_ms
         self.ports = (free_port(), free_port(), free_port())
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -64,8 +68,11 @@ class Azurite:
         log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 (the child keeps writing to it)
         # A process group of its own so that stop() ends node and anything it spawned.
         env = dict(os.environ)
-        if self.indexed_lookups:
-            env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --require {INDEXED_LOOKUPS}".strip()
+        preloads = ([INDEXED_LOOKUPS] if self.indexed_lookups else []) + ([GC_SWITCH] if self.gc_interval_ms is not None else [])
+        if preloads:
+            env["NODE_OPTIONS"] = " ".join([env.get("NODE_OPTIONS", ""), *(f"--require {p}" for p in preloads)]).strip()
+        if self.gc_interval_ms is not None:
+            env["AZURITE_GC_INTERVAL_MS"] = str(self.gc_interval_ms)
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         for port in self.ports:
@@ -77,6 +84,13 @@ class Azurite:
                     raise RuntimeError(f"Azurite did not open port {port} within {timeout} s")
                 time.sleep(0.05)
         return self
+
+    def gc_runs(self) -> list[tuple[str, int]]:
+        """(start, milliseconds) of each blob mark and sweep so far (with `gc_interval_ms` set)."""
+        import re
+
+        text = (self.location / "azurite.log").read_text(errors="replace")
+        return [(at, int(ms)) for at, ms in re.findall(r"azurite-gc: mark and sweep at (\S+) took (\d+) ms", text)]
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -40,6 +40,7 @@ Failure                          every failure the app raises on purpose (a bug 
 ├── SealError                    tokens/keyring.py: a sealed token does not open
 ├── LeaseLost                    sync/state.py: another worker (or a disconnect) took the sync
 ├── OutOfTime                    sync/apply.py: the invocation's time budget is spent
+├── Paused                       sync/mirror.py: a copy's budget ended mid-file (its staged blocks kept)
 └── Mismatch                     sync/mirror.py: downloaded bytes differ from the listing
 ```
 

@@ -44,6 +44,7 @@ class Options:
     # Leniency for old clients (rclone < 1.67 sends Graph's bearer token to the download host):
     # the real service answers 401 there.
     allow_auth_on_download: bool = False
+    download_rate: float = 0  # bytes/s per download (0: as fast as it goes), e.g. a home line
 
     # --- every request ---
     request_latency: float = 0.0  # seconds added to every Graph, sign-in and download request

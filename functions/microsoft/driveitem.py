@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -11,7 +11,8 @@ from functions.microsoft.driveids import normalise_drive_id
 
 # What the mirror needs from delta; Graph bakes the $select into the links it returns.
 DELTA_SELECT = (
-    "id,name,eTag,cTag,size,file,folder,parentReference,root,deleted,package,remoteItem,malware,lastModifiedDateTime"
+    "id,name,eTag,cTag,size,file,folder,parentReference,root,deleted,package,remoteItem,malware,lastModifiedDateTime,"
+    "@microsoft.graph.downloadUrl"
 )
 
 # quickXorHash of empty input. Tombstones carry it as a placeholder (microsoft.md §3).
@@ -47,6 +48,8 @@ class DriveItem:
     deleted: bool = False
     malware: bool = False
     drive_id: str = ""  # normalised
+    # Files: the pre-authenticated URL of the bytes (microsoft.md §4), short-lived; never stored.
+    download_url: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_graph(cls, d: dict[str, Any]) -> DriveItem:
@@ -84,6 +87,7 @@ class DriveItem:
             ctag=str(d.get("cTag") or ""),
             malware=d.get("malware") is not None,
             drive_id=normalise_drive_id(str(parent.get("driveId") or "")),
+            download_url=url if kind is Kind.FILE and isinstance(url := d.get("@microsoft.graph.downloadUrl"), str) and url else None,
         )
 
 

@@ -8,6 +8,9 @@ only on Graph's own origin, so a bearer token can never be sent elsewhere.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,6 +26,10 @@ from functions.microsoft.wire import Account, DeltaPage, Drive, ItemRead, Json, 
 from functions.settings import settings
 
 log = logging.getLogger(__name__)
+
+DOWNLOAD_URLS_KEPT = 20_000  # ~10 MB of URLs at most
+# Microsoft documents the URL's life as "a few minutes" in one place and an hour in another.
+DOWNLOAD_URL_FRESH_SECONDS = 120.0
 
 # How a download host refuses a pre-authenticated URL that expired while we used it.
 _EXPIRED_LINK_STATUS = frozenset({401, 403, 410, 416})
@@ -69,6 +76,23 @@ class GraphClient:
         self._pause = Pause()  # one 429 pauses every request of this connection
         self._base = settings().graph_base_url
         self._origin = _origin(self._base)
+        # Download URLs that delta listed (or /content redirected to), used while fresh: a copy then
+        # costs one request instead of `/content` and its redirect, and the ranges of a large copy
+        # one each. Dropped once used, unless more ranges follow. In memory only (they are credentials).
+        self._download_urls: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._urls_lock = threading.Lock()
+
+    def remember_download_url(self, item_id: str, url: str, *, since: float | None = None) -> None:
+        with self._urls_lock:
+            self._download_urls.pop(item_id, None)
+            self._download_urls[item_id] = (url, time.monotonic() if since is None else since)
+            while len(self._download_urls) > DOWNLOAD_URLS_KEPT:
+                self._download_urls.popitem(last=False)
+
+    def _listed_download_url(self, item_id: str) -> tuple[str, float] | None:
+        with self._urls_lock:
+            url, listed_at = self._download_urls.pop(item_id, ("", 0.0))
+        return (url, listed_at) if url and time.monotonic() - listed_at < DOWNLOAD_URL_FRESH_SECONDS else None
 
     def url(self, path_or_link: str) -> str:
         if path_or_link.startswith(("http://", "https://")):
@@ -167,14 +191,19 @@ class GraphClient:
             return
 
     @contextmanager
-    def download(self, item_id: str, *, start: int = 0) -> Iterator[httpx.Response]:
-        """Stream an item's content from `start`. The caller must check 206 vs 200 when start > 0.
+    def download(self, item_id: str, *, start: int = 0, end: int | None = None, more: bool = False
+                 ) -> Iterator[httpx.Response]:
+        """Stream an item's content from `start` (to `end`, inclusive, if given). The caller must
+        check 206 vs 200 when it asked for a range. `more`: another range of the same item
+        follows, so the download URL is kept for it (in memory, while fresh) instead of asking
+        `/content` again.
 
         `/content` answers 302 to a pre-authenticated URL on another host (which gets no
         Authorization), or 200/206 with the bytes themselves: both occur, both are used. A refusal that a fresh URL fixes is `LinkExpired`; the caller resumes with a new call.
+        The URL delta listed for the item is tried first, if fresh; refused (expired), `/content`.
         """
         try:
-            download = self._open_download(item_id, start)
+            download = self._open_download(item_id, start, end, more)
         except (ItemNotFound, LinkExpired):
             raise
         except GraphError as error:
@@ -186,8 +215,16 @@ class GraphClient:
         finally:
             download.close()
 
-    def _open_download(self, item_id: str, start: int) -> httpx.Response:
-        headers = {"Range": f"bytes={start}-"} if start else {}
+    def _open_download(self, item_id: str, start: int, end: int | None, more: bool) -> httpx.Response:
+        headers = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
+        listed = self._listed_download_url(item_id)
+        if listed:
+            download = self._fetch_download(listed[0], headers)
+            if download.status_code < 400:
+                if more:
+                    self.remember_download_url(item_id, listed[0], since=listed[1])
+                return download
+            download.close()  # expired, or refused for a reason /content will tell
         response = self.request("GET", item_path(item_id) + "/content", headers=headers, stream=True)
         if response.status_code in (200, 206):
             return response
@@ -195,20 +232,26 @@ class GraphClient:
         location = response.headers.get("Location")
         if response.status_code not in (301, 302, 303, 307, 308) or not location:
             raise GraphError(response.status_code, "noRedirect", "content answered neither bytes nor a download URL")
-        download = transport.send(
-            lambda: transport.client().build_request("GET", location, headers=headers),
-            deadline=self._deadline,
-            pause=self._pause,
-            stream=True,
-            what="download",
-        )
+        since = time.monotonic()
+        download = self._fetch_download(location, headers)
         if download.status_code >= 400:
             try:
                 download.read()
             finally:
                 download.close()
             raise _typed_error(download)
+        if more:
+            self.remember_download_url(item_id, location, since=since)
         return download
+
+    def _fetch_download(self, location: str, headers: dict[str, str]) -> httpx.Response:
+        return transport.send(
+            lambda: transport.client().build_request("GET", location, headers=headers),
+            deadline=self._deadline,
+            pause=self._pause,
+            stream=True,
+            what="download",
+        )
 
     def _send(self, method: str, url: str, *, json: Any, params: dict[str, str] | None, headers: dict[str, str] | None,
               force_refresh: bool, stream: bool) -> httpx.Response:

@@ -119,6 +119,15 @@ class Container:
         with translated(f"upload to {self.name}"):
             self._blob(name).stage_block(block_id, data)
 
+    def uncommitted_blocks(self, name: str) -> dict[str, int]:
+        """The blocks staged for the blob and not committed yet: size by block id (none: {})."""
+        try:
+            with translated(f"read of {self.name}"):
+                _, uncommitted = self._blob(name).get_block_list("uncommitted")
+        except NotFound:
+            return {}
+        return {block.id: block.size for block in uncommitted}
+
     def commit_blocks(self, name: str, block_ids: list[str], metadata: Mapping[str, str]) -> None:
         from azure.storage.blob import BlobBlock
 

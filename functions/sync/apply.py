@@ -8,6 +8,7 @@ and its mirrored values are written, so a killed worker redoes at most what was 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -20,6 +21,7 @@ from functions.errors import Failure, Unavailable
 from functions.microsoft.driveitem import Kind
 from functions.microsoft.graph import GraphClient
 from functions.sync import events, itemrows
+from functions.sync import mirror as mirrors
 from functions.sync.events import ChangeEvent, ChangeType
 from functions.sync.mirror import MOVED, OCCUPIED, STAGING_PREFIX, Mirror, metadata, staging_path
 from functions.sync.plan import (
@@ -40,7 +42,13 @@ S = TypeVar("S")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
 
-COPY_THREADS = 8  # concurrent downloads per connection; each holds at most ~2 blocks in memory
+# Concurrent downloads per connection. With 50 ms per request to Microsoft (bench/latency.py, load 2):
+# 8 at once 79 files/s, 16 at once 97 (what no latency gives at 8), 32 at once 105. Still 8: with
+# 16 a worker killed mid-apply loses twice the copies in flight (test_failures' resume bound).
+COPY_THREADS = 8
+# Of them, files of more than one block (each holds up to IN_FLIGHT + 1 blocks, 20 MiB): memory
+# stays under 4 x 20 MiB whatever the mix.
+LARGE_COPY_THREADS = 4
 BLOB_THREADS = 16  # concurrent server-side moves and deletes
 FILE_CHUNK = 200  # pending files planned together
 FOLDER_CHUNK = 100
@@ -85,7 +93,7 @@ class Applier:
         self.scope = scope  # a selection: only what it covers belongs in the mirror
         self.graph = graph
         self.mirror = Mirror(connection_id)
-        self.rows = itemrows.RowCache(connection_id)
+        self.rows = itemrows.RowCache(connection_id, dense=full)
         self.stats = stats
         self.out_of_time = out_of_time
         self.check_lease = check_lease
@@ -97,6 +105,8 @@ class Applier:
         # items' pending rows are removed (one table call per 100 items, not one per item).
         self._unwritten: dict[str, dict[str, Any]] = {}
         self._listed: frozenset[str] | None = None
+        self.checkpoints = itemrows.CopyCheckpoints(connection_id)
+        self._large_copies = threading.BoundedSemaphore(LARGE_COPY_THREADS)
         self._folders_moved = False  # a folder got a new path: skipped descendants may fit now
         self._listing_taken = not full  # a full enumeration's applier lists the mirror once
 
@@ -173,7 +183,7 @@ class Applier:
     def _relocate(self, old_prefix: str) -> None:
         """Every blob under a folder's old prefix goes where its own item must be now."""
         blobs = list(self.mirror.list(old_prefix))
-        self.rows.load_chains([b.item_id for b in blobs if b.item_id])
+        self.rows.load_chains([b.item_id for b in blobs if b.item_id], dense=True)
         resolver = self._resolver()
         moves, deletes = plan_blobs([(b.path, b.item_id) for b in blobs], resolver)
         infos = {b.path: b for b in blobs}
@@ -357,7 +367,11 @@ class Applier:
             return False  # stays pending for the continuation
         self.check_lease()
         row = self.rows[step.item_id]
-        result = self.mirror.copy(self.graph, step, metadata(row.id, row.etag, row.quickxorhash, row.ctag), self._listed)
+        with self._large_copies if step.size > mirrors.BLOCK_SIZE else contextlib.nullcontext():
+            result = self.mirror.copy(self.graph, step, metadata(row.id, row.etag, row.quickxorhash, row.ctag),
+                                      self._listed, out_of_time=self.out_of_time, checkpoints=self.checkpoints)
+        if result.outcome == "paused":
+            return False  # stays pending: the next message continues after the staged blocks
         if result.outcome in ("copied", "unchanged"):
             with self._lock:
                 self._unavailable = 0
@@ -469,7 +483,7 @@ def _is_staging(path: str) -> bool:
 
 def keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:
     """Files are planned once per chunk; folders are the ancestors every chunk needs again."""
-    kept = itemrows.RowCache(rows.connection_id)
+    kept = itemrows.RowCache(rows.connection_id, dense=rows.dense)
     for item_id, state in rows.items():
         if state.kind.holds_children:
             kept[item_id] = state

@@ -277,6 +277,9 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], 
         for _ in range(page.without_id):
             log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
         itemrows.record_delta_page(connection_id, page.items, epoch=lease.state.resync_epoch or None)
+        for item in page.items:
+            if item.download_url and not item.deleted:
+                graph.remember_download_url(item.id, item.download_url)
         if page.next_link:
             lease.update(next_link=page.next_link)  # the checkpoint: a killed worker resumes here
             link = page.next_link

@@ -27,6 +27,11 @@ READ_THREADS = 16
 # (or a big folder's listing) they are nearly consecutive keys. A page holds at most SLACK rows
 # per id, so a sparse range costs one bounded page, then point reads for what it didn't settle.
 RANGE_READ_MIN = 20
+# Not dense (an incremental pass): the changed ids are scattered over the whole drive, and how many
+# a range page settles depends on the drive's size; point reads cost one call per id whatever the
+# drive holds. Ranges only for many ids at once, or where a caller asks (a folder's relocation
+# lists all its blobs: by point reads, a short budget could be spent before the first move).
+RANGE_READ_SPARSE_MIN = 1000
 RANGE_READ_IDS = 300
 RANGE_READ_SLACK = 3
 
@@ -132,18 +137,20 @@ class RowCache(dict[str, ItemState]):
     """Rows read during one run, by item id. One worker owns a connection at a time (the lease),
     so what it wrote itself is what the table holds."""
 
-    def __init__(self, connection_id: str) -> None:
+    def __init__(self, connection_id: str, *, dense: bool = True) -> None:
         super().__init__()
         self.connection_id = connection_id
+        self.dense = dense  # the ids asked for are most of the drive's (a full enumeration)
         self._lock = threading.Lock()
         self._missing: set[str] = set()
         self.aliases: dict[str, str] = {}  # a parent id as delta spelt it -> the row's id (case differs)
 
-    def load(self, item_ids: Iterable[str]) -> None:
+    def load(self, item_ids: Iterable[str], *, dense: bool | None = None) -> None:
         """Read the rows not cached yet: a dense run of keys (an initial sync's chunk) in one
-        range query, the rest by point reads, concurrently."""
+        range query, the rest by point reads, concurrently. `dense` overrides the cache's own."""
         wanted = [i for i in dict.fromkeys(item_ids) if i and i not in self and i not in self._missing]
-        if len(wanted) >= RANGE_READ_MIN:
+        dense = self.dense if dense is None else dense
+        if len(wanted) >= (RANGE_READ_MIN if dense else RANGE_READ_SPARSE_MIN):
             ordered = sorted(wanted, key=row_key)
             slices = [ordered[start:start + RANGE_READ_IDS] for start in range(0, len(ordered), RANGE_READ_IDS)]
             with ThreadPoolExecutor(min(READ_THREADS, len(slices))) as pool:
@@ -187,14 +194,18 @@ class RowCache(dict[str, ItemState]):
                     unsettled.append(item_id)
         return unsettled
 
-    def load_chains(self, item_ids: Iterable[str]) -> None:
-        """The rows of these items and of all their ancestors, desired and mirrored."""
+    def load_chains(self, item_ids: Iterable[str], *, dense: bool | None = None) -> None:
+        """The rows of these items and of all their ancestors, desired and mirrored (`dense`: of
+        the items themselves, as in `load`)."""
         # Each level is a set: siblings share a parent, and parent_id usually equals m_parent_id;
         # a list would double at every level (2^depth ids for a folder 30 levels down).
         frontier = list(dict.fromkeys(item_ids))
         seen = set(frontier)
         for depth in range(1000):
-            self.load(frontier)
+            if depth == 0 and dense is not None:
+                self.load(frontier, dense=dense)
+            else:
+                self.load(frontier)
             if depth:
                 frontier += self._load_case_variants([i for i in frontier if i in self._missing])
             nxt: dict[str, None] = {}
@@ -298,6 +309,25 @@ def has_pending(connection_id: str) -> bool:
 def mark_pending(connection_id: str, states: list[ItemState]) -> None:
     _pending().batch(_upserts({"PartitionKey": connection_id, "RowKey": row_key(s.id), "item_id": s.id,
                                "folder": s.kind.holds_children} for s in states))
+
+
+class CopyCheckpoints:
+    """A long copy's checkpoint (sync/mirror.py `Staged`), kept in the item's pending row: it
+    goes with the row when the item is done."""
+
+    def __init__(self, connection_id: str) -> None:
+        self.connection_id = connection_id
+
+    def load(self, item_id: str) -> str | None:
+        row = _pending().get(self.connection_id, row_key(item_id))
+        value = row.get("copy_checkpoint") if row is not None else None
+        return value if isinstance(value, str) and value else None
+
+    def save(self, item_id: str, value: str) -> None:
+        # Insert or merge: collect's own merge of the pending row keeps it (a changed file's
+        # checkpoint names other bytes and is ignored).
+        _pending().upsert({"PartitionKey": self.connection_id, "RowKey": row_key(item_id), "item_id": item_id,
+                           "folder": False, "copy_checkpoint": value})
 
 
 def done(connection_id: str, item_ids: list[str]) -> None:

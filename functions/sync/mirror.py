@@ -4,29 +4,32 @@ Every blob carries its item's id in its metadata, and every destructive step che
 or a move only touches a blob that still holds the item it is meant for (paths get reused).
 Copies stream into staged blocks of a fixed size while computing the quickXorHash, and commit
 (a file of one block: upload, in one call) only when size and hash match the listing: the mirror
-never shows a half-written or unverified file, and a 10 GB file costs the memory of two blocks
-(one downloading while the one before it stages).
+never shows a half-written or unverified file, and a 10 GB file costs the memory of a few blocks
+(IN_FLIGHT staging while the next one downloads). A copy longer than the time budget checkpoints
+its staged blocks and its hash state, and the next invocation downloads only the rest.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import string
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, unquote
 
 import httpx
 import quickxorhash
 
 from functions import storage
-from functions.errors import Conflict, Failure, Forbidden, ItemNotFound, LinkExpired, NotFound, Unavailable
+from functions.errors import Conflict, Failure, Forbidden, ItemNotFound, LinkExpired, NotFound, Throttled, Unavailable
 from functions.microsoft.driveitem import ZERO_HASH
 from functions.microsoft.transport import backoff_delay
 from functions.sync.plan import Copy, blob_name
@@ -36,8 +39,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BLOCK_SIZE = 4 * 1024 * 1024  # staged block size: the memory a copy costs
+BLOCK_SIZE = 4 * 1024 * 1024  # staged block size
+IN_FLIGHT = 4  # blocks staging at once: a copy holds at most IN_FLIGHT + 1 blocks in memory
+MAX_BLOCKS = 50_000  # Azure: committed blocks per blob (a 250 GB file needs blocks over 4 MiB)
+CHECKPOINT_BLOCKS = 64  # a long copy checkpoints its staged blocks this often, not only at the budget
 READ_CHUNK = 256 * 1024
+# A file of many blocks is downloaded in ranges of about SEGMENT_SECONDS each (whole blocks, sized
+# from the rate of the one before; the first is one block): the budget is checked between ranges,
+# where no byte is in transit, so a pause discards nothing it downloaded.
+SEGMENT_SECONDS = 2.0
+MAX_SEGMENT_BLOCKS = 64
 STREAM_ATTEMPTS = 5  # broken streams resumed (with Range) before the copy counts as failed
 VERIFY_ATTEMPTS = 2  # whole downloads whose bytes don't match the listing before we give up
 COPY_POLL_SECONDS = 120.0
@@ -70,7 +81,7 @@ class BlobInfo:
 
 @dataclass(frozen=True)
 class CopyResult:
-    outcome: str  # "copied" | "unchanged" | "gone" | "malware" | "failed" | "unavailable"
+    outcome: str  # "copied" | "unchanged" | "gone" | "malware" | "failed" | "unavailable" | "paused"
     size: int = 0
     error: str = ""
 
@@ -193,12 +204,15 @@ class Mirror:
         self.container.upload(self._name(path), b"", blob_metadata)
 
     def copy(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str],
-             listed: frozenset[str] | None = None) -> CopyResult:
+             listed: frozenset[str] | None = None, *, out_of_time: Callable[[], bool] = lambda: False,
+             checkpoints: Checkpoints | None = None) -> CopyResult:
         """Download the item into `plan.path`, verified. Typed errors other than "gone" and
         "malware" propagate (Throttled, ReauthRequired, storage errors).
 
         `listed`: the mirror's paths at some earlier moment (`paths`). A path not in it is not
-        probed: if the blob appeared since, the copy merely overwrites it with the same bytes."""
+        probed: if the blob appeared since, the copy merely overwrites it with the same bytes.
+        A file of many blocks that outlasts the budget (`out_of_time`) is "paused": its staged
+        blocks are saved in `checkpoints`, and the next copy of the same bytes continues there."""
         if plan.empty:
             # Zero bytes: nothing to download; `hashes: {}` on the wire still means the empty hash.
             self.write_empty(plan.path, {**blob_metadata, "quickxorhash": meta(ZERO_HASH)})
@@ -208,10 +222,14 @@ class Mirror:
                 and existing.quickxorhash == plan.quickxorhash and existing.size == plan.size):
             return CopyResult("unchanged", 0)  # e.g. written before a crash, or a reconnect
         error = ""
-        for _ in range(VERIFY_ATTEMPTS):
+        for attempt in range(VERIFY_ATTEMPTS):
             try:
-                size = self._stream(graph, plan, blob_metadata)
+                # A second attempt (the bytes did not match) trusts no block staged before.
+                size = self._stream(graph, plan, blob_metadata, out_of_time=out_of_time, checkpoints=checkpoints,
+                                    resume=attempt == 0)
                 return CopyResult("copied", size)
+            except Paused as paused:
+                return CopyResult("paused", paused.args[0])
             except ItemNotFound:
                 return CopyResult("gone")  # deleted since the delta: its tombstone follows
             except Forbidden as forbidden:
@@ -225,59 +243,99 @@ class Mirror:
                 return CopyResult("unavailable", error=str(unavailable))
         return CopyResult("failed", error=error)
 
-    def _stream(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str]) -> int:
+    def _stream(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str], *, out_of_time: Callable[[], bool],
+                checkpoints: Checkpoints | None, resume: bool) -> int:
+        """Download into staged blocks (IN_FLIGHT staging at once, hashed in order), verify, commit.
+        Raises Paused once `out_of_time()` says so, after checkpointing the blocks staged so far."""
         name = self._name(plan.path)
-        nonce = uuid.uuid4().hex[:12]  # block ids of this attempt only; uncommitted ones expire
-        blocks: list[str] = []
+        block_size = block_size_for(plan.size)
+        content = _content_key(plan)
+        staged = self._staged(name, plan.item_id, content, block_size, checkpoints) if resume and plan.size > block_size else None
+        # The bytes of earlier invocations' blocks are known only by their hash state: the state of
+        # the whole file combines it with the hasher of what this invocation downloads.
+        nonce = staged.nonce if staged else uuid.uuid4().hex[:12]  # block ids of this attempt only
+        prefix_state, prefix_length = (staged.state, staged.offset) if staged else (0, 0)
+        blocks = staged.blocks if staged else 0
         hasher = quickxorhash.quickxorhash()
-        offset = 0
+        offset = prefix_length
         buffer = bytearray()
         failures = 0
         single: bytes | None = None
-        # Block N stages on another thread while block N+1 downloads: one block in flight at most.
         stager: ThreadPoolExecutor | None = None
-        in_flight: Future[None] | None = None
+        in_flight: deque[Future[None]] = deque()
 
-        def settle() -> None:
-            nonlocal in_flight
-            if in_flight is not None:
-                staging, in_flight = in_flight, None
-                staging.result()  # a block that failed to stage ends the copy here
+        def settle(keep: int = 0) -> None:
+            # Oldest first: every block before the last `keep` is staged (a failed one raises here).
+            while len(in_flight) > keep:
+                in_flight.popleft().result()
+
+        def hash_state() -> int:
+            return _combine(prefix_state, prefix_length, _state_of(hasher.digest(), offset - prefix_length))
+
+        def checkpoint() -> None:
+            if checkpoints is not None:
+                settle()
+                checkpoints.save(plan.item_id, Staged(content, nonce, blocks, block_size, hash_state()).to_text())
+
+        late_since = 0.0
 
         def stage(data: bytes) -> None:
-            nonlocal offset, stager, in_flight
-            settle()
-            block_id = base64.b64encode(f"{nonce}-{len(blocks):08d}".encode()).decode()
+            nonlocal offset, stager, blocks, late_since
+            settle(keep=IN_FLIGHT - 1)
             if stager is None:
-                stager = ThreadPoolExecutor(1, thread_name_prefix="stage-block")
-            in_flight = stager.submit(self.container.stage_block, name, block_id, data)
+                stager = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="stage-block")
+            in_flight.append(stager.submit(self.container.stage_block, name, _block_id(nonce, blocks), data))
             # Counted once handed over: a resumed download continues after it, and a block that
             # fails to stage raises (in settle) before anything is committed.
             hasher.update(data)
-            blocks.append(block_id)
+            blocks += 1
             offset += len(data)
+            if len(data) == block_size and offset < plan.size:
+                # Out of time mid-range: the range ends within SEGMENT_SECONDS, and the pause
+                # between ranges discards nothing. A range much slower than that pauses here
+                # (what was in transit is downloaded again).
+                if out_of_time():
+                    late_since = late_since or time.monotonic()
+                    if time.monotonic() - late_since > 2 * SEGMENT_SECONDS:
+                        raise Paused(offset)  # the download is closed first, then checkpointed
+                if blocks % CHECKPOINT_BLOCKS == 0:
+                    checkpoint()  # a worker killed past here resumes here
 
+        segment = block_size  # bytes asked for in one range (many-block files only)
         try:
             while True:
                 buffer.clear()
                 try:
-                    with graph.download(plan.item_id, start=offset) as response:
-                        if offset and not _resumes_at(response, offset):
-                            # Range ignored (200) or answered from elsewhere: start over from byte 0.
-                            settle()
-                            blocks.clear()
-                            hasher = quickxorhash.quickxorhash()
-                            offset = 0
-                        for chunk in response.iter_bytes(READ_CHUNK):
-                            buffer += chunk
-                            if offset + len(buffer) > plan.size:
-                                raise Mismatch(f"more bytes than the listed {plan.size}")
-                            while len(buffer) >= BLOCK_SIZE:
-                                stage(bytes(memoryview(buffer)[:BLOCK_SIZE]))
-                                del buffer[:BLOCK_SIZE]
-                        if buffer and (blocks or offset):
-                            stage(bytes(buffer))
-                            buffer.clear()
+                    while True:  # one range after the other (a file of one block: one request)
+                        start = offset + len(buffer)
+                        ranged = plan.size > block_size and start + segment < plan.size
+                        if start and start < plan.size and not buffer and out_of_time():
+                            raise Paused(offset)  # between two ranges: nothing in transit
+                        asked_at = time.monotonic()
+                        with graph.download(plan.item_id, start=start, end=start + segment - 1 if ranged else None,
+                                            more=ranged) as response:
+                            if start and not _resumes_at(response, start):
+                                # Range ignored (200) or answered from elsewhere: start over from byte 0.
+                                settle()
+                                blocks, offset, prefix_state, prefix_length = 0, 0, 0, 0
+                                hasher = quickxorhash.quickxorhash()
+                                buffer.clear()
+                            for chunk in response.iter_bytes(READ_CHUNK):
+                                buffer += chunk
+                                if offset + len(buffer) > plan.size:
+                                    raise Mismatch(f"more bytes than the listed {plan.size}")
+                                while len(buffer) >= block_size:
+                                    stage(bytes(memoryview(buffer)[:block_size]))
+                                    del buffer[:block_size]
+                            got = offset + len(buffer) - start
+                        if offset + len(buffer) >= plan.size or not got:
+                            break  # the whole file (or a server that sends nothing more: checked below)
+                        # The next range: as many whole blocks as SEGMENT_SECONDS at this one's rate.
+                        rate = got / max(time.monotonic() - asked_at, 1e-3)
+                        segment = block_size * max(1, min(MAX_SEGMENT_BLOCKS, int(rate * SEGMENT_SECONDS) // block_size))
+                    if buffer and (blocks or offset):
+                        stage(bytes(buffer))
+                        buffer.clear()
                     if buffer:
                         # The whole file fits in one block: hash it now, upload it in one call
                         # below (with its metadata) only once it is verified.
@@ -296,12 +354,19 @@ class Mirror:
                          extra={"connection_id": self.connection_id, "item_id": plan.item_id})
                 time.sleep(backoff_delay(failures) / 4)
             settle()
+        except (Paused, Throttled):
+            # Out of budget either way (a wait that would not fit is raised as Throttled): keep
+            # what is staged for the next message.
+            checkpoint()
+            raise
         finally:
             if stager is not None:
+                # A copy that stops early (error, pause) lets staging blocks finish: nothing is
+                # committed, and the blocks a checkpoint names are staged.
                 stager.shutdown(wait=True)
         if offset != plan.size:
             raise Mismatch(f"got {offset} bytes, listed {plan.size}")
-        digest = base64.b64encode(hasher.digest()).decode()
+        digest = base64.b64encode(_digest_of(hash_state(), offset)).decode()
         if plan.quickxorhash and digest != plan.quickxorhash:
             raise Mismatch("quickXorHash of the bytes differs from the listing")
         if not plan.quickxorhash:
@@ -309,8 +374,104 @@ class Mirror:
         if single is not None:
             self.container.upload(name, single, blob_metadata)
         else:
-            self.container.commit_blocks(name, blocks, blob_metadata)
+            self.container.commit_blocks(name, [_block_id(nonce, index) for index in range(blocks)], blob_metadata)
         return offset
+
+    def _staged(self, name: str, item_id: str, content: str, block_size: int,
+                checkpoints: Checkpoints | None) -> Staged | None:
+        """The checkpoint of an earlier invocation's copy of these bytes, if its blocks are all
+        still staged (a commit or a write of the blob discards them; Azure drops them after 7 days)."""
+        text = checkpoints.load(item_id) if checkpoints is not None else None
+        staged = Staged.from_text(text) if text else None
+        if staged is None or staged.content != content or staged.block_size != block_size or not staged.blocks:
+            return None
+        sizes = self.container.uncommitted_blocks(name)
+        if any(sizes.get(_block_id(staged.nonce, index)) != block_size for index in range(staged.blocks)):
+            return None
+        log.info("copy resumes at byte %d with the blocks staged before", staged.offset,
+                 extra={"connection_id": self.connection_id, "item_id": item_id})
+        return staged
+
+
+class Paused(Failure):
+    """The time budget ended mid-copy: the staged blocks are checkpointed for the next invocation."""
+
+
+class Checkpoints(Protocol):
+    """Where a copy keeps its checkpoint between invocations (the item's pending row)."""
+
+    def load(self, item_id: str) -> str | None: ...
+
+    def save(self, item_id: str, value: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A copy in progress: `blocks` blocks of this nonce staged, and the quickXorHash state
+    (the 160-bit sum before the length is folded in) of their bytes."""
+
+    content: str  # which bytes: a file changed since starts over
+    nonce: str
+    blocks: int
+    block_size: int
+    state: int
+
+    @property
+    def offset(self) -> int:
+        return self.blocks * self.block_size
+
+    def to_text(self) -> str:
+        return json.dumps([self.content, self.nonce, self.blocks, self.block_size, f"{self.state:x}"])
+
+    @classmethod
+    def from_text(cls, text: str) -> Staged | None:
+        try:
+            content, nonce, blocks, size, state = json.loads(text)
+            return cls(str(content), str(nonce), int(blocks), int(size), int(state, 16))
+        except (ValueError, TypeError):
+            return None  # unreadable: start over
+
+
+def block_size_for(size: int) -> int:
+    """BLOCK_SIZE, or larger for a file that would need more than Azure's 50,000 blocks (whole MiB)."""
+    needed = -(-size // MAX_BLOCKS)
+    return max(BLOCK_SIZE, -(-needed // (1 << 20)) << 20)
+
+
+def _block_id(nonce: str, index: int) -> str:
+    return base64.b64encode(f"{nonce}-{index:08d}".encode()).decode()
+
+
+def _content_key(plan: Copy) -> str:
+    return f"{plan.quickxorhash or ''}:{plan.size}"
+
+
+# quickXorHash (microsoft.md §4): byte i is XORed in at bit (11 * i) mod 160 of a 160-bit state,
+# and the length is XORed into bytes 12..19 at the end. So the state of a + b is the state of a
+# XOR the state of b rotated left by 11 * len(a) bits: a copy resumed in another invocation
+# needs only the state of what it staged before, not those bytes.
+_MASK = (1 << 160) - 1
+
+
+def _fold_length(value: bytes, length: int) -> bytes:
+    folded = bytearray(value)
+    for index, byte in enumerate(length.to_bytes(8, "little")):
+        folded[12 + index] ^= byte
+    return bytes(folded)
+
+
+def _state_of(digest: bytes, length: int) -> int:
+    return int.from_bytes(_fold_length(digest, length), "little")
+
+
+def _digest_of(state: int, length: int) -> bytes:
+    return _fold_length(state.to_bytes(20, "little"), length)
+
+
+def _combine(first: int, first_length: int, second: int) -> int:
+    shift = (11 * first_length) % 160
+    rotated = ((second << shift) | (second >> (160 - shift))) & _MASK if shift else second
+    return first ^ rotated
 
 
 def _resumes_at(response: httpx.Response, offset: int) -> bool:

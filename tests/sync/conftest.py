@@ -8,8 +8,9 @@ from functions.sync import engine
 
 
 def content_requests(emulator) -> list[dict]:
-    """Graph `/content` calls seen by the emulator: each is one download."""
-    return [r for r in emulator.requests if r["host"] == "api" and r["path"].endswith("/content")]
+    """Requests to the download origin (through the URL delta listed, or `/content`'s redirect):
+    each is one download."""
+    return [r for r in emulator.requests if r["host"] == "download"]
 
 
 @pytest.fixture

@@ -80,10 +80,10 @@ def test_row_loading_does_not_grow_exponentially_with_depth(connected_drive, dri
     asked: list[int] = []
     load = itemrows.RowCache.load
 
-    def counting(self, item_ids):
+    def counting(self, item_ids, **options):
         item_ids = list(item_ids)
         asked.append(len(item_ids))
-        return load(self, item_ids)
+        return load(self, item_ids, **options)
 
     monkeypatch.setattr(itemrows.RowCache, "load", counting)
     # What a resumed run (crash, outage, time budget) or a retry of parked items does: files

@@ -20,6 +20,7 @@ def test_a_large_file_copies_with_flat_memory(connected_drive, drive, sync_until
     finally:
         tracemalloc.stop()
     growth = peak - baseline
-    # The emulator serving the bytes runs in this process too and is included in the figure.
-    assert growth < 4 * mirror.BLOCK_SIZE, f"peak grew by {growth / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB file"
+    # IN_FLIGHT blocks staging, one filling, one being copied out of the buffer; the emulator
+    # serving the bytes runs in this process too and is included in the figure.
+    assert growth < (mirror.IN_FLIGHT + 3) * mirror.BLOCK_SIZE, f"peak grew by {growth / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB file"
     assert_mirror_equals_drive(connected_drive.connection_id, drive)

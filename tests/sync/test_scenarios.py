@@ -202,7 +202,7 @@ def test_drive_id_quirks_change_nothing(connected_drive, emulator, drive, sync_u
 def test_a_file_changed_between_delta_and_download_ends_with_the_newest_bytes(connected_drive, emulator, drive, sync_until_done):
     drive.write_file("racy.txt", b"first version")
     drive.write_file("calm.txt", b"calm")
-    emulator.faults.inject(method="GET", path=r"/content$", latency=0.5, times=1)
+    emulator.faults.inject(method="GET", path=r"/download/", latency=0.5, times=1)
 
     def change_during_download():
         eventually(lambda: content_requests(emulator), timeout=20)
@@ -220,7 +220,7 @@ def test_a_file_changed_between_delta_and_download_ends_with_the_newest_bytes(co
 def test_a_file_deleted_between_delta_and_download_is_not_an_error(connected_drive, emulator, drive, sync_until_done):
     drive.write_file("short-lived.txt", b"gone soon")
     drive.write_file("stays.txt", b"stays")
-    emulator.faults.inject(method="GET", path=r"/content$", latency=0.5, times=1)
+    emulator.faults.inject(method="GET", path=r"/download/", latency=0.5, times=1)
 
     def delete_during_download():
         eventually(lambda: content_requests(emulator), timeout=20)

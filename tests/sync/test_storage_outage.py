@@ -31,7 +31,7 @@ def test_storage_outage_mid_sync_loses_nothing(connected_drive, emulator, drive,
         storage.reset_clients()
         connections.save_profile(account_id=connected_drive.user.id, drive_id=drive.id, display_name="", email="", ref="")
         drive.seed(n_files=40, n_folders=4, seed=41)
-        emulator.faults.inject(method="GET", path=r"/content$", latency=0.1)
+        emulator.faults.inject(method="GET", path=r"/download/", latency=0.1)
 
         def outage() -> None:
             eventually(lambda: len(content_requests(emulator)) >= 10, timeout=30)

@@ -6,7 +6,9 @@ Content is streamed in 64 KiB chunks: memory stays flat whatever the file's size
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -53,9 +55,17 @@ def serve_content(request: Request, item: Item, state: State) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
 
+    rate = state.options.download_rate
+
     async def body() -> AsyncIterator[bytes]:
+        started, sent = time.monotonic(), 0
         for chunk in content.chunks(start, end):
             yield chunk
+            sent += len(chunk)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
 
     return StreamingResponse(body(), status_code=status, headers=headers)
 

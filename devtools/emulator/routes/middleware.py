@@ -38,6 +38,11 @@ TOKEN_ERRORS = {429: "temporarily_unavailable", 503: "temporarily_unavailable", 
 
 
 
+def _closed(scope: dict) -> bool:
+    transport = scope.get("extensions", {}).get("emulator.transport")
+    return transport is not None and transport.is_closing()
+
+
 def reset_connection(scope: dict) -> None:
     """Close the client's socket abruptly: SO_LINGER 0 makes the kernel send a TCP RST."""
     transport = scope.get("extensions", {}).get("emulator.transport")
@@ -83,6 +88,8 @@ class FaultMiddleware:
             "status": None,
             "fault": None,
             "duration": None,
+            "range": dict(scope.get("headers") or []).get(b"range", b"").decode() or None,
+            "bytes": 0,  # body bytes sent
         }
         fault = self.faults.match(method, path, self.host)
         # Logged now and filled in as the answer goes out, so the entry (with its status) is there
@@ -124,6 +131,11 @@ class FaultMiddleware:
                 return  # the socket is gone; the response notices the disconnect and stops
             if message["type"] == "http.response.start":
                 entry["status"] = message["status"]
+            if message["type"] == "http.response.body" and not _closed(scope):
+                # Counted only while the client is there: after it hangs up, uvicorn drops what the
+                # response still sends until the disconnect reaches it (a second or more of a stream).
+                length = len(message.get("body", b""))
+                entry["bytes"] += length if limit is None else min(length, max(0, limit - sent))
             if limit is not None and message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 if sent + len(body) >= limit:
