@@ -25,11 +25,11 @@ class PassMonitor:
         monitor = self
         load_chains, load, run = itemrows.RowCache.load_chains, itemrows.RowCache.load, engine.run
 
-        def chains(cache, item_ids):
+        def chains(cache, item_ids, **options):  # options (dense=...) passed through as they are
             outer = getattr(monitor._local, "asked", None)
             monitor._local.asked = Counter()
             try:
-                return load_chains(cache, item_ids)
+                return load_chains(cache, item_ids, **options)
             finally:
                 asked, monitor._local.asked = monitor._local.asked, outer
                 with monitor._lock:
