@@ -37,12 +37,12 @@ class PassMonitor:
                     monitor.repeated_ids += sum(count - 1 for count in asked.values())
                     monitor.widest = max(monitor.widest, sum(asked.values()))
 
-        def counted(cache, item_ids):
+        def counted(cache, item_ids, **options):  # options (dense=...) passed through as they are
             item_ids = list(item_ids)
             asked = getattr(monitor._local, "asked", None)
             if asked is not None:
                 asked.update(item_ids)
-            return load(cache, item_ids)
+            return load(cache, item_ids, **options)
 
         def timed(*args, **kwargs):
             started = time.monotonic()
