@@ -211,11 +211,16 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
         # nextLink is only safe if Graph serves the same page again, which nothing promises:
         # collect again from the last deltaLink (re-recording pages is idempotent; the apply
         # phase's progress is kept). A full enumeration starts over as one: the sweep deletes
-        # whatever it did not stamp.
+        # whatever it did not stamp, so it stamps with an epoch of its own: what only the dead
+        # worker's pages saw and was deleted since is in no page of the new enumeration (it lists
+        # live items, no tombstones), and the old stamp would keep its row and blob for ever.
         lease.took_over = False
         restart = True
         if not selection.is_marker(state.next_link):
-            lease.update(next_link=FULL_DELTA if state.resync_epoch else (state.delta_link or FULL_DELTA))
+            if state.resync_epoch:
+                lease.update(next_link=FULL_DELTA, resync_epoch=_new_epoch())
+            else:
+                lease.update(next_link=state.delta_link or FULL_DELTA)
     if lease.state.phase == Phase.COLLECT:
         if selection.is_marker(lease.state.next_link):
             pending = selection.collect(

@@ -226,6 +226,14 @@ def collect(connection_id: str, graph: GraphClient, *, epoch: str | None, check:
     selection = load(connection_id)
     roots = _roots(connection_id)
     wanted = _wanted_roots(selection)
+    if restart and epoch:
+        # A full enumeration the dead worker began: start it over under a new epoch, or what only
+        # its pages saw and was deleted since (no fresh enumeration sends a tombstone) keeps the
+        # old stamp, and the sweep keeps its row and blob.
+        epoch = new_epoch()
+        set_epoch(epoch)
+        roots = start_over(connection_id)
+        restart = False
     while True:
         try:
             for item_id, kind in wanted:

@@ -31,6 +31,8 @@ FOUND_BUGS = {
     37: "a file moved into a folder that was then deleted, one delta, vanished without a tombstone: no delta "
         "tells, only the periodic full reconciliation removes its blob (the scenario brings it forward, and only "
         "for blobs untold_vanishings excuses; the case itself: tests/sync/test_tombstones.py)",
+    394: "a first full enumeration restarted after a killed worker kept the dead worker's stamps: a file and folder "
+         "deleted in between (no fresh enumeration sends tombstones) survived the sweep, mirrored under the renamed parent",
 }
 
 

@@ -17,9 +17,9 @@ import pytest
 
 from functions import connections, storage
 from functions.microsoft.transport import Deadline
-from functions.sync import engine
+from functions.sync import engine, itemrows
 from functions.sync import state as syncstate
-from tests.fixtures.mirror import assert_mirror_equals_drive
+from tests.fixtures.mirror import assert_mirror_equals_drive, bring_reconciliation_forward
 from tests.fixtures.waiting import eventually
 from tests.sync.conftest import content_requests
 
@@ -69,6 +69,47 @@ def test_a_worker_killed_mid_sync_is_resumed_by_the_next_one(connected_drive, em
     if phase == "apply":
         # Resumed, not restarted: files committed before the kill are not downloaded again.
         assert len(content_requests(emulator)) - downloads_before <= 60 - 5
+
+
+@pytest.mark.parametrize("enumeration", ["first sync", "periodic reconciliation"])
+def test_a_full_enumeration_killed_mid_collect_forgets_what_only_its_abandoned_pages_saw(connected_drive, emulator, drive,
+                                                                                        sync_until_done, enumeration):
+    """Seed 394: a full enumeration's worker dies after a page; meanwhile a file and a folder that
+    page listed are deleted. The next worker starts the enumeration over, which lists live items
+    only: no tombstone ever tells. The abandoned page's stamps must not count as seen by the new
+    enumeration, or the mark and sweep keeps their rows, and the mirror keeps (and a later folder
+    rename relocates) their blobs."""
+    drive.write_file("doomed.bin", b"deleted while no worker ran")
+    drive.write_file("gone/inner.bin", b"in a folder deleted while no worker ran")
+    for index in range(12):
+        drive.write_file(f"keep/f{index}.txt", f"file {index}".encode())
+    if enumeration == "periodic reconciliation":
+        assert sync_until_done().outcome == "done"  # their blobs are in the mirror
+        bring_reconciliation_forward(connected_drive.connection_id)
+    emulator.delta_page_size = 4  # page 1: the root, doomed.bin, gone, gone/inner.bin
+    emulator.faults.inject(method="GET", path=r"/delta", latency=0.3)
+    asked = len(delta_requests(emulator))
+    worker = subprocess.Popen([sys.executable, "-m", "tests.sync.worker_process", connected_drive.connection_id, "2"],
+                              cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # The second page asked for: the first one is recorded and checkpointed.
+        eventually(lambda: len(delta_requests(emulator)) >= asked + 2, timeout=60,
+                   message="the worker is past its first page")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    state = syncstate.read(connected_drive.connection_id)
+    assert state.phase == "collect" and state.lease_owner and state.resync_epoch  # died mid full enumeration
+    drive.delete("doomed.bin")
+    drive.delete("gone")
+    emulator.faults.clear()
+    result = eventually(lambda: (r := engine.run(connected_drive.connection_id)).outcome == "done" and r, timeout=30,
+                        message="the killed worker's lease runs out and the next run finishes")
+    assert result.outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    # Their rows are gone too: nothing left to claim, or relocate, a blob under those names.
+    ids = {row.id for row in itemrows.all_rows(connected_drive.connection_id) if not row.deleted}
+    assert ids == set(drive.items) - {i for i, item in drive.items.items() if item.deleted}
 
 
 def test_two_workers_never_run_together_and_a_busy_request_gets_its_pass(connected_drive, emulator, drive):
