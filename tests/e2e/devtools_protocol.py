@@ -26,7 +26,7 @@ class Browser:
     def __init__(self, width: int = 1280, height: int = 900) -> None:
         import websocket
 
-        self._profile = tempfile.TemporaryDirectory(prefix="chromium-cdp-")
+        self._profile = tempfile.TemporaryDirectory(prefix="chromium-cdp-", ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [chromium.binary(), *chromium.FLAGS, f"--user-data-dir={self._profile.name}", "--remote-debugging-port=0",
              "--remote-allow-origins=*", f"--window-size={width},{height}", "about:blank"],
@@ -127,6 +127,8 @@ class Browser:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+            # Chromium's helper processes can still be writing the profile as the main one exits:
+            # a leftover temp directory is not a failure of the page under test.
             self._profile.cleanup()
 
     def __enter__(self) -> Browser:
