@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ import pytest
 from devtools.serving import free_port
 from functions.settings import DEFAULTS
 from tests.e2e import chromium
-from tests.e2e.conftest import KEY, ROOT
+from tests.e2e.conftest import KEY, ROOT, stop
 from tests.fixtures.waiting import eventually
 
 
@@ -48,13 +47,7 @@ def example_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         yield {"product": url("Sample product").rstrip("/"), "emulator": url("Change the drive").rstrip("/"),
                "mirror": url("Connect a OneDrive").removesuffix("/api/connect")}
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                raise
+        stop(process)  # what Ctrl-C does
 
 
 @pytest.fixture
