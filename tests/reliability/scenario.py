@@ -232,21 +232,7 @@ class Scenario:
         emu.flush_notifications()
         if connections.require(self.connection_id).state != connections.ConnectionState.ACTIVE:
             connect_drive(self.app_server, emu, self.user)
-        deadline = time.monotonic() + SETTLE_SECONDS
-        expected, actual, blobs = {}, {}, {}
-        while time.monotonic() < deadline:
-            if self._wait_idle(limit=max(0.0, deadline - time.monotonic())):
-                # Paths no blob can carry (over the length limit, a folder name ending in ".") are
-                # skipped and listed, by the documented rules.
-                expected = {path: value for path, value in self.user.drive.snapshot().items()
-                            if mirrorable(path, self.connection_id)}
-                blobs = mirror_contents(self.connection_id)
-                actual = {path: (size, digest) for path, (size, digest, _) in blobs.items()}
-                self.outcome.unclaimed = rows_without_their_blobs(self.connection_id, blobs)
-                if expected == actual and not self.outcome.unclaimed:
-                    break
-                # What the maintenance timer's safety net does for a drive that may have missed changes.
-                messages.enqueue_sync(self.connection_id, "safety-net")
+        expected, actual, blobs = self._settle()
         extra = set(actual) - set(expected)
         if extra and not (set(expected) - set(actual)) and all(expected[p] == actual[p] for p in expected) \
                 and set(untold_vanishings(self.connection_id, self.user.drive, extra, blobs)) == extra:
@@ -262,10 +248,17 @@ class Scenario:
     def _reconcile(self) -> tuple[dict, dict, dict]:
         bring_reconciliation_forward(self.connection_id)
         messages.enqueue_sync(self.connection_id, "safety-net")
+        return self._settle()
+
+    def _settle(self) -> tuple[dict, dict, dict]:
+        """Until the mirror equals the drive (and every row has its blob) or SETTLE_SECONDS pass:
+        the drive's mirrorable files, the mirror's, and its blobs as last seen."""
         deadline = time.monotonic() + SETTLE_SECONDS
         expected, actual, blobs = {}, {}, {}
         while time.monotonic() < deadline:
             if self._wait_idle(limit=max(0.0, deadline - time.monotonic())):
+                # Paths no blob can carry (over the length limit, a folder name ending in ".") are
+                # skipped and listed, by the documented rules.
                 expected = {path: value for path, value in self.user.drive.snapshot().items()
                             if mirrorable(path, self.connection_id)}
                 blobs = mirror_contents(self.connection_id)
@@ -273,6 +266,7 @@ class Scenario:
                 self.outcome.unclaimed = rows_without_their_blobs(self.connection_id, blobs)
                 if expected == actual and not self.outcome.unclaimed:
                     break
+                # What the maintenance timer's safety net does for a drive that may have missed changes.
                 messages.enqueue_sync(self.connection_id, "safety-net")
         return expected, actual, blobs
 
