@@ -7,7 +7,10 @@ Azurite, and against the raw limit of that storage, in one run (issue 20).
      the emulator through mitmproxy (devtools/rclone.py), its Azure Blob backend reaching Azurite
      directly (an account SAS URL; loopback never goes through the proxy);
    - raw: plain azure-storage-blob uploads of the same bytes from a fresh interpreter, the small
-     files with the project's copy concurrency, the large one in 4 MiB blocks.
+     files with the project's copy concurrency, the large one in 4 MiB blocks;
+   - raw writes (small files): the same, plus the other writes the project's design makes per
+     file (a change event, four row operations in batches): the floor of that design's CPU and
+     time on this storage, what no tuning of the engine can go under.
 2. Files/s and MB/s of each, the ratios project/rclone and project/raw, the requests each tool
    made to the emulator, the CPU of every process (per file), the load average when each figure
    was taken, and the proxy's own cost, which rclone's figures pay and the project's don't: its
@@ -107,6 +110,8 @@ def run(files: int = 10_000, large_mb: int = 1024) -> Section:
                 if rclone is not None:
                     results["rclone"] = rclone.copy(kind, user)
                 results["raw"] = _raw(env, user, work, kind, COPY_THREADS if kind == "small" else RAW_BLOCK_CONCURRENCY)
+                if kind == "small":
+                    results["raw writes"] = _raw(env, user, work, kind, COPY_THREADS, writes=True)
                 _describe(section, kind, results, figures, rclone.hop_ms.get(kind, 0.0) if rclone else 0.0, COPY_THREADS)
                 if rclone is not None and rclone.drift.get(kind):
                     section.line(f"  {rclone.drift[kind]}")
@@ -129,13 +134,14 @@ def _describe(section: Section, kind: str, results: dict[str, Figure], figures: 
     for name, figure in results.items():
         rate = f"{figure.files_per_s:8.1f} files/s {figure.mb_per_s:7.2f} MB/s" if small else f"{figure.mb_per_s:8.1f} MB/s"
         ratio = "" if name == "project" else f"   project/{name} {figure.seconds / project.seconds:.2f}"
-        section.line(f"  {name:8s} {rate}  ({figure.seconds:6.1f} s, load {figure.load:.1f}){ratio}")
+        section.line(f"  {name:10s} {rate}  ({figure.seconds:6.1f} s, load {figure.load:.1f}){ratio}")
         unit, per = ("file", figure.files) if small else ("MiB", mib)
-        own = {"project": "worker", "rclone": "rclone", "raw": "raw uploader"}[name]
+        own = {"project": "worker", "rclone": "rclone"}.get(name, "raw uploader")
         extra = f"; proxy {figure.cpu['proxy'] * 1000 / per:.2f} ms per {unit}" if name == "rclone" else ""
-        calls = f"{figure.requests / figure.files:.1f} requests to the emulator per file; " if name != "raw" else ""
+        calls = f"{figure.requests / figure.files:.1f} requests to the emulator per file; " if figure.requests else ""
         section.line(f"           {calls}{own} CPU {figure.cpu[own] * 1000 / per:.2f} ms per {unit}{extra}")
         section.line(f"           {figure.usage}")
+        name = name.replace(" ", "_")
         figures[f"{kind}_{name}_files_per_s"] = figure.files_per_s
         figures[f"{kind}_{name}_mb_per_s"] = figure.mb_per_s
         figures[f"{kind}_{name}_load"] = figure.load
@@ -360,17 +366,19 @@ def _blob_sizes(env, container: str, prefix: str) -> dict[str, int]:
 # ----- raw: plain SDK uploads -------------------------------------------------------------------
 
 
-def _raw(env, user, work: Path, kind: str, concurrency: int) -> Figure:
-    """The same bytes uploaded with plain azure-storage-blob calls, from a fresh interpreter."""
+def _raw(env, user, work: Path, kind: str, concurrency: int, *, writes: bool = False) -> Figure:
+    """The same bytes uploaded with plain azure-storage-blob calls, from a fresh interpreter; with
+    `writes`, each file also costs the event and row writes the project makes (`_project_writes`)."""
     snapshot = user.drive.snapshot()
-    spec = {"connection_string": env.azurite.connection_string, "container": "peer-raw", "prefix": f"{kind}/",
-            "concurrency": concurrency}
+    prefix = f"{kind}-writes/" if writes else f"{kind}/"
+    spec = {"connection_string": env.azurite.connection_string, "container": "peer-raw", "prefix": prefix,
+            "concurrency": concurrency, "writes": writes}
     if kind == "large":
         (path,) = snapshot
         spec["large"] = {"path": path, "size": snapshot[path][0], "seed": SEED}
     else:
         spec["files"] = [[path, base64.b64encode(user.drive.read(path)).decode()] for path in sorted(snapshot)]
-    spec_path = work / f"raw-{kind}.json"
+    spec_path = work / f"raw-{prefix.rstrip('/')}.json"
     spec_path.write_text(json.dumps(spec))
     pids = {"Azurite": env.azurite.process.pid}
     process = subprocess.Popen([sys.executable, "-m", "bench.peer", "--raw-child", str(spec_path)], cwd=ROOT,
@@ -385,11 +393,42 @@ def _raw(env, user, work: Path, kind: str, concurrency: int) -> Figure:
     load, usage = os.getloadavg()[0], cpu.describe()
     if process.wait(60) != 0 or "seconds" not in answer:
         raise RuntimeError(f"the raw uploader failed: {answer}")
-    found = _blob_sizes(env, "peer-raw", f"{kind}/")
+    found = _blob_sizes(env, "peer-raw", prefix)
     expected = {path: size for path, (size, _) in snapshot.items()}
     if found != expected:
         raise RuntimeError(f"the raw upload does not match the drive: {len(found)} blobs for {len(expected)} files")
     return Figure(answer["seconds"], len(expected), sum(expected.values()), used, load, usage)
+
+
+ROWS_BATCH = 50  # files per group of table batches in the raw writes
+
+
+def _project_writes(spec: dict, container):
+    """Plain SDK calls for the writes the project's design makes per file, a group of files at a
+    time: the blob, one change event (a queue message), and four row operations in batch
+    transactions (collect upserts the item's row and a pending row; apply upserts the item's row
+    again and deletes the pending one). No download, no planning: the storage floor of the design."""
+    from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+    tables = TableServiceClient.from_connection_string(spec["connection_string"])
+    items, pending = (tables.create_table_if_not_exists(name) for name in ("peerrawitems", "peerrawpending"))
+    events = QueueClient.from_connection_string(spec["connection_string"], "peer-raw-events",
+                                                message_encode_policy=TextBase64EncodePolicy())
+    with contextlib.suppress(Exception):
+        events.create_queue()
+
+    def write(group: list[tuple[str, bytes]]) -> None:
+        keys = [base64.urlsafe_b64encode(path.encode()).decode() for path, _ in group]
+        items.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "name": k[:20], "size": 1}) for k in keys])
+        pending.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "folder": False}) for k in keys])
+        for path, data in group:
+            container.get_blob_client(spec["prefix"] + path).upload_blob(data, overwrite=True)
+            events.send_message(json.dumps({"type": "created", "path": path, "size": len(data)}))
+        items.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "m_name": k[:20]}) for k in keys])
+        pending.submit_transaction([("delete", {"PartitionKey": "p", "RowKey": k}) for k in keys])
+
+    return write
 
 
 def _raw_child(spec_path: str) -> None:
@@ -416,6 +455,9 @@ def _raw_child(spec_path: str) -> None:
         content = GeneratedContent(size=large["size"], seed=large["seed"])
         container.get_blob_client(spec["prefix"] + large["path"]).upload_blob(
             content.chunks(chunk_size=BLOCK), length=large["size"], overwrite=True, max_concurrency=spec["concurrency"])
+    elif spec.get("writes"):
+        with ThreadPoolExecutor(spec["concurrency"]) as pool:
+            list(pool.map(_project_writes(spec, container), [files[i:i + ROWS_BATCH] for i in range(0, len(files), ROWS_BATCH)]))
     else:
         def put(item: tuple[str, bytes]) -> None:
             container.get_blob_client(spec["prefix"] + item[0]).upload_blob(item[1], overwrite=True)
