@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Self, TypedDict
 
 if TYPE_CHECKING:  # the SDKs are imported lazily: cold start
     from azure.data.tables import TableClient, TableServiceClient
@@ -124,6 +124,28 @@ def _url(url: str | None) -> str:
 POOL_SIZE = 32  # connections kept per host: a sync runs up to 16 blob threads, 8 copies, 16 row reads
 
 
+def _broken_connection_retry() -> Any:
+    """Send a request once more on a new connection when its connection broke before an answer
+    came: a pooled connection the service closed just as it was reused (Azurite closes idle ones
+    after 5 s, Azure's load balancers after minutes). The Tables SDK's retries skip POST and PATCH
+    (batches, merges, creates), which then failed at once; every such call of ours is safe to
+    send twice (upserts, merges, deletes, creates that tolerate "exists", at-least-once messages),
+    and a request that met a reset was not answered. Never after a read timeout: the service may
+    still be at work on it."""
+    from urllib3.exceptions import ReadTimeoutError
+    from urllib3.util.retry import Retry
+
+    class BrokenConnectionRetry(Retry):
+        def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                      error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Self:
+            if isinstance(error, ReadTimeoutError):
+                raise error
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    return BrokenConnectionRetry(total=1, connect=1, read=1, status=0, other=0, redirect=False, allowed_methods=None,
+                                 raise_on_status=False)
+
+
 def _transport(options: _Options) -> Any:
     """One connection pool per service, big enough for the sync's threads (requests keeps 10: the
     rest were opened and closed per call). With no proxy configured, requests is told not to look
@@ -134,12 +156,10 @@ def _transport(options: _Options) -> Any:
     import requests
     from azure.core.pipeline.transport import RequestsTransport
     from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
-    from urllib3.util.retry import Retry
 
     session = requests.Session()
     session.trust_env = bool(urllib.request.getproxies())
-    adapter = BiggerBlockSizeHTTPAdapter(max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-                                         pool_connections=4, pool_maxsize=POOL_SIZE)
+    adapter = BiggerBlockSizeHTTPAdapter(max_retries=_broken_connection_retry(), pool_connections=4, pool_maxsize=POOL_SIZE)
     for scheme in ("http://", "https://"):
         session.mount(scheme, adapter)
     return RequestsTransport(session=session, session_owner=True, connection_timeout=options["connection_timeout"],
