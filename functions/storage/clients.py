@@ -142,8 +142,9 @@ def _broken_connection_retry() -> Any:
                 raise error
             return super().increment(method, url, response, error, _pool, _stacktrace)
 
+    # Statuses (a 503 with Retry-After too) and redirects stay the SDKs' to handle.
     return BrokenConnectionRetry(total=1, connect=1, read=1, status=0, other=0, redirect=False, allowed_methods=None,
-                                 raise_on_status=False)
+                                 raise_on_status=False, respect_retry_after_header=False)
 
 
 def _transport(options: _Options) -> Any:
