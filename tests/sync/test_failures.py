@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 
 from functions import connections, storage
-from functions.microsoft.transport import Deadline
 from functions.sync import engine, itemrows
 from functions.sync import state as syncstate
 from tests.fixtures.mirror import assert_mirror_equals_drive, bring_reconciliation_forward
 from tests.fixtures.waiting import eventually
-from tests.sync.conftest import content_requests
+from tests.sync.conftest import content_requests, sync_in_budgets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -322,14 +321,11 @@ def test_time_budget_checkpoints_and_continues_in_a_new_message(connected_drive,
     emulator.delta_page_size = 4
     emulator.faults.inject(method="GET", path=r"/delta", latency=0.15)
     emulator.faults.inject(method="GET", path=r"/download/", latency=0.4)  # copies span messages too
-    outcomes = []
-    for _ in range(40):
-        result = engine.run(connected_drive.connection_id, deadline=Deadline(0.5))
-        outcomes.append(result.outcome)
-        if result.outcome == "done":
-            break
-        assert result.outcome == "continued"
+
+    def continued(outcome: str) -> None:
         assert [m["reason"] for m in queued_sync_requests()][-1:] == ["continue"]
+
+    outcomes = sync_in_budgets(connected_drive.connection_id, 0.5, emulator, after_each=continued)
     assert outcomes[0] == "continued" and outcomes[-1] == "done"
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
     status = connections.get(connected_drive.connection_id)

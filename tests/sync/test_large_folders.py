@@ -8,31 +8,14 @@ import pytest
 
 from functions.microsoft.driveitem import DriveItem
 from functions.microsoft.graph import GraphClient
-from functions.microsoft.transport import Deadline
 from functions.sync import engine, itemrows
 from functions.sync.mirror import Mirror, metadata
 from functions.sync.plan import Copy
 from functions.tokens import vault
 from tests.fixtures.mirror import assert_mirror_equals_drive
-from tests.sync.conftest import content_requests
+from tests.sync.conftest import content_requests, sync_in_budgets
 
 CHILDREN = 600
-
-
-def run_in_short_budgets(connection_id: str) -> list[str]:
-    """Syncs of about half a second each, as the queue would chain them, until one is done. A
-    run that changed nothing in the mirror gets a longer budget next: on a starved machine the
-    fixed cost of a run (lease, rows, listing) can take all of half a second."""
-    outcomes, budget, mirror = [], 0.5, Mirror(connection_id)
-    before = mirror.paths(CHILDREN * 2)
-    for _ in range(200):
-        outcomes.append(engine.run(connection_id, deadline=Deadline(budget)).outcome)
-        if outcomes[-1] != "continued":
-            return outcomes
-        after = mirror.paths(CHILDREN * 2)
-        budget = 0.5 if after != before else budget * 1.5
-        before = after
-    raise AssertionError(f"no end after {len(outcomes)} runs")
 
 
 def test_a_folder_with_many_children_is_mirrored_renamed_and_deleted_across_budgets(connected_drive, emulator, drive,
@@ -48,13 +31,13 @@ def test_a_folder_with_many_children_is_mirrored_renamed_and_deleted_across_budg
 
     monkeypatch.setattr(engine, "BUDGET_MARGIN_SECONDS", 0.0)
     drive.rename(folder_path, "renamed")
-    outcomes = run_in_short_budgets(connection_id)
+    outcomes = sync_in_budgets(connection_id, 0.5, emulator)
     assert outcomes[0] == "continued" and outcomes[-1] == "done"  # the move outlasted one budget, then resumed
     assert_mirror_equals_drive(connection_id, drive)
     assert len(content_requests(emulator)) == downloads  # moved server-side, never downloaded again
 
     drive.delete("/renamed")
-    outcomes = run_in_short_budgets(connection_id)
+    outcomes = sync_in_budgets(connection_id, 0.5, emulator)
     assert outcomes[-1] == "done"
     assert_mirror_equals_drive(connection_id, drive)
     assert list(Mirror(connection_id).list("")) == []

@@ -9,19 +9,7 @@ from functions import storage
 from functions.microsoft.transport import Deadline
 from functions.sync import engine, mirror
 from tests.fixtures.mirror import assert_mirror_equals_drive
-
-
-def _downloads(emulator) -> list[dict]:
-    return [r for r in emulator.requests if r["host"] == "download"]
-
-
-def _sync_in_messages(connection_id: str, budget: float, max_runs: int = 60) -> list[str]:
-    outcomes = []
-    for _ in range(max_runs):
-        outcomes.append(engine.run(connection_id, deadline=Deadline(budget)).outcome)
-        if outcomes[-1] != "continued":
-            return outcomes
-    raise AssertionError(f"the copy did not finish in {max_runs} messages: {outcomes}")
+from tests.sync.conftest import content_requests, sync_in_budgets
 
 
 def test_the_resumed_large_copy_downloads_each_byte_once(connected_drive, emulator, drive, monkeypatch):
@@ -35,11 +23,11 @@ def test_the_resumed_large_copy_downloads_each_byte_once(connected_drive, emulat
     size = 12 * mirror.READ_CHUNK + 1234
     drive.write_file("video.mp4", size=size, seed=41)
     emulator.download_rate = 2**20  # ~3 s of download against a 0.8 s budget
-    outcomes = _sync_in_messages(connected_drive.connection_id, budget=0.8)
+    outcomes = sync_in_budgets(connected_drive.connection_id, 0.8, emulator)
     assert outcomes[-1] == "done" and outcomes.count("continued") >= 2, outcomes
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
 
-    downloads = _downloads(emulator)
+    downloads = content_requests(emulator)
     starts = [int(r["range"].removeprefix("bytes=").split("-")[0]) if r["range"] else 0 for r in downloads]
     sent = [r["bytes"] for r in downloads]
     # One range after the other, each starting where the one before ended, across messages...
@@ -75,10 +63,10 @@ def test_a_checkpoint_whose_blocks_are_gone_starts_the_copy_over(connected_drive
     blob.delete_blob()  # with the blob go its uncommitted blocks (Azure drops them on the write already)
     assert not blob.exists()
     emulator.download_rate = 0
-    before = len(_downloads(emulator))
+    before = len(content_requests(emulator))
     assert engine.run(connected_drive.connection_id).outcome == "done"
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
-    again = _downloads(emulator)[before:]
+    again = content_requests(emulator)[before:]
     assert again[0]["range"] is None or again[0]["range"].startswith("bytes=0-")  # from byte 0 again
     assert sum(r["bytes"] for r in again) == size
 
