@@ -9,7 +9,6 @@ and its mirrored values are written, so a killed worker redoes at most what was 
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import logging
 import threading
@@ -129,14 +128,12 @@ class Applier:
                 self._step()
                 self.apply_folders(ids)
                 self.rows = keep_folders(self.rows)  # a drive of a million folders: never all their rows
-                release_garbage()
             if not (self._folders_moved and self._revive_skipped()):
                 break
         while ids := itemrows.pending_ids(self.connection_id, folders=False, limit=FILE_CHUNK):
             self._step()
             self.apply_files(ids)
             self.rows = keep_folders(self.rows)
-            release_garbage()
 
     def _step(self) -> None:
         self.check_lease()
@@ -486,14 +483,6 @@ def _chunks(rows: Iterator[ItemState], size: int) -> Iterator[list[ItemState]]:
 
 def _is_staging(path: str) -> bool:
     return path.rpartition("/")[2].startswith(STAGING_PREFIX)
-
-
-def release_garbage() -> None:
-    """Free the storage SDK's listing and query pages now. Each page iterator refers to itself
-    (its callbacks are its own bound methods), so a page's parsed XML or JSON lives until a full
-    collection, which a long sync reaches rarely: without this the worker's memory grew about
-    5 KB per item of a full enumeration (bench/memory.py). Once per chunk: a few ms a time."""
-    gc.collect()
 
 
 def keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:

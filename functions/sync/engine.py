@@ -33,7 +33,7 @@ from functions.microsoft.transport import Deadline
 from functions.settings import settings
 from functions.sync import forget, itemrows, selection
 from functions.sync import state as syncstate
-from functions.sync.apply import Applier, OutOfTime, Stats, keep_folders, release_garbage
+from functions.sync.apply import Applier, OutOfTime, Stats, keep_folders
 from functions.sync.mirror import BlobInfo, Mirror
 from functions.sync.plan import ItemState, Resolver
 from functions.sync.state import Busy, Lease, LeaseLost, Phase
@@ -256,7 +256,6 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
 def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], restarts: _Restarts) -> None:
     connection_id = lease.connection_id
     link = lease.state.next_link or FULL_DELTA
-    pages = 0
     while True:
         lease.check()
         if out_of_time():
@@ -278,9 +277,6 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], 
         for _ in range(page.without_id):
             log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
         itemrows.record_delta_page(connection_id, page.items, epoch=lease.state.resync_epoch or None)
-        pages += 1
-        if pages % GARBAGE_PAGES == 0:
-            release_garbage()
         for item in page.items:
             if item.download_url and not item.deleted:
                 graph.remember_download_url(item.id, item.download_url)
@@ -296,7 +292,6 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], 
 # ----- full reconciliation: mark and sweep, blob repair ------------------------------------------
 
 SWEEP_PAGE = 1000  # blobs (and rows) one step of the sweep holds at once, whatever the drive's size
-GARBAGE_PAGES = 10  # delta pages between two `release_garbage` (a collection costs a few ms)
 
 
 def reconciliation_offset(connection_id: str, interval: timedelta) -> timedelta:
@@ -353,7 +348,6 @@ def _sweep_gone(lease: Lease, applier: Applier, out_of_time: Callable[[], bool])
     connection_id = lease.connection_id
     for gone in _chunks(itemrows.unseen(connection_id, lease.state.resync_epoch), SWEEP_PAGE):
         _budget(lease, out_of_time)
-        release_garbage()
         itemrows.mark_deleted(connection_id, gone)
         itemrows.mark_pending(connection_id, gone)
         applier.rows = itemrows.RowCache(connection_id)
@@ -369,7 +363,6 @@ def _sweep_blobs(lease: Lease, applier: Applier, out_of_time: Callable[[], bool]
     rows = itemrows.RowCache(connection_id)
     for page, marker in mirror.pages(SWEEP_PAGE, lease.state.sweep_marker or None):
         _budget(lease, out_of_time)
-        release_garbage()  # the previous page's listing
         rows = keep_folders(rows)  # folders are every page's ancestors; files are this page's
         rows.load_chains(blob.item_id for blob in page if blob.item_id)
         resolver = Resolver(rows, connection_id, scope=applier.scope)
