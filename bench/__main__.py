@@ -1,6 +1,7 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,peer,latency,azurite_gc] [--delta-items 5000,20000,100000]
+    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,peer,latency,azurite_gc,memory]
+                              [--delta-items 5000,20000,100000] [--memory-items 10000,100000,1000000]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
 """
@@ -17,8 +18,9 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "peer", "latency", "azurite_gc")
+ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "peer", "latency", "azurite_gc", "memory")
 DELTA_ITEMS = (5_000, 20_000, 100_000)
+MEMORY_ITEMS = (10_000, 100_000, 1_000_000)
 
 
 def _cold_start(quick: bool) -> report.Section:
@@ -69,7 +71,8 @@ def _scale(quick: bool) -> report.Section:
 
 def _command(args: argparse.Namespace, wanted: list[str]) -> str:
     return ("scripts/bench" + (" --quick" if args.quick else "") + ("" if wanted == list(ORDER) else f" --only {args.only}")
-            + (f" --delta-items {args.delta_items}" if args.delta_items != "5000,20000,100000" else ""))
+            + (f" --delta-items {args.delta_items}" if args.delta_items != "5000,20000,100000" else "")
+            + (f" --memory-items {args.memory_items}" if args.memory_items != "10000,100000,1000000" else ""))
 
 
 def _selection(quick: bool) -> report.Section:
@@ -97,19 +100,28 @@ def _peer(quick: bool) -> report.Section:
     return peer.run(files=2000 if quick else 10_000, large_mb=256 if quick else 1024)
 
 
+def _memory(quick: bool) -> report.Section:
+    from . import memory
+
+    return memory.run(sizes=(2_000, 8_000) if quick else MEMORY_ITEMS)
+
+
 RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
-           "selection": _selection, "peer": _peer, "latency": _latency, "azurite_gc": _azurite_gc}
+           "selection": _selection, "peer": _peer, "latency": _latency, "azurite_gc": _azurite_gc, "memory": _memory}
 
 
 def main() -> int:
-    global DELTA_ITEMS
+    global DELTA_ITEMS, MEMORY_ITEMS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="scaled-down smoke run")
     parser.add_argument("--only", default=",".join(ORDER), help="comma-separated subset of " + ", ".join(ORDER))
     parser.add_argument("--delta-items", default="5000,20000,100000",
                         help="drive sizes of the delta benchmark, comma-separated (default 5000,20000,100000)")
+    parser.add_argument("--memory-items", default="10000,100000,1000000",
+                        help="files in the drives of the memory benchmark, comma-separated (default 10000,100000,1000000)")
     args = parser.parse_args()
     DELTA_ITEMS = tuple(int(n) for n in args.delta_items.split(","))
+    MEMORY_ITEMS = tuple(int(n) for n in args.memory_items.split(","))
     logging.basicConfig(level=logging.ERROR)  # the app's retry warnings are not figures
     warnings.filterwarnings("ignore")
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]

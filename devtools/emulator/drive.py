@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .content import BytesContent, Content, GeneratedContent, quick_xor_hash
+from .lazy import LazyItems, LazyTree
 from .options import Options
 from .times import utcnow
 
@@ -121,7 +122,8 @@ class Drive:
         self.owner_name = owner_name
         self.lock = lock
         self.created = utcnow()
-        self.items: dict[str, Item] = {}
+        self.items: dict[str, Item] | LazyItems = {}
+        self.lazy: LazyTree | None = None  # seeded lazily: its items are made when asked for, and it can't change
         self.delta_epoch = 0  # bumped to expire every delta token of this drive
         self._on_change = on_change
         self.options = options or Options()
@@ -270,6 +272,7 @@ class Drive:
     # ----- writing -------------------------------------------------------------------------
 
     def create_folder(self, path: str) -> str:
+        self._writable()
         with self.lock:
             touched: set[str] = set()
             folder = self._ensure_folder(_split(path), touched)
@@ -312,6 +315,7 @@ class Drive:
         kind: str = "file",
         notify: bool = True,
     ) -> str:
+        self._writable()
         parts = _split(path)
         if not parts:
             raise DriveError("a file needs a name")
@@ -371,6 +375,7 @@ class Drive:
         """Delete a file or a folder with everything in it. Descendants become tombstones first,
         then the folder; depending on ``tombstones`` mode ("all", "partial", "folder_only") some
         descendants vanish without a tombstone, as the real feed may hold only some of them."""
+        self._writable()
         with self.lock:
             item = self._require(path)
             if item.kind == "root":
@@ -396,6 +401,7 @@ class Drive:
     def add_remote_item(self, path: str) -> str:
         """A folder shared from another account and added to this drive (``remoteItem``): its
         content lives in the sharer's drive, where Graph resolves it."""
+        self._writable()
         parts = _split(path)
         with self.lock:
             touched: set[str] = set()
@@ -414,6 +420,7 @@ class Drive:
 
     def mark_malware(self, path: str) -> str:
         """Flag a file as malware (creating a small one if needed): its content answers 403."""
+        self._writable()
         with self.lock:
             item = self.find(path)
             if item is None or item.deleted:
@@ -435,6 +442,7 @@ class Drive:
     ) -> list[str]:
         """Add ``n_files`` small files spread over ``n_folders`` new folders (0: all in
         ``folder`` itself, e.g. one folder with 100,000 children). Returns the file ids."""
+        self._writable()
         rng = random.Random(seed)
         if n_folders is None:
             n_folders = max(1, n_files // 100)
@@ -465,6 +473,26 @@ class Drive:
         self._notify(touched)
         return ids
 
+    def seed_lazily(self, n_files: int, n_folders: int | None = None, seed: int = 1, max_size: int = 64) -> None:
+        """Make this empty drive one of ``n_files`` small files in ``n_folders`` folders (a tree,
+        ``lazy.FANOUT`` subfolders each) that exist only as arithmetic (``lazy.py``): delta, item reads
+        and downloads make each item when asked, so a million items cost no memory. The drive
+        can't change afterwards (every change raises ``DriveError``): enough for a full
+        enumeration's benchmark. A full delta lists it in item-number order, whatever
+        ``delta_order`` says. Not kept by ``--data-dir`` persistence."""
+        with self.lock:
+            if len(self.items) > 1:
+                raise DriveError("only an empty drive can be seeded lazily")
+            self._writable()
+            folders = max(1, n_files // 100) if n_folders is None else n_folders
+            tree = LazyTree(self.id, self.root_id, n_files, folders, seed, max_size, utcnow())
+            root = self.items[self.root_id]
+            root.children = {tree.name(n).lower(): tree.id_of(n) for n in tree.children(0)}
+            self._touch(root, set())
+            self.items = LazyItems(dict(self.items), tree, _lazy_item)
+            self.lazy = tree
+        self._notify({self.root_id})
+
     # ----- saving and restoring (services/persistence.py) ----------------------------------
 
     @property
@@ -473,6 +501,7 @@ class Drive:
 
     def restore(self, items: list[Item], root_id: str, seq: int, next_number: int, delta_epoch: int) -> None:
         """Replace everything with saved items: children and the change log are rebuilt from them."""
+        self._writable()
         with self.lock:
             self.items = {item.id: item for item in items}
             self.root_id = root_id
@@ -491,6 +520,10 @@ class Drive:
             self._rng = random.Random(f"{self.id}:{seq}")
 
     # ----- internals -----------------------------------------------------------------------
+
+    def _writable(self) -> None:
+        if self.lazy is not None:
+            raise DriveError("a lazily seeded drive can't change")
 
     def _new_item(self, name: str, parent_id: str | None, kind: str) -> Item:
         if self.options.item_id_style == "legacy":
@@ -559,6 +592,17 @@ class Drive:
     def _notify(self, touched: Iterable[str]) -> None:
         if self._on_change is not None:
             self._on_change(self, set(touched))
+
+
+def _lazy_item(tree: LazyTree, number: int) -> Item:
+    folder = number <= tree.folders
+    item = Item(id=tree.id_of(number), name=tree.name(number), parent_id=tree.id_of(tree.parent(number)),
+                kind="folder" if folder else "file", created=tree.created, modified=tree.created, seq=1)
+    if folder:
+        item.children = {tree.name(child).lower(): tree.id_of(child) for child in tree.children(number)}
+    else:
+        item.content = SeededSmallContent(*tree.content(number))
+    return item
 
 
 def _split(path: str) -> list[str]:

@@ -23,7 +23,7 @@ from functions.microsoft.graph import GraphClient
 from functions.sync import events, itemrows
 from functions.sync import mirror as mirrors
 from functions.sync.events import ChangeEvent, ChangeType
-from functions.sync.mirror import MOVED, OCCUPIED, STAGING_PREFIX, Mirror, metadata, staging_path
+from functions.sync.mirror import MOVED, OCCUPIED, STAGING_PREFIX, Listing, Mirror, metadata, staging_path
 from functions.sync.plan import (
     Copy,
     Delete,
@@ -55,10 +55,13 @@ FOLDER_CHUNK = 100
 # In a full enumeration (first sync, or after a 410) nearly every file is copied or checked: a
 # chunk with this many copies lists the mirror once (5,000 names a call) instead of probing each
 # target (one call each), and a first sync probes nothing. Not in an incremental sync: 60 changes
-# in a 100,000-file mirror are 60 probes, not 20 listing calls. Past LISTING_LIMIT names the
-# listing would cost more memory than the probes cost calls.
+# in a 100,000-file mirror are 60 probes, not 20 listing calls. Past LISTING_LIMIT names (8 bytes
+# each, `mirror.Listing`) the listing would cost more memory than the probes cost calls.
 LISTING_MIN_COPIES = 50
 LISTING_LIMIT = 500_000
+# Folder rows kept from one chunk to the next (about 400 bytes each): what bounds a run's rows
+# with FILE_CHUNK, whatever the drive holds.
+FOLDERS_KEPT = 20_000
 UNAVAILABLE_STREAK = 5  # consecutive failed downloads (Graph down): stop, don't park the whole drive
 
 
@@ -104,7 +107,7 @@ class Applier:
         # Mirrored values not written yet, by item id: written in batch transactions before the
         # items' pending rows are removed (one table call per 100 items, not one per item).
         self._unwritten: dict[str, dict[str, Any]] = {}
-        self._listed: frozenset[str] | None = None
+        self._listed: Listing | None = None
         self.checkpoints = itemrows.CopyCheckpoints(connection_id)
         self._large_copies = threading.BoundedSemaphore(LARGE_COPY_THREADS)
         self._folders_moved = False  # a folder got a new path: skipped descendants may fit now
@@ -124,6 +127,7 @@ class Applier:
             while ids := itemrows.pending_ids(self.connection_id, folders=True, limit=FOLDER_CHUNK):
                 self._step()
                 self.apply_folders(ids)
+                self.rows = keep_folders(self.rows)  # a drive of a million folders: never all their rows
             if not (self._folders_moved and self._revive_skipped()):
                 break
         while ids := itemrows.pending_ids(self.connection_id, folders=False, limit=FILE_CHUNK):
@@ -482,9 +486,10 @@ def _is_staging(path: str) -> bool:
 
 
 def keep_folders(rows: itemrows.RowCache) -> itemrows.RowCache:
-    """Files are planned once per chunk; folders are the ancestors every chunk needs again."""
+    """Files are planned once per chunk; folders are the ancestors every chunk needs again, up to
+    FOLDERS_KEPT of them (the latest read): a drive of a million folders re-reads older ones."""
     kept = itemrows.RowCache(rows.connection_id, dense=rows.dense)
-    for item_id, state in rows.items():
-        if state.kind.holds_children:
-            kept[item_id] = state
+    folders = [(item_id, state) for item_id, state in rows.items() if state.kind.holds_children]
+    for item_id, state in folders[-FOLDERS_KEPT:]:
+        kept[item_id] = state
     return kept

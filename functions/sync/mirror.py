@@ -12,12 +12,15 @@ its staged blocks and its hash state, and the next invocation downloads only the
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
+import heapq
 import json
 import logging
 import string
 import time
 import uuid
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +55,33 @@ MAX_SEGMENT_BLOCKS = 64
 STREAM_ATTEMPTS = 5  # broken streams resumed (with Range) before the copy counts as failed
 VERIFY_ATTEMPTS = 2  # whole downloads whose bytes don't match the listing before we give up
 COPY_POLL_SECONDS = 120.0
+
+# The mirror's listing (`Mirror.paths`) holds 8 bytes a path: a digest, sorted. A path whose
+# digest collides with a listed one is only probed for nothing; a million paths cost 8 MB, not 130.
+_LISTING_PAGE = 5000
+
+
+def _digest(path: str) -> int:
+    return hash(path) & 0xFFFF_FFFF_FFFF_FFFF  # the process's own str hash: listing and lookups share it
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Blob paths of the mirror at some moment: `path in listing` is True for each of them (and,
+    once in 2**64, for another: a probe for nothing)."""
+
+    digests: array[int]
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str):
+            return False
+        digest = _digest(path)
+        at = bisect.bisect_left(self.digests, digest)
+        return at < len(self.digests) and self.digests[at] == digest
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
 
 _META_SAFE = "".join(ch for ch in string.printable if ch not in "%\t\n\r\x0b\x0c")
 
@@ -146,14 +176,19 @@ class Mirror:
             if not marker:
                 return
 
-    def paths(self, limit: int) -> frozenset[str] | None:
+    def paths(self, limit: int) -> Listing | None:
         """Every blob path in the mirror now (names only: 5,000 a call), or None past `limit`."""
-        found: set[str] = set()
-        for name in self.container.names(self.prefix):
-            if len(found) >= limit:
+        pages: list[array[int]] = []
+        page: list[int] = []
+        for count, name in enumerate(self.container.names(self.prefix)):
+            if count >= limit:
                 return None
-            found.add(name[len(self.prefix):])
-        return frozenset(found)
+            page.append(_digest(name[len(self.prefix):]))
+            if len(page) == _LISTING_PAGE:
+                pages.append(array("Q", sorted(page)))
+                page = []
+        pages.append(array("Q", sorted(page)))
+        return Listing(array("Q", heapq.merge(*pages)))
 
     def probe(self, path: str) -> BlobInfo | None:
         found = self.container.probe(self._name(path))
@@ -204,7 +239,7 @@ class Mirror:
         self.container.upload(self._name(path), b"", blob_metadata)
 
     def copy(self, graph: GraphClient, plan: Copy, blob_metadata: dict[str, str],
-             listed: frozenset[str] | None = None, *, out_of_time: Callable[[], bool] = lambda: False,
+             listed: Listing | None = None, *, out_of_time: Callable[[], bool] = lambda: False,
              checkpoints: Checkpoints | None = None) -> CopyResult:
         """Download the item into `plan.path`, verified. Typed errors other than "gone" and
         "malware" propagate (Throttled, ReauthRequired, storage errors).

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from ..drive import Drive, Item
 from ..errors import GraphError
+from ..lazy import LazyOrder
 from ..state import DeltaSession, State
 from .render import item_json, select_fields, tombstone_json
 
@@ -116,6 +117,10 @@ class Delta:
         return GraphError(400, "invalidRequest", "Invalid delta token.")
 
     def _start(self, drive: Drive, folder: Item, since: int, select, page_size: int, full: bool) -> DeltaSession:
+        if full and drive.lazy is not None and folder.id == drive.root_id:
+            # Every item, computed page by page (lazy.py): a million ids are never a list here.
+            return self._open(DeltaSession(drive.id, folder.id, drive.seq, drive.delta_epoch, select, page_size,
+                                           LazyOrder(drive.lazy)))
         if full:
             items = [i for i in self._walk(drive, folder)]
         moved_out: set[str] = set()
@@ -129,8 +134,10 @@ class Delta:
                     items.append(item)
                     moved_out.add(item.id)
         ids = self._ordered(drive, items, changes=not full)
-        session = DeltaSession(drive.id, folder.id, drive.seq, drive.delta_epoch, select, page_size, ids,
-                               moved_out=moved_out)
+        return self._open(DeltaSession(drive.id, folder.id, drive.seq, drive.delta_epoch, select, page_size, ids,
+                                       moved_out=moved_out))
+
+    def _open(self, session: DeltaSession) -> DeltaSession:
         session.key = secrets.token_urlsafe(12)
         if len(self.sessions) >= MAX_SESSIONS:
             self.sessions.pop(next(iter(self.sessions)))
@@ -189,6 +196,12 @@ class Delta:
                                     "folder": session.folder_id, "select": session.select, "top": session.page_size})
         return self._page(body, link_base, delta_token=delta_token)
 
+    @staticmethod
+    def _served(drive: Drive, session: DeltaSession, item: Item) -> None:
+        # What was sent, to send again what changes before the end; a lazy drive never changes.
+        if drive.lazy is None:
+            session.served[item.id] = item.seq
+
     def _requeue_changed(self, drive: Drive, session: DeltaSession) -> None:
         if not session.served:
             return
@@ -212,7 +225,7 @@ class Delta:
             if item_id in session.moved_out and scope is not None and not self._within(drive, item, scope):
                 if item.id not in on_page:
                     on_page.add(item.id)
-                    session.served[item.id] = item.seq
+                    self._served(drive, session, item)
                     bodies.append(select_fields(tombstone_json(self.state, drive, item), session.select))
                 continue
             group: list[Item] = []
@@ -226,7 +239,7 @@ class Delta:
                 group.reverse()
             for member in group:
                 on_page.add(member.id)
-                session.served[member.id] = member.seq
+                self._served(drive, session, member)
                 bodies.append(item_json(self.state, drive, member, in_delta=True, select=session.select))
         return bodies
 
