@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -32,8 +33,11 @@ class WorkerProcess:
     """The parent's handle on one worker process."""
 
     def __init__(self) -> None:
+        from devtools.host.config import PROCESS_ENVIRONMENT
+
+        # Started as the Functions host starts the app's worker (the environment wins, as there).
         self.process = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=ROOT, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, bufsize=1)
+                                        stdout=subprocess.PIPE, text=True, bufsize=1, env={**PROCESS_ENVIRONMENT, **os.environ})
 
     def ask(self, **command: Any) -> dict[str, Any]:
         assert self.process.stdin and self.process.stdout

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from devtools.azurite import Azurite
-from devtools.host.config import read_local_settings
+from devtools.host.config import PROCESS_ENVIRONMENT, read_local_settings
 from devtools.host.keys import FILE_NAME as KEY_FILE_NAME
 from devtools.host.keys import function_key
 from devtools.keys import new_key_entry
@@ -243,7 +243,7 @@ class Stack:
         command = [sys.executable, "-m", "devtools.host", "--port", str(self.port), "--settings", str(self.settings_path),
                    "--key-file", str(self.data_dir / KEY_FILE_NAME)]
         # The host's lines (invocations, failures) go to this terminal: that is where to watch it work.
-        self.host = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **self.environment})
+        self.host = subprocess.Popen(command, cwd=ROOT, env={**PROCESS_ENVIRONMENT, **os.environ, **self.environment})
         _wait_http(f"http://127.0.0.1:{self.port}/admin/host/status", self.host, "the local host")
 
     def _summary(self, public: str, key: str, emulator_url: str | None) -> None:

@@ -216,6 +216,8 @@ module api 'app/api.bicep' = {
       DOWNLOAD_REDIRECT: downloadRedirect
       DOWNLOAD_INLINE_MAX_BYTES: string(downloadInlineMaxBytes)
       MAINTENANCE_SCHEDULE: maintenanceSchedule
+      // Two malloc arenas, not one per thread: a sync's threads otherwise grow the worker's memory with the drive (devtools/host/config.py).
+      MALLOC_ARENA_MAX: '2'
     }
   }
 }

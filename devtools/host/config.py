@@ -13,6 +13,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# What the worker process starts with, here as in Azure (infra/main.bicep sets the same app
+# setting): glibc gives every thread that allocates an arena of its own, and a sync's dozens of
+# threads left the worker's memory growing by ~6 KB per item of a full enumeration, ~1.2 KB
+# with two arenas (bench/memory.py, both in one run). Read by glibc at start: not a "Value".
+PROCESS_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2"}
+
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
 
 

@@ -96,6 +96,13 @@ def test_every_setting_the_code_reads_is_an_app_setting_in_azure():
     assert missing_settings(read, infra().app_settings(), storage.CONNECTION) == set()
 
 
+def test_the_worker_starts_in_azure_with_the_environment_the_local_host_gives_it():
+    from devtools.host.config import PROCESS_ENVIRONMENT
+
+    settings = infra().app_settings()
+    assert {name: settings.get(name) for name in PROCESS_ENVIRONMENT} == PROCESS_ENVIRONMENT
+
+
 def test_every_setting_the_code_reads_is_in_local_settings_example():
     values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
     assert sorted(settings_read_by_code() - set(values)) == []
