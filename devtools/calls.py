@@ -11,10 +11,11 @@ sync costs per item, and for the benchmarks' "calls per item".
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 
 def _origin(url: str) -> str:
@@ -54,6 +55,21 @@ class CallCounter:
         with self._lock:
             return Counter(self.counts)
 
+    def table_scans(self) -> list[tuple[str, str]]:
+        """(table, filter) of each table query that bounds no RowKey. Azure Storage indexes rows
+        by their keys only: such a query reads every row of its partition (or of the table),
+        whatever it answers, though Azurite answers it in one call."""
+        scans = []
+        with self._lock:
+            calls = list(self.calls)
+        for service, _, path in calls:
+            where, _, query = path.partition("?")
+            condition = parse_qs(query).get("$filter", [""])[0]
+            if service != "table" or not condition or _bounds_row_key(condition):
+                continue
+            scans.append((where.rsplit("/", 1)[-1].split("(")[0], condition))
+        return scans
+
     def __enter__(self) -> CallCounter:
         import httpx
         from azure.core.pipeline.transport import RequestsTransport
@@ -79,3 +95,10 @@ class CallCounter:
         for owner, name, original in self._restore:
             setattr(owner, name, original)
         self._restore = []
+
+
+def _bounds_row_key(condition: str) -> bool:
+    """An exact RowKey, or a range with both ends: what the service finds by the key."""
+    text = re.sub(r"'(?:[^']|'')*'", "''", condition)  # values may say "RowKey" too
+    return bool(re.search(r"\bRowKey eq\b", text) or (re.search(r"\bRowKey g[et]\b", text)
+                                                        and re.search(r"\bRowKey l[et]\b", text)))
