@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +32,7 @@ class CallCounter:
         self.counts: Counter[str] = Counter()
         # (service, method, path) of each call, in order; a table query's path keeps its query string
         self.calls: list[tuple[str, str, str]] = []
+        self.seconds: list[float] = []  # how long each of them took, in the same order
         self._restore: list[tuple[Any, str, Any]] = []
 
     @classmethod
@@ -44,12 +46,13 @@ class CallCounter:
                                                        ("table", "TableEndpoint")) if key in values}
         return cls({**origins, **more})
 
-    def count(self, method: str, url: str) -> None:
+    def count(self, method: str, url: str, seconds: float = 0.0) -> None:
         name = self._names.get(_origin(url), "other")
         with self._lock:
             self.counts[name] += 1
             parts = urlsplit(url)
             self.calls.append((name, method, parts.path + ("?" + parts.query if "$filter" in parts.query else "")))
+            self.seconds.append(seconds)
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
@@ -79,12 +82,18 @@ class CallCounter:
         sdk_send = RequestsTransport.send
 
         def counted_httpx(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-            counter.count(request.method, str(request.url))
-            return httpx_send(client, request, **kwargs)
+            started = time.perf_counter()
+            try:
+                return httpx_send(client, request, **kwargs)
+            finally:
+                counter.count(request.method, str(request.url), time.perf_counter() - started)
 
         def counted_sdk(transport: Any, request: Any, **kwargs: Any) -> Any:
-            counter.count(request.method, str(request.url))
-            return sdk_send(transport, request, **kwargs)
+            started = time.perf_counter()
+            try:
+                return sdk_send(transport, request, **kwargs)
+            finally:
+                counter.count(request.method, str(request.url), time.perf_counter() - started)
 
         self._restore = [(httpx.Client, "send", httpx_send), (RequestsTransport, "send", sdk_send)]
         httpx.Client.send = counted_httpx  # type: ignore[method-assign]
