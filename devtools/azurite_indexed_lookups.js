@@ -29,3 +29,21 @@ const find = Loki.Resultset.prototype.find;
 Loki.Resultset.prototype.find = function (query, firstOnly) {
   return find.call(this, selectiveFirst(query), firstOnly);
 };
+
+// LokiJS updates an array of documents by rebuilding every binary index of the collection, and
+// removes one (even an empty one) by first mapping every document's position. Azurite does both on
+// each queue receive (the expired messages, the received ones): every poll of the sync queue cost
+// all the messages of the account (0.25 s at 20,000 unconsumed change events), stalling every
+// service of the process. One document at a time, the indices are kept in place instead: the
+// same documents change.
+const update = Loki.Collection.prototype.update;
+Loki.Collection.prototype.update = function (doc) {
+  if (!Array.isArray(doc)) return update.call(this, doc);
+  for (const one of doc) update.call(this, one);
+};
+// (A long array still goes as one batch: its one mapping costs less than many removals.)
+const remove = Loki.Collection.prototype.remove;
+Loki.Collection.prototype.remove = function (doc) {
+  if (!Array.isArray(doc) || doc.length > 100) return remove.call(this, doc);
+  for (const one of doc) remove.call(this, one);
+};
