@@ -119,11 +119,12 @@ def load_average() -> str:
     return f"load {one:.1f}/{five:.1f}"
 
 
-def _check_mirror(connection_id: str, drive) -> None:
-    """The figures count only if the mirror holds the drive: sizes and hashes from the blob listing."""
+def _check_mirror(connection_id: str, drive, skipped: tuple[str, ...] = ()) -> None:
+    """The figures count only if the mirror holds the drive (but the files it must skip): sizes
+    and hashes from the blob listing."""
     from functions import storage
 
-    expected = drive.snapshot()
+    expected = {path: value for path, value in drive.snapshot().items() if path not in skipped}
     prefix = connection_id + "/"
     found = {}
     for blob in storage.files_container().list_blobs(name_starts_with=prefix, include=["metadata"]):

@@ -146,6 +146,7 @@ def _sync(connection_id: str, budget: float | None = None, origins: dict[str, st
 
 
 _counter = None
+_cpu_started = 0.0
 
 
 def _count(origins: dict[str, str]) -> dict[str, Any]:
@@ -153,6 +154,8 @@ def _count(origins: dict[str, str]) -> dict[str, Any]:
     global _counter
     from devtools.calls import CallCounter
 
+    global _cpu_started
+    _cpu_started = time.process_time()
     _counter = CallCounter.for_environment(**origins).__enter__()
     return {"counting": True}
 
@@ -162,14 +165,16 @@ def _counted() -> dict[str, Any]:
     if _counter is None:
         return {"calls": {}}
     _counter.__exit__()
-    calls, kinds, _counter = dict(_counter.snapshot()), _call_kinds(_counter.calls), None
-    return {"calls": calls, "kinds": kinds}
+    calls, kinds = dict(_counter.snapshot()), _call_kinds(_counter.calls)
+    seconds = _call_kinds(_counter.calls, _counter.seconds)
+    _counter = None
+    return {"calls": calls, "kinds": kinds, "seconds": seconds, "cpu_seconds": time.process_time() - _cpu_started}
 
 
-def _call_kinds(calls: list[tuple[str, str, str]]) -> dict[str, int]:
-    """Calls by service, method and what they reach (a table query: the table and its filter)."""
+def _call_kinds(calls: list[tuple[str, str, str]], seconds: list[float] | None = None) -> dict[str, float]:
+    """Calls by service, method and what they reach (a table query: the table and its filter);
+    with `seconds`, the seconds they took instead (summed over threads)."""
     import re
-    from collections import Counter
     from urllib.parse import unquote
 
     def kind(service: str, method: str, path: str) -> str:
@@ -182,7 +187,11 @@ def _call_kinds(calls: list[tuple[str, str, str]]) -> dict[str, int]:
         last = path.rstrip("/").rsplit("/", 1)[-1]
         return f"{service} {method} {last.split('(')[0] if service == 'table' else ''}".rstrip()
 
-    return dict(Counter(kind(*call) for call in calls).most_common())
+    totals: dict[str, float] = {}
+    for index, call in enumerate(calls):
+        name = kind(*call)
+        totals[name] = totals.get(name, 0) + (seconds[index] if seconds is not None else 1)
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
 def _sync_resumed(connection_id: str) -> dict[str, Any]:

@@ -11,10 +11,12 @@ sync costs per item, and for the benchmarks' "calls per item".
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections import Counter
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 
 def _origin(url: str) -> str:
@@ -30,6 +32,7 @@ class CallCounter:
         self.counts: Counter[str] = Counter()
         # (service, method, path) of each call, in order; a table query's path keeps its query string
         self.calls: list[tuple[str, str, str]] = []
+        self.seconds: list[float] = []  # how long each of them took, in the same order
         self._restore: list[tuple[Any, str, Any]] = []
 
     @classmethod
@@ -43,16 +46,32 @@ class CallCounter:
                                                        ("table", "TableEndpoint")) if key in values}
         return cls({**origins, **more})
 
-    def count(self, method: str, url: str) -> None:
+    def count(self, method: str, url: str, seconds: float = 0.0) -> None:
         name = self._names.get(_origin(url), "other")
         with self._lock:
             self.counts[name] += 1
             parts = urlsplit(url)
             self.calls.append((name, method, parts.path + ("?" + parts.query if "$filter" in parts.query else "")))
+            self.seconds.append(seconds)
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
             return Counter(self.counts)
+
+    def table_scans(self) -> list[tuple[str, str]]:
+        """(table, filter) of each table query that bounds no RowKey. Azure Storage indexes rows
+        by their keys only: such a query reads every row of its partition (or of the table),
+        whatever it answers, though Azurite answers it in one call."""
+        scans = []
+        with self._lock:
+            calls = list(self.calls)
+        for service, _, path in calls:
+            where, _, query = path.partition("?")
+            condition = parse_qs(query).get("$filter", [""])[0]
+            if service != "table" or not condition or _bounds_row_key(condition):
+                continue
+            scans.append((where.rsplit("/", 1)[-1].split("(")[0], condition))
+        return scans
 
     def __enter__(self) -> CallCounter:
         import httpx
@@ -63,12 +82,18 @@ class CallCounter:
         sdk_send = RequestsTransport.send
 
         def counted_httpx(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-            counter.count(request.method, str(request.url))
-            return httpx_send(client, request, **kwargs)
+            started = time.perf_counter()
+            try:
+                return httpx_send(client, request, **kwargs)
+            finally:
+                counter.count(request.method, str(request.url), time.perf_counter() - started)
 
         def counted_sdk(transport: Any, request: Any, **kwargs: Any) -> Any:
-            counter.count(request.method, str(request.url))
-            return sdk_send(transport, request, **kwargs)
+            started = time.perf_counter()
+            try:
+                return sdk_send(transport, request, **kwargs)
+            finally:
+                counter.count(request.method, str(request.url), time.perf_counter() - started)
 
         self._restore = [(httpx.Client, "send", httpx_send), (RequestsTransport, "send", sdk_send)]
         httpx.Client.send = counted_httpx  # type: ignore[method-assign]
@@ -79,3 +104,10 @@ class CallCounter:
         for owner, name, original in self._restore:
             setattr(owner, name, original)
         self._restore = []
+
+
+def _bounds_row_key(condition: str) -> bool:
+    """An exact RowKey, or a range with both ends: what the service finds by the key."""
+    text = re.sub(r"'(?:[^']|'')*'", "''", condition)  # values may say "RowKey" too
+    return bool(re.search(r"\bRowKey eq\b", text) or (re.search(r"\bRowKey g[et]\b", text)
+                                                        and re.search(r"\bRowKey l[et]\b", text)))

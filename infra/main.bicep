@@ -110,6 +110,7 @@ var tableNames = [
   'driveitems'
   'pendingitems'
   'faileditems'
+  'skippeditems'
   'appstate'
 ]
 

@@ -14,10 +14,11 @@ class Tables:
     DRIVE_ITEMS = "driveitems"  # the id map: every item of every drive
     PENDING_ITEMS = "pendingitems"  # items changed by delta and not yet applied to the mirror
     FAILED_ITEMS = "faileditems"  # items parked after repeated failures, retried later
+    SKIPPED_ITEMS = "skippeditems"  # the items of DRIVE_ITEMS the mirror leaves out: listed without a scan
     APP_STATE = "appstate"  # app-wide conditions, one row each (Microsoft refusing the client secret)
 
     ALL = (CONNECTIONS, TOKENS, OAUTH_STATES, SUBSCRIPTIONS, SYNC_STATE, DRIVE_ITEMS, PENDING_ITEMS, FAILED_ITEMS,
-           APP_STATE)
+           SKIPPED_ITEMS, APP_STATE)
 
 
 class Queues:

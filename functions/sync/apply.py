@@ -39,6 +39,7 @@ from functions.sync.plan import (
 )
 
 S = TypeVar("S")
+T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Applier:
         # Mirrored values not written yet, by item id: written in batch transactions before the
         # items' pending rows are removed (one table call per 100 items, not one per item).
         self._unwritten: dict[str, dict[str, Any]] = {}
+        self._unlisted: set[str] = set()  # of them, items skipped until now: unlisted once written
         self._listed: Listing | None = None
         self.checkpoints = itemrows.CopyCheckpoints(connection_id)
         self._large_copies = threading.BoundedSemaphore(LARGE_COPY_THREADS)
@@ -234,8 +236,12 @@ class Applier:
         folder changed): make the skipped ones that fit pending again. True if any folder was."""
         self._folders_moved = False
         revived: list[ItemState] = []
-        for chunk in _chunks(itemrows.all_skipped(self.connection_id), FILE_CHUNK):
-            self.rows.load_chains(row.id for row in chunk)
+        for ids in _chunks(itemrows.skipped_ids(self.connection_id), FILE_CHUNK):
+            self.rows.load_chains(ids)
+            chunk = [row for i in ids if (row := self.rows.get(i)) is not None and row.skipped and not row.deleted]
+            # Listed but not skipped (a run stopped between the row's write and the list's): unlist.
+            itemrows.unlist_skipped(self.connection_id, [i for i in ids if i not in self.rows
+                                                         or not self.rows[i].skipped])
             resolver = self._resolver()
             fits = [row for row in chunk if resolver.desired(row.id).path is not None]
             itemrows.mark_pending(self.connection_id, fits)
@@ -418,21 +424,30 @@ class Applier:
                       skipped: str = "") -> None:
         entity = itemrows.mirrored_entity(self.connection_id, row.id, name=name, parent_id=parent_id, content=content,
                                           skipped=skipped)
+        current = self.rows.get(row.id, row)
         with self._lock:
             self._unwritten[row.id] = entity
-        current = self.rows.get(row.id, row)
-        self.rows.put(replace(current, m_name=name, m_parent_id=parent_id if name is not None else None, m_content=content))
+            if current.skipped and not skipped:
+                self._unlisted.add(row.id)
+            elif skipped:
+                self._unlisted.discard(row.id)
+        self.rows.put(replace(current, m_name=name, m_parent_id=parent_id if name is not None else None, m_content=content,
+                              skipped=skipped))
 
     def _flush_mirrored(self) -> None:
         with self._lock:
             entities, self._unwritten = list(self._unwritten.values()), {}
+            unlisted, self._unlisted = list(self._unlisted), set()
         if entities:
-            itemrows.write_mirrored(entities)
+            itemrows.write_mirrored(self.connection_id, entities, unlisted=unlisted)
 
     def _forget(self, item_id: str) -> None:
+        current = self.rows.get(item_id)
+        was_skipped = bool(current and current.skipped) or item_id in self._unlisted
         with self._lock:
             self._unwritten.pop(item_id, None)  # a late MERGE would bring the removed row back
-        itemrows.forget(self.connection_id, [item_id])
+            self._unlisted.discard(item_id)
+        itemrows.forget(self.connection_id, [item_id], skipped=[item_id] if was_skipped else [])
         self.rows.forget(item_id)
 
     def _succeeded(self, item_id: str) -> None:
@@ -476,7 +491,7 @@ def _reason(resolver: Resolver, item_id: str) -> str | None:
     return "unselected" if resolver.desired(item_id).reason == "unselected" else None
 
 
-def _chunks(rows: Iterator[ItemState], size: int) -> Iterator[list[ItemState]]:
+def _chunks(rows: Iterator[T], size: int) -> Iterator[list[T]]:
     while chunk := list(itertools.islice(rows, size)):
         yield chunk
 

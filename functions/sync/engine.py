@@ -231,6 +231,9 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
         else:
             _collect(lease, graph, out_of_time, restarts)
     if lease.state.phase == Phase.APPLY:
+        if not lease.state.skips_listed:
+            itemrows.list_skipped_rows(lease.connection_id)  # once: rows skipped before the list existed
+            lease.update(skips_listed=True)
         selected = selection.is_marker(lease.state.pending_delta_link)
         scope = selection.scope(lease.connection_id) if selected else None
         scheduled: list[float] = []

@@ -20,6 +20,7 @@ PER_CONNECTION_TABLES = (
     storage.Tables.DRIVE_ITEMS,
     storage.Tables.PENDING_ITEMS,
     storage.Tables.FAILED_ITEMS,
+    storage.Tables.SKIPPED_ITEMS,
 )
 
 

@@ -1,5 +1,6 @@
-"""The sync engine's tables: the id map (DRIVE_ITEMS), the work list (PENDING_ITEMS) and the retry
-list (FAILED_ITEMS). PartitionKey = connection id everywhere, so disconnect can wipe a connection.
+"""The sync engine's tables: the id map (DRIVE_ITEMS), the work list (PENDING_ITEMS), the retry
+list (FAILED_ITEMS) and the list of skipped items (SKIPPED_ITEMS). PartitionKey = connection id
+everywhere, so disconnect can wipe a connection.
 
 Delta collect writes only *desired* fields (MERGE), apply writes only *mirrored* fields (MERGE):
 neither clobbers the other, and a resumed collect or apply is idempotent.
@@ -7,6 +8,7 @@ neither clobbers the other, and a resumed collect or apply is idempotent.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -51,6 +53,10 @@ def _pending() -> storage.Table:
 
 def _failed() -> storage.Table:
     return storage.Table(storage.Tables.FAILED_ITEMS)
+
+
+def _skips() -> storage.Table:
+    return storage.Table(storage.Tables.SKIPPED_ITEMS)
 
 
 def _upserts(entities: Iterable[dict[str, Any]]) -> list[storage.Op]:
@@ -130,6 +136,7 @@ def _state(entity: dict[str, Any]) -> ItemState:
         m_name=entity.get("m_name") if entity.get("m_present") else None,
         m_parent_id=entity.get("m_parent_id") if entity.get("m_present") else None,
         m_content=entity.get("m_content") or "",
+        skipped=entity.get("skipped") or "",
     )
 
 
@@ -273,20 +280,21 @@ def mirrored_entity(connection_id: str, item_id: str, *, name: str | None, paren
     }
 
 
-def set_mirrored(connection_id: str, item_id: str, *, name: str | None, parent_id: str | None, content: str = "",
-                 skipped: str = "") -> None:
-    """Record where the mirror now holds an item (name None: nowhere; `skipped`: why not)."""
-    _items().upsert(mirrored_entity(connection_id, item_id, name=name, parent_id=parent_id, content=content, skipped=skipped))
-
-
-def write_mirrored(entities: list[dict[str, Any]]) -> None:
-    """Many `mirrored_entity` values of one partition, in batch transactions (one RowKey each)."""
+def write_mirrored(connection_id: str, entities: list[dict[str, Any]], *, unlisted: Iterable[str] = ()) -> None:
+    """Many `mirrored_entity` values of one partition, in batch transactions (one RowKey each).
+    `unlisted`: items among them that were skipped and no longer are."""
+    # The skipped ones are listed before their rows say so, and the others unlisted only after:
+    # whatever stops us in between, every skipped row is listed (and a listed row may not be
+    # skipped any more: `skipped_ids` says who checks).
+    _list_skipped(connection_id, [e["RowKey"] for e in entities if e["skipped"]])
     _items().batch(_upserts(entities))
+    _skips().delete_rows(connection_id, [row_key(i) for i in unlisted])
 
 
-def forget(connection_id: str, item_ids: list[str]) -> None:
-    """Remove dead items from the id map."""
+def forget(connection_id: str, item_ids: list[str], *, skipped: Iterable[str] = ()) -> None:
+    """Remove dead items from the id map (`skipped`: those of them that were skipped)."""
     _items().delete_rows(connection_id, [row_key(i) for i in item_ids])
+    _skips().delete_rows(connection_id, [row_key(i) for i in skipped])
 
 
 def pending_ids(connection_id: str, *, folders: bool, limit: int) -> list[str]:
@@ -341,8 +349,8 @@ def done(connection_id: str, item_ids: list[str]) -> None:
 
 SCAN_PAGE = 1000
 _SCAN_COLUMNS = ["RowKey", "item_id", "kind", "tomb_kind", "name", "parent_id", "size", "quickxorhash", "ctag",
-                 "etag", "deleted", "malware", "m_present", "m_name", "m_parent_id", "m_content", "seen_epoch",
-                 "blob_epoch"]
+                 "etag", "deleted", "malware", "m_present", "m_name", "m_parent_id", "m_content", "skipped",
+                 "seen_epoch", "blob_epoch"]
 
 
 def _scan(connection_id: str) -> Iterator[dict[str, Any]]:
@@ -391,24 +399,52 @@ def all_rows(connection_id: str) -> Iterator[ItemState]:
 # ----- skipped items ---------------------------------------------------------------------------
 
 
-def all_skipped(connection_id: str) -> Iterator[ItemState]:
-    """Every row the apply phase skipped (one filtered query: skipped items are few)."""
-    for entity in _items().query("PartitionKey eq @pk and skipped ne ''", {"pk": connection_id}, select=_SCAN_COLUMNS,
+# The id map has no index but its keys: a filter on `skipped` would read every row of the drive
+# (a table scan on Azure Storage) whenever a folder is created or moved. SKIPPED_ITEMS lists them
+# instead (one row per skipped item, same keys), so that finding them costs what they are.
+
+
+def _list_skipped(connection_id: str, keys: list[str]) -> None:
+    _skips().batch(_upserts({"PartitionKey": connection_id, "RowKey": key, "item_id": unquote(key)} for key in keys))
+
+
+def skipped_ids(connection_id: str) -> Iterator[str]:
+    """The items listed as skipped: each one whose row says so, and perhaps a few whose row
+    says otherwise or is gone (a run stopped between the two writes): check the row."""
+    for entity in _skips().query("PartitionKey eq @pk", {"pk": connection_id}, select=["item_id", "RowKey"],
                                  page_size=SCAN_PAGE):
-        if not entity.get("deleted"):
-            yield _state(entity)
+        yield entity.get("item_id") or unquote(entity["RowKey"])
+
+
+def unlist_skipped(connection_id: str, item_ids: list[str]) -> None:
+    """Listed items that are not skipped after all (only while holding the lease: a sync may be
+    skipping them again right now)."""
+    _skips().delete_rows(connection_id, [row_key(i) for i in item_ids])
+
+
+def list_skipped_rows(connection_id: str) -> int:
+    """List every skipped row of the id map, reading all of it: once per connection, for the rows
+    skipped before SKIPPED_ITEMS existed. How many."""
+    keys = [e["RowKey"] for e in _items().query("PartitionKey eq @pk and skipped ne ''", {"pk": connection_id},
+                                                 select=["RowKey"], page_size=SCAN_PAGE)]
+    _list_skipped(connection_id, keys)
+    return len(keys)
 
 
 def skipped(connection_id: str, *, limit: int) -> tuple[list[tuple[ItemState, str]], bool]:
     """Up to `limit` rows the apply phase skipped, with the reason; True when there are more."""
     found: list[tuple[ItemState, str]] = []
-    query = "PartitionKey eq @pk and skipped ne ''"
-    for entity in _items().query(query, {"pk": connection_id}, page_size=min(limit + 1, 1000)):
-        if entity.get("deleted") or not entity.get("skipped"):
-            continue
-        if len(found) == limit:
-            return found, True
-        found.append((_state(entity), str(entity["skipped"])))
+    rows = RowCache(connection_id, dense=False)
+    listed = skipped_ids(connection_id)
+    while chunk := list(itertools.islice(listed, limit + 1)):
+        rows.load(chunk)
+        for item_id in chunk:
+            row = rows.get(item_id)
+            if row is None or row.deleted or not row.skipped:
+                continue
+            if len(found) == limit:
+                return found, True
+            found.append((row, row.skipped))
     return found, False
 
 

@@ -57,6 +57,7 @@ class ItemState:
     m_name: str | None = None
     m_parent_id: str | None = None
     m_content: str = ""
+    skipped: str = ""  # why the apply phase left it out of the mirror ("": it didn't)
 
     @property
     def content_key(self) -> str:

@@ -429,6 +429,6 @@ def _leave_unselected(connection_id: str, selection: Selection, roots: dict[str,
             path = resolver.mirrored(state.id)
             if state.kind is Kind.FILE and state.mirrored and path:
                 mirror.keep(path, state.id)
-        itemrows.forget(connection_id, [state.id for state in leaving])
+        itemrows.forget(connection_id, [state.id for state in leaving], skipped=[s.id for s in leaving if s.skipped])
     else:
         itemrows.mark_pending(connection_id, leaving)

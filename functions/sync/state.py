@@ -65,6 +65,8 @@ class SyncState:
     last_full_at: datetime | None = None
     sweep_step: str = ""
     sweep_marker: str = ""
+    # Every skipped row is listed in SKIPPED_ITEMS (false: rows may be from before that list).
+    skips_listed: bool = False
     lease_owner: str = ""
     lease_expires: datetime | None = None
     watch_until: datetime | None = None
@@ -72,7 +74,7 @@ class SyncState:
     etag: str = ""
 
     FIELDS = ("delta_link", "next_link", "pending_delta_link", "phase", "resync_epoch", "rerun",
-              "last_full_at", "sweep_step", "sweep_marker", "lease_owner", "lease_expires", "watch_until")
+              "last_full_at", "sweep_step", "sweep_marker", "skips_listed", "lease_owner", "lease_expires", "watch_until")
 
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> SyncState:
@@ -88,6 +90,7 @@ class SyncState:
             last_full_at=_utc(entity.get("last_full_at")),
             sweep_step=str(entity.get("sweep_step") or ""),
             sweep_marker=str(entity.get("sweep_marker") or ""),
+            skips_listed=bool(entity.get("skips_listed")),
             lease_owner=entity.get("lease_owner") or "",
             lease_expires=_utc(entity.get("lease_expires")),
             watch_until=_utc(entity.get("watch_until")),
@@ -301,6 +304,7 @@ def acquire(connection_id: str, owner: str, *, lease_seconds: float = LEASE_SECO
                   "sync_queued": False}
         if row is None:
             values["phase"] = Phase.IDLE
+            values["skips_listed"] = state.skips_listed = True  # a new connection: nothing skipped yet
         state.lease_owner, state.lease_expires, state.rerun = owner, values["lease_expires"], False
         return storage.Write(values, Lease(state, owner, lease_seconds, took_over=took_over))
 
