@@ -24,14 +24,58 @@ function selectiveFirst(query) {
   return reordered;
 }
 
+// A container's blobs under a prefix are listed with `name: {$regex: "^<escaped prefix>"}`, which
+// no LokiJS index serves: each listing page (every folder move of the mirror) scanned all the
+// blobs of the account. The names that start with a prefix are those of the name index's range
+// [prefix, prefix with its last character incremented]; the regex stays on as a filter, so the
+// results are the same documents.
+const regexFilters = new WeakSet(); // the ones prefixRange made: not to be rewritten again
+function prefixRange(query) {
+  const name = query && typeof query === "object" ? query.name : undefined;
+  if (!name || typeof name !== "object" || Object.keys(name).length !== 1 || typeof name.$regex !== "string" ||
+      regexFilters.has(query)) {
+    return query;
+  }
+  const prefix = literalPrefix(name.$regex);
+  if (!prefix) return query;
+  const upper = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+  const regex = { name };
+  regexFilters.add(regex);
+  const filters = [{ name: { $between: [prefix, upper] } }, regex];
+  for (const key of Object.keys(query)) if (key !== "name") filters.push({ [key]: query[key] });
+  return { $and: filters };
+}
+
+// The literal a "^..." pattern of Azurite's escapeRegex stands for, or "" when it isn't one or no
+// range of the index holds exactly its names.
+function literalPrefix(pattern) {
+  if (!pattern.startsWith("^")) return "";
+  let literal = "";
+  for (let i = 1; i < pattern.length; i++) {
+    let char = pattern[i];
+    if (char === "\\") {
+      char = pattern[++i];
+      if (char === undefined || /[A-Za-z0-9]/.test(char)) return ""; // a class such as \d, not a literal
+    } else if ("^$*+?.()|[]{}".includes(char)) {
+      return "";
+    }
+    literal += char;
+  }
+  // LokiJS orders strings that read as numbers first, numerically: a range holds a prefix's names
+  // only if none of them can read as a number, i.e. the prefix (its last character aside) has a
+  // character no number has ("/" in every mirror prefix).
+  if (!/[^0-9A-Za-z.+\-\s]/.test(literal.slice(0, -1)) || literal.charCodeAt(literal.length - 1) === 0xffff) return "";
+  return literal;
+}
+
 // Every lookup (findOne, find, findAndRemove, chain().find) goes through Resultset.find.
 const find = Loki.Resultset.prototype.find;
 Loki.Resultset.prototype.find = function (query, firstOnly) {
-  return find.call(this, selectiveFirst(query), firstOnly);
+  return find.call(this, selectiveFirst(prefixRange(query)), firstOnly);
 };
 
 // LokiJS updates an array of documents by rebuilding every binary index of the collection, and
-// removes one (even an empty one) by first mapping every document's position. Azurite does both on
+// removes one (even an empty one) as a batch (below). Azurite does both on
 // each queue receive (the expired messages, the received ones): every poll of the sync queue cost
 // all the messages of the account (0.25 s at 20,000 unconsumed change events), stalling every
 // service of the process. One document at a time, the indices are kept in place instead: the
@@ -41,9 +85,14 @@ Loki.Collection.prototype.update = function (doc) {
   if (!Array.isArray(doc)) return update.call(this, doc);
   for (const one of doc) update.call(this, one);
 };
-// (A long array still goes as one batch: its one mapping costs less than many removals.)
-const remove = Loki.Collection.prototype.remove;
-Loki.Collection.prototype.remove = function (doc) {
-  if (!Array.isArray(doc) || doc.length > 100) return remove.call(this, doc);
-  for (const one of doc) remove.call(this, one);
+// Every removal by query (findAndRemove: each blob delete, each table row delete) or of an array
+// is a batch, and a batch marks every binary index dirty: the next lookup sorted the whole
+// collection again, per index (a blob delete took 5.6 ms among 2,000 blobs, 62 ms among 20,000).
+// One document at a time, the indices are kept in place instead. (A long batch still goes as one:
+// its one rebuild costs less than many removals.)
+const removeBatchByPositions = Loki.Collection.prototype.removeBatchByPositions;
+Loki.Collection.prototype.removeBatchByPositions = function (positions) {
+  if (positions.length > 100) return removeBatchByPositions.call(this, positions);
+  const docs = positions.map((position) => this.data[position]);
+  for (const doc of docs) this.remove(doc);
 };

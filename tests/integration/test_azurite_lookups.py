@@ -67,6 +67,19 @@ def blob_and_queue_story(connection_string: str) -> list:
     except ResourceNotFoundError:
         seen.append("deleted blob missing")
     seen.append(sorted(container.list_blob_names(name_starts_with="dir/1")))
+    # Listings under a prefix (a range of the name index in the benchmarks' Azurite): names just
+    # outside the range, names that read as numbers, regex characters, the same names in the other
+    # container, and deletes in between (the index kept in place, not rebuilt).
+    other = service.get_container_client("lookups-b")
+    for name in ("dir0", "dir.x", "dir/", "12", "123", "1e5", "12/a", "a(b)+/x", "a(b)+/y", "é/ü.txt", "é0", "dir/1/é"):
+        container.upload_blob(name, name.encode())
+        other.upload_blob(name, b"other")
+    for name in ("dir/12.txt", "a(b)+/x", "123", "dir/00.txt"):
+        container.delete_blob(name)
+    for prefix in ("dir/", "dir", "dir/1", "1", "12", "12/", "a(b)+/", "é", "é/", "di", "zzz", "dir/19.txt"):
+        seen.append((prefix, sorted(container.list_blob_names(name_starts_with=prefix))))
+    seen.append(sorted(container.list_blob_names()))
+    seen.append([(item.name, getattr(item, "prefix", None)) for item in container.walk_blobs(name_starts_with="dir/")])
     queue = QueueClient.from_connection_string(connection_string, "lookups")
     queue.create_queue()
     for n in range(5):
