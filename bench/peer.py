@@ -8,6 +8,8 @@ Azurite, and against the raw limit of that storage, in one run (issue 20).
      directly (an account SAS URL; loopback never goes through the proxy);
    - raw: plain azure-storage-blob uploads of the same bytes from a fresh interpreter, the small
      files with the project's copy concurrency, the large one in 4 MiB blocks;
+   - raw events (small files): the same, plus the one change event per file the design requires
+     (a queue message): what the mirror costs with no table at all;
    - raw writes (small files): the same, plus the other writes the project's design makes per
      file (a change event, four row operations in batches): the floor of that design's CPU and
      time on this storage, what no tuning of the engine can go under.
@@ -111,7 +113,8 @@ def run(files: int = 10_000, large_mb: int = 1024) -> Section:
                     results["rclone"] = rclone.copy(kind, user)
                 results["raw"] = _raw(env, user, work, kind, COPY_THREADS if kind == "small" else RAW_BLOCK_CONCURRENCY)
                 if kind == "small":
-                    results["raw writes"] = _raw(env, user, work, kind, COPY_THREADS, writes=True)
+                    results["raw events"] = _raw(env, user, work, kind, COPY_THREADS, writes="events")
+                    results["raw writes"] = _raw(env, user, work, kind, COPY_THREADS, writes="rows")
                 _describe(section, kind, results, figures, rclone.hop_ms.get(kind, 0.0) if rclone else 0.0, COPY_THREADS)
                 if rclone is not None and rclone.drift.get(kind):
                     section.line(f"  {rclone.drift[kind]}")
@@ -366,11 +369,12 @@ def _blob_sizes(env, container: str, prefix: str) -> dict[str, int]:
 # ----- raw: plain SDK uploads -------------------------------------------------------------------
 
 
-def _raw(env, user, work: Path, kind: str, concurrency: int, *, writes: bool = False) -> Figure:
+def _raw(env, user, work: Path, kind: str, concurrency: int, *, writes: str = "") -> Figure:
     """The same bytes uploaded with plain azure-storage-blob calls, from a fresh interpreter; with
-    `writes`, each file also costs the event and row writes the project makes (`_project_writes`)."""
+    `writes`, each file also costs the project's event ("events") or its event and row writes
+    ("rows"): `_project_writes`."""
     snapshot = user.drive.snapshot()
-    prefix = f"{kind}-writes/" if writes else f"{kind}/"
+    prefix = f"{kind}-{writes}/" if writes else f"{kind}/"
     spec = {"connection_string": env.azurite.connection_string, "container": "peer-raw", "prefix": prefix,
             "concurrency": concurrency, "writes": writes}
     if kind == "large":
@@ -405,28 +409,31 @@ ROWS_BATCH = 50  # files per group of table batches in the raw writes
 
 def _project_writes(spec: dict, container):
     """Plain SDK calls for the writes the project's design makes per file, a group of files at a
-    time: the blob, one change event (a queue message), and four row operations in batch
+    time: the blob, one change event (a queue message), and (`rows`) four row operations in batch
     transactions (collect upserts the item's row and a pending row; apply upserts the item's row
     again and deletes the pending one). No download, no planning: the storage floor of the design."""
+    rows = spec["writes"] == "rows"
     from azure.data.tables import TableServiceClient
     from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
     tables = TableServiceClient.from_connection_string(spec["connection_string"])
     items, pending = (tables.create_table_if_not_exists(name) for name in ("peerrawitems", "peerrawpending"))
-    events = QueueClient.from_connection_string(spec["connection_string"], "peer-raw-events",
+    events = QueueClient.from_connection_string(spec["connection_string"], f"peer-raw-{spec['writes']}",
                                                 message_encode_policy=TextBase64EncodePolicy())
     with contextlib.suppress(Exception):
         events.create_queue()
 
     def write(group: list[tuple[str, bytes]]) -> None:
         keys = [base64.urlsafe_b64encode(path.encode()).decode() for path, _ in group]
-        items.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "name": k[:20], "size": 1}) for k in keys])
-        pending.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "folder": False}) for k in keys])
+        if rows:
+            items.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "name": k[:20], "size": 1}) for k in keys])
+            pending.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "folder": False}) for k in keys])
         for path, data in group:
             container.get_blob_client(spec["prefix"] + path).upload_blob(data, overwrite=True)
             events.send_message(json.dumps({"type": "created", "path": path, "size": len(data)}))
-        items.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "m_name": k[:20]}) for k in keys])
-        pending.submit_transaction([("delete", {"PartitionKey": "p", "RowKey": k}) for k in keys])
+        if rows:
+            items.submit_transaction([("upsert", {"PartitionKey": "p", "RowKey": k, "m_name": k[:20]}) for k in keys])
+            pending.submit_transaction([("delete", {"PartitionKey": "p", "RowKey": k}) for k in keys])
 
     return write
 
