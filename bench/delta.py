@@ -14,6 +14,8 @@ import argparse
 import random
 import time
 
+from devtools.emulator.changes import change_files
+
 from .copy import _check_mirror, load_average
 from .report import CpuShare, Section
 from .worker import WorkerProcess
@@ -105,22 +107,7 @@ def _apply_changes(drive, count: int, rng: random.Random) -> dict[str, int]:
     and one moved, of the small folders)."""
     files = sorted(path for path in drive.snapshot() if path.startswith("seed-"))
     folders = sorted(drive.path_of(i) for i in drive.walk() if i.kind == "folder" and drive.path_of(i).startswith("seed-"))
-    applied: dict[str, int] = {}
-    kinds = ["modified"] * 40 + ["created"] * 20 + ["renamed"] * 15 + ["moved"] * 15 + ["deleted"] * 10
-    for index in range(count - 3):
-        kind = kinds[index % len(kinds)]
-        path = files.pop(rng.randrange(len(files)))
-        if kind == "modified":
-            drive.write_file(path, rng.randbytes(rng.randrange(1, 64)))
-        elif kind == "created":
-            drive.write_file(f"{rng.choice(folders)}/bench-new-{index}.txt", rng.randbytes(32))
-        elif kind == "renamed":
-            drive.rename(path, f"renamed-{index}-{path.rsplit('/', 1)[-1]}")
-        elif kind == "moved":
-            drive.move(path, f"{rng.choice(folders)}/moved-{index}-{path.rsplit('/', 1)[-1]}")
-        else:
-            drive.delete(path)
-        applied[kind] = applied.get(kind, 0) + 1
+    applied = change_files(drive, rng, count - 3, files, folders)
     renamed, moved = rng.sample(range(SMALL_FOLDERS), 2)
     drive.write_file(f"{rng.choice(folders)}/bench-new-folder/inside.txt", b"in a new folder")
     drive.rename(f"bench-small-{renamed}", f"bench-small-{renamed}-renamed")

@@ -12,6 +12,8 @@ import random
 import time
 from typing import Any
 
+from devtools.emulator.changes import change_files
+
 from .report import Section
 
 SEED = 23
@@ -39,22 +41,6 @@ def _fill(drive: Any, files: int) -> None:
         drive.write_file(f"Selected/sub{index % 5}/file{index}.txt", f"file {index}".encode())
 
 
-def _change(drive: Any, index: int, rng: random.Random) -> None:
-    files = sorted(path for path in drive.snapshot() if path.startswith("Selected/"))
-    path = files[rng.randrange(len(files))]
-    kind = ("modified", "modified", "modified", "created", "created", "renamed", "renamed", "moved", "moved", "deleted")[index % 10]
-    if kind == "modified":
-        drive.write_file(path, rng.randbytes(40))
-    elif kind == "created":
-        drive.write_file(f"Selected/sub{index % 5}/new{index}.txt", rng.randbytes(30))
-    elif kind == "renamed":
-        drive.rename(path, f"renamed{index}.txt")
-    elif kind == "moved":
-        drive.move(path, f"Selected/sub{(index + 1) % 5}/moved{index}.txt")
-    else:
-        drive.delete(path)
-
-
 def _measure(env: Any, user: Any, *, select: bool, changes: int) -> dict[str, float]:
     from functions.sync import selection
 
@@ -71,7 +57,8 @@ def _measure(env: Any, user: Any, *, select: bool, changes: int) -> dict[str, fl
     rng = random.Random(SEED)
     change_seconds, mark = 0.0, len(emulator.requests)
     for index in range(changes):
-        _change(user.drive, index, rng)
+        files = sorted(path for path in user.drive.snapshot() if path.startswith("Selected/"))
+        change_files(user.drive, rng, 1, files, [f"Selected/sub{n}" for n in range(5)], start=index)
         change_seconds += _sync(connection_id)
     change_calls = _graph_calls(emulator, mark)
     _check(connection_id, user.drive)

@@ -54,7 +54,7 @@ class Unavailable(RuntimeError):
 def rclone_binary() -> str:
     found = shutil.which("rclone")
     if found is None:
-        raise Unavailable("rclone is not installed (apt-get install -y rclone; .ci/run installs it)")
+        raise Unavailable("rclone is not installed (scripts/system-packages rclone installs it; .ci/run and scripts/bench do)")
     return found
 
 

@@ -18,7 +18,7 @@ WINDOW = (1280, 900)
 def binary() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
-        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+        pytest.skip("chromium is not installed (scripts/system-packages chromium installs it; .ci/run does)")
     return found
 
 

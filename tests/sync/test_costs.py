@@ -6,6 +6,7 @@ import random
 import time
 
 from devtools.calls import CallCounter
+from devtools.emulator.changes import change_files
 from functions import storage
 from functions.microsoft.transport import Deadline
 from functions.sync import engine
@@ -63,20 +64,7 @@ def apply_changes(drive, rng: random.Random, count: int, among: str, tag: str) -
     # Nothing lands in a small folder: each folder change moves the same two files at both sizes.
     folders = [path for path in named if not any(within(path, folder) for folder in small)]
     files = sorted(path for path in drive.snapshot() if path.rsplit("/", 1)[-1].startswith(among))
-    kinds = ["modified"] * 8 + ["created"] * 4 + ["renamed"] * 3 + ["moved"] * 3 + ["deleted"] * 2
-    for index in range(count):
-        kind, path = kinds[index % len(kinds)], files.pop(rng.randrange(len(files)))
-        name = path.rsplit("/", 1)[-1]
-        if kind == "modified":
-            drive.write_file(path, rng.randbytes(rng.randrange(1, 64)))
-        elif kind == "created":
-            drive.write_file(f"{rng.choice(folders)}/new-{index}-{rng.random():.6f}.txt", rng.randbytes(32))
-        elif kind == "renamed":
-            drive.rename(path, f"renamed-{index}-{name}")
-        elif kind == "moved":
-            drive.move(path, f"{rng.choice(folders)}/moved-{index}-{name}")
-        else:
-            drive.delete(path)
+    change_files(drive, rng, count, files, folders)
     # Each kind of folder change makes the apply look again at the skipped items (a moved folder
     # may fit them now).
     renamed, moved = rng.sample(small, 2)
