@@ -11,6 +11,7 @@ Behaves as shared/reference/microsoft.md describes; every quirk and failure is a
 Layers, bottom up (each imports only from the ones below it):
 
     content, drive, lazy, options, times, addressing, errors   plain data and its rules
+    changes               random changes to a drive's files (the cost tests and benchmarks)
     state                 everything the emulator knows: users, drives, tokens, subscriptions, switches
     services/             what it does, each part taking the state: identity, drives, delta,
                           downloads, notifications, faults, render (Graph's JSON shapes)

@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "devtools" / "emulator"
 # A module's layer; it may import only from its own layer or lower ones.
 LAYERS = {"data": 0, "state": 1, "services": 2, "routes": 3, "server": 4}
-DATA = {"content", "drive", "lazy", "options", "times", "addressing", "errors"}
+DATA = {"content", "drive", "changes", "lazy", "options", "times", "addressing", "errors"}
 
 
 def layer_of(module: str) -> int:
