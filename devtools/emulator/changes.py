@@ -7,8 +7,11 @@ import random
 
 from devtools.emulator.drive import Drive
 
-# Of every 20 file changes: 8 modified, 4 created, 3 renamed, 3 moved, 2 deleted.
-FILE_CHANGES = ("modified",) * 8 + ("created",) * 4 + ("renamed",) * 3 + ("moved",) * 3 + ("deleted",) * 2
+# Of every 20 file changes: 8 modified, 4 created, 3 renamed, 3 moved, 2 deleted, interleaved so
+# that a few changes have every kind (the first 10: 3, 2, 2, 2, 1).
+FILE_CHANGES = ("modified", "created", "renamed", "moved", "deleted", "modified", "modified", "created", "renamed",
+                "moved", "modified", "modified", "created", "renamed", "moved", "deleted", "modified", "modified",
+                "created", "modified")
 
 
 def change_files(drive: Drive, rng: random.Random, count: int, files: list[str], folders: list[str], *,
