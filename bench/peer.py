@@ -416,8 +416,9 @@ def _project_writes(spec: dict, container):
     from azure.data.tables import TableServiceClient
     from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-    tables = TableServiceClient.from_connection_string(spec["connection_string"])
-    items, pending = (tables.create_table_if_not_exists(name) for name in ("peerrawitems", "peerrawpending"))
+    if rows:  # (the events-only run makes no table call, not even these)
+        tables = TableServiceClient.from_connection_string(spec["connection_string"])
+        items, pending = (tables.create_table_if_not_exists(name) for name in ("peerrawitems", "peerrawpending"))
     events = QueueClient.from_connection_string(spec["connection_string"], f"peer-raw-{spec['writes']}",
                                                 message_encode_policy=TextBase64EncodePolicy())
     with contextlib.suppress(Exception):
