@@ -103,9 +103,10 @@ def _upload(name: str, size: int, seed: int, concurrency: int = 1) -> dict[str, 
 
 
 def _sync(connection_id: str, budget: float | None = None, origins: dict[str, str] | None = None,
-          copy_threads: int | None = None) -> dict[str, Any]:
+          copy_threads: int | None = None, trace: bool = False) -> dict[str, Any]:
     """`budget`: seconds per message (else the setting); `origins` (graph=, download=): count calls;
-    `copy_threads`: downloads at once (else the app's COPY_THREADS)."""
+    `copy_threads`: downloads at once (else the app's COPY_THREADS); `trace`: the Python heap's
+    peak and where what was alive near it was allocated (tracemalloc: slows the sync several times)."""
     from devtools.calls import CallCounter
     from functions.microsoft.transport import Deadline
     from functions.sync import apply, engine
@@ -116,6 +117,7 @@ def _sync(connection_id: str, budget: float | None = None, origins: dict[str, st
     calls = CallCounter.for_environment(**(origins or {}))
     if origins:
         calls.__enter__()
+    tracer = _HeapTracer() if trace else None
     reset_rss_peak()
     before = rss_mb()
     started = time.perf_counter()
@@ -141,8 +143,48 @@ def _sync(connection_id: str, budget: float | None = None, origins: dict[str, st
     cpu_seconds = time.process_time() - cpu_started
     if origins:
         calls.__exit__()
+    traced = tracer.stop() if tracer else {}
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_mb": before, "peak_mb": rss_high_water_mb(),
-            "outcomes": outcomes, "stats": result.stats, "calls": dict(calls.snapshot())}
+            "outcomes": outcomes, "stats": result.stats, "calls": dict(calls.snapshot()), **traced}
+
+
+class _HeapTracer:
+    """tracemalloc over a sync: its peak, and a snapshot taken whenever the heap passed its last
+    high (sampled every second), so that what grows with the drive shows where it was allocated."""
+
+    def __init__(self) -> None:
+        import threading
+        import tracemalloc
+
+        tracemalloc.start(4)
+        self._high = 0
+        self._snapshot: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import tracemalloc
+
+        while not self._stop.wait(1.0):
+            current, _ = tracemalloc.get_traced_memory()
+            if current > self._high * 1.02:
+                self._high = current
+                self._snapshot = tracemalloc.take_snapshot()
+
+    def stop(self) -> dict[str, Any]:
+        import tracemalloc
+
+        self._stop.set()
+        self._thread.join()
+        _, peak = tracemalloc.get_traced_memory()
+        sites: list[tuple[str, float, int]] = []
+        if self._snapshot is not None:
+            for stat in self._snapshot.statistics("traceback")[:25]:
+                where = " < ".join(f"{Path(frame.filename).name}:{frame.lineno}" for frame in stat.traceback)
+                sites.append((where, stat.size / 2**20, stat.count))
+        tracemalloc.stop()
+        return {"heap_peak_mb": peak / 2**20, "heap_high_mb": self._high / 2**20, "heap_sites": sites}
 
 
 _counter = None
