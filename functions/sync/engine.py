@@ -31,7 +31,7 @@ from functions.microsoft.graph import GraphClient, TokenSource
 from functions.microsoft.identity import CredentialsRejected
 from functions.microsoft.transport import Deadline
 from functions.settings import settings
-from functions.sync import forget, itemrows, selection
+from functions.sync import carryover, forget, itemrows, selection
 from functions.sync import state as syncstate
 from functions.sync.apply import Applier, OutOfTime, Stats, keep_folders
 from functions.sync.mirror import BlobInfo, Mirror
@@ -106,6 +106,8 @@ def run(
 
         token_source = vault.token_source(connection_id)
     graph = GraphClient(connection_id, token_source, deadline=deadline)
+    # The folder rows of this worker's previous sync of the connection, if nobody synced it since.
+    carried = carryover.take(connection_id, "" if lease.took_over else lease.rows_by_before)
     stats = Stats()
     passes = 0
     restarts = _Restarts()
@@ -119,7 +121,7 @@ def run(
             stats = _counted_so_far(connections.get(connection_id) or connection)
         while True:
             passes += 1
-            _one_pass(lease, graph, deadline, stats, restarts)
+            _one_pass(lease, graph, deadline, stats, restarts, carried)
             if not lease.finish_pass():
                 break
             if passes >= MAX_PASSES:
@@ -129,6 +131,7 @@ def run(
                 messages.enqueue_sync(connection_id, "continue")
                 break
         _report(connection_id, stats, finished=True, error="")
+        carryover.keep(connection_id, owner, carried.items())
         log.info("sync done", extra={**context, "passes": passes, **stats.as_dict()})
         return RunResult("done", passes, stats.as_dict())
     except OutOfTime:
@@ -188,7 +191,10 @@ def run(
         lease.stop_heartbeat()
 
 
-def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats, restarts: _Restarts) -> None:
+def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats, restarts: _Restarts,
+              carried: carryover.Carried) -> None:
+    """One pass; `carried`: folder rows known exact when it starts (see sync/carryover.py), and
+    when it ends, this pass's."""
     state = lease.state
     out_of_time = lambda: deadline.remaining() < BUDGET_MARGIN_SECONDS  # noqa: E731
     restart = False
@@ -223,13 +229,14 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
                 lease.update(next_link=state.delta_link or FULL_DELTA)
     if lease.state.phase == Phase.COLLECT:
         if selection.is_marker(lease.state.next_link):
+            carried.clear()  # a selection's collect records rows of its own: carry nothing over it
             pending = selection.collect(
                 lease.connection_id, graph, epoch=lease.state.resync_epoch or None, check=lease.check,
                 out_of_time=out_of_time, set_epoch=lambda epoch: lease.update(resync_epoch=epoch),
                 new_epoch=_new_epoch, restart=restart)
             lease.update(phase=Phase.APPLY, pending_delta_link=pending, next_link="")
         else:
-            _collect(lease, graph, out_of_time, restarts)
+            _collect(lease, graph, out_of_time, restarts, carried)
     if lease.state.phase == Phase.APPLY:
         if not lease.state.skips_listed:
             itemrows.list_skipped_rows(lease.connection_id)  # once: rows skipped before the list existed
@@ -245,6 +252,8 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
 
         applier = Applier(lease.connection_id, graph, stats=stats, out_of_time=out_of_time, check_lease=lease.check,
                           on_park=on_park, full=bool(lease.state.resync_epoch), scope=scope)
+        applier.rows.update(carried)
+        carried.clear()  # until the pass has ended: what it ends with is carried on, nothing else
         applier.run()
         finished: dict[str, object] = {}
         if lease.state.resync_epoch:
@@ -254,9 +263,13 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
             selection.commit(lease.connection_id)
         lease.update(phase=Phase.IDLE, delta_link=lease.state.pending_delta_link, pending_delta_link="", resync_epoch="",
                      **finished)
+        # The rows the pass ended with (the sweep's steps start caches of their own after each
+        # write they make beside the applier: its latest is exact too).
+        carried.update(keep_folders(applier.rows))
 
 
-def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], restarts: _Restarts) -> None:
+def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], restarts: _Restarts,
+             carried: carryover.Carried) -> None:
     connection_id = lease.connection_id
     link = lease.state.next_link or FULL_DELTA
     while True:
@@ -280,6 +293,7 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], 
         for _ in range(page.without_id):
             log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
         itemrows.record_delta_page(connection_id, page.items, epoch=lease.state.resync_epoch or None)
+        carried.record(page.items)  # the rows it carries are as the table holds them now
         for item in page.items:
             if item.download_url and not item.deleted:
                 graph.remember_download_url(item.id, item.download_url)

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
@@ -77,28 +78,10 @@ def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: 
     desired_ops = []
     pending_ops = []
     for item in latest.values():
-        entity: dict[str, Any] = {
-            "PartitionKey": connection_id,
-            "RowKey": row_key(item.id),
-            "item_id": item.id,
-            "deleted": item.deleted,
-            "etag": item.etag,
-        }
+        entity = _desired_entity(item)
+        entity["PartitionKey"] = connection_id
         if epoch is not None:
             entity["seen_epoch"] = epoch
-        if not item.deleted:
-            # A tombstone's name, size and parent are unreliable: keep what we knew (microsoft.md §3).
-            entity.update(
-                kind=str(item.kind),
-                name=item.name or "",
-                parent_id=item.parent_id or "",
-                size=storage.Int64(item.size if item.size is not None else -1),
-                quickxorhash=item.quickxorhash or "",
-                ctag=item.ctag,
-                malware=item.malware,
-            )
-        else:
-            entity["tomb_kind"] = str(item.kind)  # used only when we never saw the item alive
         desired_ops.append(storage.Op("upsert", entity))
         pending_ops.append(storage.Op("upsert", {
             "PartitionKey": connection_id,
@@ -110,6 +93,39 @@ def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: 
     _items().batch(desired_ops)
     _pending().batch(pending_ops)
     return len(latest)
+
+
+def _desired_entity(item: DriveItem) -> dict[str, Any]:
+    """What `record_delta_page` merges into an item's row: its desired values."""
+    entity: dict[str, Any] = {"RowKey": row_key(item.id), "item_id": item.id, "deleted": item.deleted, "etag": item.etag}
+    if not item.deleted:
+        # A tombstone's name, size and parent are unreliable: keep what we knew (microsoft.md §3).
+        entity.update(
+            kind=str(item.kind),
+            name=item.name or "",
+            parent_id=item.parent_id or "",
+            size=storage.Int64(item.size if item.size is not None else -1),
+            quickxorhash=item.quickxorhash or "",
+            ctag=item.ctag,
+            malware=item.malware,
+        )
+    else:
+        entity["tomb_kind"] = str(item.kind)  # used only when we never saw the item alive
+    return entity
+
+
+def recorded(state: ItemState, item: DriveItem) -> ItemState | None:
+    """`state` (a row as read) once `record_delta_page` has merged `item` into it: what reading
+    the row again would give, without reading it. None for a tombstone: its kind is the row's
+    if it was ever seen alive, else the tombstone's, and the state does not say which."""
+    if item.deleted:
+        return None
+    before = {"RowKey": row_key(state.id), "item_id": state.id, "kind": str(state.kind), "name": state.name or "",
+              "parent_id": state.parent_id or "", "size": -1 if state.size is None else state.size,
+              "quickxorhash": state.quickxorhash or "", "ctag": state.ctag, "malware": state.malware}
+    merged = _state({**before, **_desired_entity(item)})
+    return replace(merged, m_name=state.m_name, m_parent_id=state.m_parent_id, m_content=state.m_content,
+                   skipped=state.skipped)
 
 
 # ----- reading rows ----------------------------------------------------------------------------

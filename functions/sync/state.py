@@ -68,13 +68,17 @@ class SyncState:
     # Every skipped row is listed in SKIPPED_ITEMS (false: rows may be from before that list).
     skips_listed: bool = False
     lease_owner: str = ""
+    # The owner of the last lease taken: every holder stamps it before writing any item row, so a
+    # worker that finds its own stamp knows nobody else wrote the connection's rows since.
+    rows_by: str = ""
     lease_expires: datetime | None = None
     watch_until: datetime | None = None
     stats: dict[str, int] = field(default_factory=dict)
     etag: str = ""
 
     FIELDS = ("delta_link", "next_link", "pending_delta_link", "phase", "resync_epoch", "rerun",
-              "last_full_at", "sweep_step", "sweep_marker", "skips_listed", "lease_owner", "lease_expires", "watch_until")
+              "last_full_at", "sweep_step", "sweep_marker", "skips_listed", "lease_owner", "rows_by", "lease_expires",
+              "watch_until")
 
     @classmethod
     def from_entity(cls, entity: dict[str, Any]) -> SyncState:
@@ -92,6 +96,7 @@ class SyncState:
             sweep_marker=str(entity.get("sweep_marker") or ""),
             skips_listed=bool(entity.get("skips_listed")),
             lease_owner=entity.get("lease_owner") or "",
+            rows_by=str(entity.get("rows_by") or ""),
             lease_expires=_utc(entity.get("lease_expires")),
             watch_until=_utc(entity.get("watch_until")),
             stats=stats,
@@ -170,10 +175,12 @@ class Busy:
 class Lease:
     """The connection's lock, held by `owner`; every write to the state row goes through it."""
 
-    def __init__(self, state: SyncState, owner: str, lease_seconds: float, *, took_over: bool = False) -> None:
+    def __init__(self, state: SyncState, owner: str, lease_seconds: float, *, took_over: bool = False,
+                 rows_by_before: str = "") -> None:
         self.state = state
         self.owner = owner
         self.took_over = took_over  # the previous holder died holding the lease
+        self.rows_by_before = rows_by_before  # the previous holder's stamp (`SyncState.rows_by`)
         self.lease_seconds = lease_seconds
         self._lock = threading.Lock()
         self._lost = False
@@ -300,13 +307,15 @@ def acquire(connection_id: str, owner: str, *, lease_seconds: float = LEASE_SECO
             # else: rerun recorded and a check on its way already; the write still marks the pickup
             return storage.Write(values, Busy(watch_after))
         took_over = bool(state.lease_owner) and state.lease_owner != owner
-        values = {"lease_owner": owner, "lease_expires": now + timedelta(seconds=lease_seconds), "rerun": False,
-                  "sync_queued": False}
+        rows_by_before = state.rows_by
+        values = {"lease_owner": owner, "rows_by": owner, "lease_expires": now + timedelta(seconds=lease_seconds),
+                  "rerun": False, "sync_queued": False}
         if row is None:
             values["phase"] = Phase.IDLE
             values["skips_listed"] = state.skips_listed = True  # a new connection: nothing skipped yet
-        state.lease_owner, state.lease_expires, state.rerun = owner, values["lease_expires"], False
-        return storage.Write(values, Lease(state, owner, lease_seconds, took_over=took_over))
+        state.lease_owner, state.rows_by, state.lease_expires, state.rerun = owner, owner, values["lease_expires"], False
+        return storage.Write(values, Lease(state, owner, lease_seconds, took_over=took_over,
+                                           rows_by_before=rows_by_before))
 
     try:
         swapped = storage.swap(_table(), connection_id, ROW, decide, attempts=50)
