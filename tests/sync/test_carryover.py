@@ -16,6 +16,7 @@ from devtools.calls import CallCounter
 from functions import storage
 from functions.microsoft.transport import Deadline
 from functions.sync import carryover, engine
+from functions.sync import state as syncstate
 from tests.fixtures.mirror import assert_mirror_equals_drive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,9 +98,9 @@ def test_a_sync_that_does_not_finish_carries_nothing(connected_drive, drive, syn
     drive.write_file(f"{DEEP}/leaf-0/file.txt", b"version 2")
     # Out of time at once: the run checkpoints and stops; what it read is not carried.
     assert engine.run(connected_drive.connection_id, deadline=Deadline(1.0)).outcome == "continued"
-    state = storage.Table(storage.Tables.SYNC_STATE).get(connected_drive.connection_id, "state")
-    assert state is not None
-    assert carryover.take(connected_drive.connection_id, str(state["rows_by"])) == {}
+    state = syncstate.read(connected_drive.connection_id)
+    assert state is not None and state.rows_by
+    assert carryover.take(connected_drive.connection_id, state.rows_by) == {}
 
 
 def test_a_recorded_row_is_what_reading_it_again_gives(storage):
