@@ -4,14 +4,15 @@ reads the rows of what changed and not, again, the ancestors of every change: 10
 over more, deeper folders), each read a round trip per level of the tree.
 
 Exact, or not used:
-- the rows are the run's own row cache (`itemrows.RowCache`) at the end of a sync that finished:
+- the rows are the run's own row cache (`itemrows.RowCache`) at the end of a run:
   what it read, and what it wrote itself (the cache is updated with every write);
 - the next run takes them only if no other run held the connection in between: every lease holder
   stamps the state row with its owner (`SyncState.rows_by`) before it writes any item row, so a
   run that finds the stamp of the run that kept these rows knows nobody else wrote since;
 - what a run records from delta (an item's new desired state, and delta repeats every ancestor
   of a changed item) is recorded in the carried rows as in the table (`itemrows.recorded`);
-- a run that ends any other way (time budget, throttled, an error, the lease lost) keeps nothing.
+- a run kept them only if it finished, or ran out of time (its continuation picks up where it
+  stopped); a run that ends any other way (throttled, an error, the lease lost) keeps nothing.
 
 In memory only, per worker process, at most ROWS_KEPT rows over all connections (the least
 recently kept connections are dropped first).
@@ -60,7 +61,8 @@ def take(connection_id: str, rows_by_before: str) -> Carried:
 
 
 def keep(connection_id: str, owner: str, rows: Iterable[tuple[str, ItemState]]) -> None:
-    """After a sync that finished under `owner`'s lease: its folder rows, for the next run."""
+    """After a sync that finished, or ran out of time, under `owner`'s lease: its folder rows,
+    for the next run."""
     folders = [(item_id, state) for item_id, state in rows if state.kind.holds_children][-ROWS_KEPT:]
     with _lock:
         _kept.pop(connection_id, None)

@@ -136,6 +136,7 @@ def run(
         return RunResult("done", passes, stats.as_dict())
     except OutOfTime:
         _report(connection_id, stats, finished=False, error="")
+        carryover.keep(connection_id, owner, carried.items())  # for the continuation queued below
         lease.release()
         messages.enqueue_sync(connection_id, "continue")
         log.info("sync continues in a new message (time budget)", extra={**context, **stats.as_dict()})
@@ -254,11 +255,17 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
                           on_park=on_park, full=bool(lease.state.resync_epoch), scope=scope)
         applier.rows.update(carried)
         carried.clear()  # until the pass has ended: what it ends with is carried on, nothing else
-        applier.run()
-        finished: dict[str, object] = {}
-        if lease.state.resync_epoch:
-            _sweep(lease, applier, out_of_time)
-            finished = {"last_full_at": syncstate.utcnow(), "sweep_step": "", "sweep_marker": ""}
+        try:
+            applier.run()
+            finished: dict[str, object] = {}
+            if lease.state.resync_epoch:
+                _sweep(lease, applier, out_of_time)
+                finished = {"last_full_at": syncstate.utcnow(), "sweep_step": "", "sweep_marker": ""}
+        except OutOfTime:
+            # Exact here too: a chunk's writes are flushed, and its copies waited for, before
+            # OutOfTime leaves it. The continuation of a sync that spans messages starts warm.
+            carried.update(keep_folders(applier.rows))
+            raise
         if selected:
             selection.commit(lease.connection_id)
         lease.update(phase=Phase.IDLE, delta_link=lease.state.pending_delta_link, pending_delta_link="", resync_epoch="",

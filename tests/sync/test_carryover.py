@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from devtools.calls import CallCounter
 from functions import storage
 from functions.microsoft.transport import Deadline
-from functions.sync import carryover, engine
+from functions.sync import carryover, engine, itemrows
 from functions.sync import state as syncstate
 from tests.fixtures.mirror import assert_mirror_equals_drive
 
@@ -92,12 +92,57 @@ def test_rows_another_worker_may_have_written_are_not_carried(connected_drive, d
     assert reads >= 2 * len(paths) + 3, reads  # the files, their folders, the three above, the root
 
 
-def test_a_sync_that_does_not_finish_carries_nothing(connected_drive, drive, sync_until_done):
+def test_a_sync_that_runs_out_of_time_carries_its_rows_to_its_continuation(connected_drive, drive, sync_until_done):
+    paths = seed_deep(drive)
+    assert sync_until_done().outcome == "done"  # carries its folders
+    for path in paths:
+        drive.write_file(path, b"version 2")
+    # Out of time at once: the run checkpoints and stops, and keeps the rows it took.
+    assert engine.run(connected_drive.connection_id, deadline=Deadline(1.0)).outcome == "continued"
+    reads, done = id_map_reads(connected_drive.connection_id)
+    assert done
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    assert reads <= len(paths), reads  # the changed files' own rows at most
+
+
+def folder_row_reads(calls: CallCounter, connection_id: str, drive) -> int:
+    folders = {f"RowKey='{itemrows.row_key(item.id)}'" for item in drive.walk() if item.is_folder_like}
+    return sum(1 for service, method, path in calls.calls if service == "table" and method == "GET"
+               and any(key in unquote(path) for key in folders))
+
+
+def test_the_continuation_of_an_apply_that_ran_out_of_time_reads_no_folder_again(
+        connected_drive, emulator, drive, sync_until_done, monkeypatch):
+    """A cold worker applies 48 changed files in short budgets (downloads are slow): the first
+    message reads every folder of their chains; each continuation starts from its rows."""
+    paths = [f"{DEEP}/leaf-{index % 6}/file-{index}.txt" for index in range(48)]
+    for path in paths:
+        drive.write_file(path, b"version 1")
+    assert sync_until_done().outcome == "done"
+    carryover.clear()
+    for path in paths:
+        drive.write_file(path, b"version 2")
+    monkeypatch.setattr(engine, "BUDGET_MARGIN_SECONDS", 0.0)
+    emulator.faults.inject(method="GET", path=r"/download/", latency=0.3)
+    per_message: list[tuple[str, int]] = []
+    for _ in range(30):
+        with CallCounter.for_environment() as calls:
+            outcome = engine.run(connected_drive.connection_id, deadline=Deadline(1.0)).outcome
+        per_message.append((outcome, folder_row_reads(calls, connected_drive.connection_id, drive)))
+        if outcome != "continued":
+            break
+    assert per_message[-1][0] == "done" and len(per_message) >= 3, per_message  # spanned messages
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    assert per_message[0][1] >= 6 + 3, per_message  # the six leaves and the three folders above
+    assert all(reads == 0 for _, reads in per_message[1:]), per_message
+
+
+def test_a_sync_that_fails_carries_nothing(connected_drive, emulator, drive, sync_until_done):
     seed_deep(drive, folders=2)
     assert sync_until_done().outcome == "done"  # carries its folders
     drive.write_file(f"{DEEP}/leaf-0/file.txt", b"version 2")
-    # Out of time at once: the run checkpoints and stops; what it read is not carried.
-    assert engine.run(connected_drive.connection_id, deadline=Deadline(1.0)).outcome == "continued"
+    emulator.faults.inject(method="GET", path=r"/delta", status=429, retry_after="3600", times=1)
+    assert engine.run(connected_drive.connection_id, deadline=Deadline()).outcome == "throttled"
     state = syncstate.read(connected_drive.connection_id)
     assert state is not None and state.rows_by
     assert carryover.take(connected_drive.connection_id, state.rows_by) == {}
@@ -107,7 +152,6 @@ def test_a_recorded_row_is_what_reading_it_again_gives(storage):
     """`itemrows.recorded` (how carried rows follow delta) against Azurite's own answer, over
     rows in every state (mirrored, skipped, tombstones, kinds that changed) and every item."""
     from functions.microsoft.driveitem import DriveItem, Kind
-    from functions.sync import itemrows
 
     rng = random.Random(5)
     connection_id = "conn-recorded"
