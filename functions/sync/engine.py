@@ -261,19 +261,16 @@ def _one_pass(lease: Lease, graph: GraphClient, deadline: Deadline, stats: Stats
             if lease.state.resync_epoch:
                 _sweep(lease, applier, out_of_time)
                 finished = {"last_full_at": syncstate.utcnow(), "sweep_step": "", "sweep_marker": ""}
-        except OutOfTime:
-            # Exact here too: a chunk's writes are flushed, and its copies waited for, before
-            # OutOfTime leaves it. The continuation of a sync that spans messages starts warm.
+        finally:
+            # The rows the pass ends with. run() keeps them only when it ends done or out of time,
+            # and then they are exact: a chunk's writes are flushed, and its copies waited for,
+            # before OutOfTime leaves it; the sweep's steps start caches of their own after each
+            # write they make beside the applier.
             carried.update(keep_folders(applier.rows))
-            raise
         if selected:
             selection.commit(lease.connection_id)
         lease.update(phase=Phase.IDLE, delta_link=lease.state.pending_delta_link, pending_delta_link="", resync_epoch="",
                      **finished)
-        # The rows the pass ended with (the sweep's steps start caches of their own after each
-        # write they make beside the applier: its latest is exact too).
-        carried.update(keep_folders(applier.rows))
-
 
 def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], restarts: _Restarts,
              carried: carryover.Carried) -> None:
