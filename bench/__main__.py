@@ -1,6 +1,6 @@
 """Every benchmark, one after the other; prints the figures and writes bench/results/latest.md.
 
-    .venv/bin/python -m bench [--quick] [--only webhook,copy,delta,deep,cold_start,scale,selection,peer,latency,azurite_gc,memory]
+    .venv/bin/python -m bench [--quick] [--only webhook,transactions,copy,delta,deep,cold_start,scale,selection,peer,latency,azurite_gc,memory]
                               [--delta-items 5000,20000,100000] [--memory-items 10000,100000,1000000]
 
 `--quick` scales every benchmark down (a smoke run of the machinery, not figures to quote).
@@ -18,7 +18,7 @@ import warnings
 
 from . import report
 
-ORDER = ("cold_start", "webhook", "copy", "delta", "deep", "scale", "selection", "peer", "latency", "azurite_gc", "memory")
+ORDER = ("cold_start", "webhook", "transactions", "copy", "delta", "deep", "scale", "selection", "peer", "latency", "azurite_gc", "memory")
 DELTA_ITEMS = (5_000, 20_000, 100_000)
 MEMORY_ITEMS = (10_000, 100_000, 1_000_000)
 
@@ -41,6 +41,12 @@ def _webhook(quick: bool) -> report.Section:
     from . import webhook
 
     return webhook.run(clients=4, requests=400 if quick else 3000)
+
+
+def _transactions(quick: bool) -> report.Section:
+    from . import transactions
+
+    return transactions.run(rounds=5 if quick else 30)
 
 
 def _copy(quick: bool) -> report.Section:
@@ -106,7 +112,7 @@ def _memory(quick: bool) -> report.Section:
     return memory.run(sizes=(2_000, 8_000) if quick else MEMORY_ITEMS)
 
 
-RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
+RUNNERS = {"cold_start": _cold_start, "webhook": _webhook, "transactions": _transactions, "copy": _copy, "delta": _delta, "deep": _deep, "scale": _scale,
            "selection": _selection, "peer": _peer, "latency": _latency, "azurite_gc": _azurite_gc, "memory": _memory}
 
 

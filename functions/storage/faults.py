@@ -32,19 +32,28 @@ def translated(operation: str) -> Iterator[None]:
     except (ResourceModifiedError, ResourceExistsError) as error:
         raise Conflict(_describe(operation, error), error.status_code or 409) from error
     except HttpResponseError as error:
-        status = error.status_code or 0
-        if status == 404:
-            raise NotFound(_describe(operation, error), status) from error
-        if status in (409, 412):
-            raise Conflict(_describe(operation, error), status) from error
-        if status in _TRANSIENT:
-            raise StorageUnavailable(_describe(operation, error), status) from error
-        raise StorageError(_describe(operation, error), status) from error
+        raise _for_status(_describe(operation, error), error.status_code or 0) from error
     except ServiceRequestError as error:
         # The request never got through (refused, DNS, TLS): storage is unreachable from here.
         raise StorageUnavailable(_describe(operation, error), unreachable=True) from error
     except AzureError as error:
         raise StorageUnavailable(_describe(operation, error)) from error
+
+
+def status_error(operation: str, status: int, code: str | None) -> StorageError:
+    """The project's error for a status the service answered (code: its error code, if any)."""
+    detail = " ".join(str(part) for part in (status, code) if part)
+    return _for_status(f"storage {operation} failed" + (f" ({detail})" if detail else ""), status)
+
+
+def _for_status(message: str, status: int) -> StorageError:
+    if status == 404:
+        return NotFound(message, status)
+    if status in (409, 412):
+        return Conflict(message, status)
+    if status in _TRANSIENT:
+        return StorageUnavailable(message, status)
+    return StorageError(message, status)
 
 
 def _describe(operation: str, error: Exception) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 
 from functions.errors import Conflict, NotFound
-from functions.storage import clients
+from functions.storage import clients, transactions
 from functions.storage.faults import translated
 
 if TYPE_CHECKING:
@@ -169,18 +169,18 @@ class Table:
 
     def batch(self, operations: Iterable[Op]) -> None:
         """Run the operations in transactions of at most 100 (all of one partition each)."""
-        chunk: list[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, str]]] = []
+        chunk: list[tuple[transactions.Kind, Entity]] = []
 
         def submit() -> None:
             with translated(f"batch on {self.name}"):
-                self._client().submit_transaction(chunk)
+                transactions.submit(self._client(), chunk, f"batch on {self.name}")
             chunk.clear()
 
         for op in operations:
             if op.kind == "delete":
                 chunk.append(("delete", {"PartitionKey": op.entity["PartitionKey"], "RowKey": op.entity["RowKey"]}))
             else:
-                chunk.append(("upsert" if op.kind == "upsert" else "update", _encoded(op.entity), {"mode": "merge"}))
+                chunk.append(("upsert" if op.kind == "upsert" else "update", _encoded(op.entity)))
             if len(chunk) == BATCH:
                 submit()
         if chunk:
