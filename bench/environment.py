@@ -86,7 +86,8 @@ def app_specs():
 
 
 @contextlib.contextmanager
-def environment(*, in_memory: bool = True, time_budget_seconds: int = 240, with_emulator: bool = True) -> Iterator[Environment]:
+def environment(*, in_memory: bool = True, time_budget_seconds: int = 240, with_emulator: bool = True,
+                trace_gc: bool = False) -> Iterator[Environment]:
     from functions import storage
     from functions.settings import reload_settings
 
@@ -94,7 +95,8 @@ def environment(*, in_memory: bool = True, time_budget_seconds: int = 240, with_
     location = tempfile.mkdtemp(prefix="bench-azurite-")
     # Azurite's blob GC off (0: it runs once, at the start): it is Azurite's alone, and a mark and
     # sweep grows with the square of the blobs (bench/azurite_gc.py), stalling every answer.
-    with Azurite(location=location, in_memory=in_memory, indexed_lookups=True, gc_interval_ms=0) as azurite:
+    with Azurite(location=location, in_memory=in_memory, indexed_lookups=True, gc_interval_ms=0,
+                 trace_gc=trace_gc) as azurite:
         emulator = None
         if with_emulator:
             from devtools.emulator import Emulator

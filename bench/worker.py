@@ -209,8 +209,14 @@ def _counted() -> dict[str, Any]:
     _counter.__exit__()
     calls, kinds = dict(_counter.snapshot()), _call_kinds(_counter.calls)
     seconds = _call_kinds(_counter.calls, _counter.seconds)
+    # The sync's span: its calls but the listener's receives (which poll whether or not there is work).
+    spans = [(end - took, end, f"{service} {method} {path.split('?')[0].rsplit('/', 1)[-1][:40]}")
+             for (service, method, path), took, end in zip(_counter.calls, _counter.seconds, _counter.ended, strict=True)
+             if (service, method) != ("queue", "GET")]
     _counter = None
-    return {"calls": calls, "kinds": kinds, "seconds": seconds, "cpu_seconds": time.process_time() - _cpu_started}
+    return {"calls": calls, "kinds": kinds, "seconds": seconds, "cpu_seconds": time.process_time() - _cpu_started,
+            "timeline": spans, "first_call": min((start for start, _, _ in spans), default=0.0),
+            "last_call": max((end for _, end, _ in spans), default=0.0)}
 
 
 def _call_kinds(calls: list[tuple[str, str, str]], seconds: list[float] | None = None) -> dict[str, float]:

@@ -41,7 +41,7 @@ class Azurite:
     """One Azurite process; `connection_string` reaches its blob, queue and table services."""
 
     def __init__(self, location: str | os.PathLike[str] | None = None, in_memory: bool = False,
-                 indexed_lookups: bool = False, gc_interval_ms: int | None = None) -> None:
+                 indexed_lookups: bool = False, gc_interval_ms: int | None = None, trace_gc: bool = False) -> None:
         self.location = Path(location) if location else Path(tempfile.mkdtemp(prefix="azurite-"))
         self.in_memory = in_memory
         # Benchmarks at 100k rows: see azurite_indexed_lookups.js (tests run Azurite as shipped).
@@ -49,6 +49,9 @@ class Azurite:
         # Benchmarks: the blob GC's interval (None: Azurite's 10 minutes, unlogged; 0: only at start)
         # and a log line per mark and sweep (see azurite_gc.js).
         self.gc_interval_ms = gc_interval_ms
+        # Benchmarks: node's own garbage collections in the log (--trace-gc), to tell its pauses
+        # (a heap of a gigabyte at 100,000 items) from the app's costs (`gc_pauses`).
+        self.trace_gc = trace_gc
         self.ports = (free_port(), free_port(), free_port())
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -60,7 +63,9 @@ class Azurite:
         ensure_installed()
         self.location.mkdir(parents=True, exist_ok=True)
         blob, queue, table = self.ports
-        args = [str(BINARY), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+        # --trace-gc is refused in NODE_OPTIONS: it goes to node itself, before Azurite's script.
+        node = ["node", "--trace-gc", str(BINARY.resolve())] if self.trace_gc else [str(BINARY)]
+        args = [*node, "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
                 "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
                 "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table)]
         # In memory is faster for tests; the log still goes to `location`.
@@ -91,6 +96,26 @@ class Azurite:
 
         text = (self.location / "azurite.log").read_text(errors="replace")
         return [(at, int(ms)) for at, ms in re.findall(r"azurite-gc: mark and sweep at (\S+) took (\d+) ms", text)]
+
+    def log_size(self) -> int:
+        """Where the log ends now: `gc_pauses(since=...)` reads what node wrote after it."""
+        return (self.location / "azurite.log").stat().st_size
+
+    def gc_pauses(self, since: int = 0) -> dict[str, float]:
+        """Node's garbage collections logged after `since` (with `trace_gc`): their count, and the
+        milliseconds they held the process (all of Azurite's services answer from one thread)."""
+        import re
+
+        with open(self.location / "azurite.log", "rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+        # "... ms: Mark-Compact 250.3 (279.5) -> 70.9 (107.7) MB, 98.50 / 0.00 ms  (+ 1.4 ms in 7 steps ...": the
+        # pause, and the incremental marking steps before it (also on the main thread).
+        found = re.findall(r"ms: (Scavenge|Mark-Compact|Mark-sweep)\b[^,\n]*MB, ([\d.]+) / [\d.]+ ms(?:\s+\(\+ ([\d.]+) ms in)?", text)
+        pauses = [(kind, float(ms) + float(steps or 0)) for kind, ms, steps in found]
+        major = [ms for kind, ms in pauses if kind != "Scavenge"]
+        return {"count": len(pauses), "ms": sum(ms for _, ms in pauses), "major_count": len(major), "major_ms": sum(major),
+                "longest_ms": max((ms for _, ms in pauses), default=0.0)}
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

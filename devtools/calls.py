@@ -33,6 +33,8 @@ class CallCounter:
         # (service, method, path) of each call, in order; a table query's path keeps its query string
         self.calls: list[tuple[str, str, str]] = []
         self.seconds: list[float] = []  # how long each of them took, in the same order
+        # when each ended (time.perf_counter: on Linux one clock for every process of the machine)
+        self.ended: list[float] = []
         self._restore: list[tuple[Any, str, Any]] = []
 
     @classmethod
@@ -53,6 +55,7 @@ class CallCounter:
             parts = urlsplit(url)
             self.calls.append((name, method, parts.path + ("?" + parts.query if "$filter" in parts.query else "")))
             self.seconds.append(seconds)
+            self.ended.append(time.perf_counter())
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
