@@ -101,6 +101,9 @@ def _change_pass(env, worker: WorkerProcess, user, connection_id: str, changes: 
                  items: int, section: Section, label: str, profile_dir: str | None) -> dict[str, float]:
     """`changes` changes, and the seconds until the mirror matches again, with the calls, CPU and
     Azurite's garbage collections of the pass."""
+    # The queue listener as a notification finds it on a quiet worker, at every size: polling at
+    # its longest interval (its backoff from 0.1 s reaches maxPollingInterval within 4 s).
+    time.sleep(QUIET_SECONDS)
     delivered = len(env.emulator.deliveries)
     worker.ask(do="count", origins={"graph": env.emulator.graph_base_url, "download": env.emulator.download_base_url})
     profiler = _Profiler(worker.process.pid, f"{profile_dir}/pass-{items}-{round}.txt") if profile_dir else None
@@ -171,6 +174,7 @@ class _Profiler:
 
 SMALL_FOLDERS = 6
 SKIPPED = "bench-skipped./inside.txt"
+QUIET_SECONDS = 4.0
 PASSES = 3  # a pass at each setting: the queue's pickup alone varies by up to maxPollingInterval
 ROUNDS = 2 * PASSES  # events queued, then consumed
 
