@@ -171,9 +171,11 @@ class Table:
         """Run the operations in transactions of at most 100 (all of one partition each)."""
         chunk: list[tuple[transactions.Kind, Entity]] = []
 
+        what = f"batch on {self.name}"
+
         def submit() -> None:
-            with translated(f"batch on {self.name}"):
-                transactions.submit(self._client(), chunk, f"batch on {self.name}")
+            with translated(what):  # a refused transaction comes out as the project's error already
+                transactions.submit(self._client(), chunk, what)
             chunk.clear()
 
         for op in operations:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from urllib.parse import quote
 
@@ -223,16 +222,11 @@ def test_lifecycle_subscription_removed_while_graph_still_has_it_keeps_that_one(
     assert subscriptions.verify(old["id"], old["clientState"]) == subscribed.connection_id
 
 
-def test_the_webhook_answers_fast(subscribed, app):
+def test_repeated_notifications_are_each_accepted_and_coalesced_into_one_sync(subscribed, app):
+    # How fast it answers is measured in bench/webhook.py (p50/p99 against a bare function), not
+    # asserted here: a wall-clock limit fails on a busy machine and proves nothing on a quiet one.
     subscription = only_subscription(subscribed.emulator)
     payload = {"value": [entry(subscription)] * 3}
-    timings = []
     for _ in range(200):
-        started = time.perf_counter()
         assert post_json(app, "/api/notifications", payload).status_code == 202
-        timings.append(time.perf_counter() - started)
-    timings.sort()
-    p50, p99 = statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
-    print(f"webhook over HTTP with Azurite: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
-    assert p99 < 0.5, f"p99 {p99 * 1000:.0f} ms; Graph counts answers over 2,900 ms as slow"
     assert queued_count(SYNC) == 1  # coalesced: no worker picked the first one up
