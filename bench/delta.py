@@ -122,6 +122,8 @@ def _change_pass(env, worker: WorkerProcess, user, connection_id: str, changes: 
     pauses = env.azurite.gc_pauses(since=log_at)
     counted = worker.ask(do="counted")
     calls = counted["calls"]
+    first_call = min((start for start, _, _ in counted["timeline"]), default=started)
+    last_call = max((end for _, end, _ in counted["timeline"]), default=started)
     if profile_dir:  # each call's start, end and kind, on the clock of `started`: the pass's phases
         Path(f"{profile_dir}/calls-{items}-{round}.json").write_text(json.dumps({"started": started, "calls": counted["timeline"]}))
     _check_mirror(connection_id, user.drive, skipped=(SKIPPED,))
@@ -131,7 +133,7 @@ def _change_pass(env, worker: WorkerProcess, user, connection_id: str, changes: 
                  f"(notification debounce {env.emulator.notification_debounce:.1f} s included; {load_average()})")
     # Where the seconds went (one clock: perf_counter is the machine's monotonic clock on Linux).
     section.line(f"  after the last change: notification answered +{notified - started:.2f} s, the worker's first call "
-                 f"+{counted['first_call'] - started:.2f} s, its last +{counted['last_call'] - started:.2f} s, "
+                 f"+{first_call - started:.2f} s, its last +{last_call - started:.2f} s, "
                  f"the queue seen empty +{seconds:.2f} s")
     section.line("  calls of the change pass: " + ", ".join(f"{name} {calls.get(name, 0)}" for name in
                                                           ("graph", "download", "blob", "table", "queue", "other")))
@@ -144,8 +146,8 @@ def _change_pass(env, worker: WorkerProcess, user, connection_id: str, changes: 
     section.line(f"  {usage}; Azurite's garbage collections: {pauses['count']:.0f}, {pauses['ms']:.0f} ms "
                  f"({pauses['major_count']:.0f} major, {pauses['major_ms']:.0f} ms; longest {pauses['longest_ms']:.0f} ms)"
                  + (f"; worker profile {profiler.output}" if profiler else ""))
-    return {"changes_seconds": seconds, "sync_seconds": counted["last_call"] - counted["first_call"],
-            "pickup_seconds": counted["first_call"] - notified, "storage_calls": storage_calls, "azurite_gc_ms": pauses["ms"],
+    return {"changes_seconds": seconds, "sync_seconds": last_call - first_call,
+            "pickup_seconds": first_call - notified, "storage_calls": storage_calls, "azurite_gc_ms": pauses["ms"],
             "worker_cpu_seconds": counted["cpu_seconds"]}
 
 

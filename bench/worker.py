@@ -210,36 +210,36 @@ def _counted() -> dict[str, Any]:
     calls, kinds = dict(_counter.snapshot()), _call_kinds(_counter.calls)
     seconds = _call_kinds(_counter.calls, _counter.seconds)
     # The sync's span: its calls but the listener's receives (which poll whether or not there is work).
-    spans = [(end - took, end, f"{service} {method} {path.split('?')[0].rsplit('/', 1)[-1][:40]}")
-             for (service, method, path), took, end in zip(_counter.calls, _counter.seconds, _counter.ended, strict=True)
-             if (service, method) != ("queue", "GET")]
+    spans = [(end - took, end, _call_kind(*call))
+             for call, took, end in zip(_counter.calls, _counter.seconds, _counter.ended, strict=True)
+             if call[:2] != ("queue", "GET")]
     _counter = None
     return {"calls": calls, "kinds": kinds, "seconds": seconds, "cpu_seconds": time.process_time() - _cpu_started,
-            "timeline": spans, "first_call": min((start for start, _, _ in spans), default=0.0),
-            "last_call": max((end for _, end, _ in spans), default=0.0)}
+            "timeline": spans}
 
 
 def _call_kinds(calls: list[tuple[str, str, str]], seconds: list[float] | None = None) -> dict[str, float]:
-    """Calls by service, method and what they reach (a table query: the table and its filter);
-    with `seconds`, the seconds they took instead (summed over threads)."""
+    """Calls by kind (`_call_kind`); with `seconds`, the seconds they took instead (summed over threads)."""
+    totals: dict[str, float] = {}
+    for index, call in enumerate(calls):
+        name = _call_kind(*call)
+        totals[name] = totals.get(name, 0) + (seconds[index] if seconds is not None else 1)
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def _call_kind(service: str, method: str, path: str) -> str:
+    """A call's service, method and what it reaches (a table query: the table and its filter)."""
     import re
     from urllib.parse import unquote
 
-    def kind(service: str, method: str, path: str) -> str:
-        path = unquote(path)
-        if "?" in path:
-            where, _, query = path.partition("?")
-            found = re.search(r"\$filter=([^&]*)", query)
-            condition = re.sub(r"'[^']*'", "…", found.group(1)) if found else ""
-            return f"{service} {method} {where.rsplit('/', 1)[-1].split('(')[0]} where {condition}"
-        last = path.rstrip("/").rsplit("/", 1)[-1]
-        return f"{service} {method} {last.split('(')[0] if service == 'table' else ''}".rstrip()
-
-    totals: dict[str, float] = {}
-    for index, call in enumerate(calls):
-        name = kind(*call)
-        totals[name] = totals.get(name, 0) + (seconds[index] if seconds is not None else 1)
-    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+    path = unquote(path)
+    if "?" in path:
+        where, _, query = path.partition("?")
+        found = re.search(r"\$filter=([^&]*)", query)
+        condition = re.sub(r"'[^']*'", "…", found.group(1)) if found else ""
+        return f"{service} {method} {where.rsplit('/', 1)[-1].split('(')[0]} where {condition}"
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return f"{service} {method} {last.split('(')[0] if service == 'table' else ''}".rstrip()
 
 
 def _sync_resumed(connection_id: str) -> dict[str, Any]:
