@@ -296,8 +296,10 @@ def _collect(lease: Lease, graph: GraphClient, out_of_time: Callable[[], bool], 
             continue
         for _ in range(page.without_id):
             log.warning("delta item without an id ignored", extra={"connection_id": connection_id})
-        itemrows.record_delta_page(connection_id, page.items, epoch=lease.state.resync_epoch or None)
-        carried.record(page.items)  # the rows it carries are as the table holds them now
+        epoch = lease.state.resync_epoch or None
+        items = page.items if epoch else carried.to_record(page.items)
+        itemrows.record_delta_page(connection_id, items, epoch=epoch)
+        carried.record(items)  # the rows it carries are as the table holds them now
         for item in page.items:
             if item.download_url and not item.deleted:
                 graph.remember_download_url(item.id, item.download_url)

@@ -74,6 +74,31 @@ def test_a_folder_delta_reports_renamed_is_not_taken_from_the_carry(connected_dr
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
 
 
+def row_versions(connection_id: str) -> dict[str, str]:
+    """Each id-map row's version (its table ETag, new with every write), by item id."""
+    rows = storage.Table(storage.Tables.DRIVE_ITEMS).query("PartitionKey eq @p", {"p": connection_id})
+    return {row["item_id"]: row.etag for row in rows}
+
+
+def test_a_change_pass_writes_no_row_of_the_unchanged_folders_delta_repeats(connected_drive, drive, sync_until_done):
+    """Delta repeats every ancestor of a change (its eTag, cTag and size new; the emulator's
+    `delta_repeat_ancestors`, on by default as in the real service): a pass writes the
+    rows of what changed, not of the folders above it, so its writes do not grow with the depth
+    of the tree; a folder that did change is written, and its subtree follows it."""
+    paths = seed_deep(drive)
+    assert sync_until_done().outcome == "done"  # carries every folder
+    before = row_versions(connected_drive.connection_id)
+    for path in paths[:3]:
+        drive.write_file(path, b"version 2")
+    drive.rename(f"{DEEP}/leaf-5", "renamed")
+    changed = {drive.item_id(path) for path in paths[:3]} | {drive.item_id(f"{DEEP}/renamed")}
+    assert sync_until_done().outcome == "done"
+    assert_mirror_equals_drive(connected_drive.connection_id, drive)
+    written = {item_id for item_id, version in row_versions(connected_drive.connection_id).items()
+               if before.get(item_id) != version}
+    assert written - {drive.item_id(paths[5].replace("leaf-5", "renamed"))} == changed, (written, changed)
+
+
 def run_in_another_worker(connection_id: str) -> None:
     worker = subprocess.run([sys.executable, "-m", "tests.sync.worker_process", connection_id, "60"], cwd=ROOT,
                             env=dict(os.environ), capture_output=True, text=True, timeout=120)
@@ -125,7 +150,8 @@ def test_a_sync_that_spans_messages_reads_each_folder_once(connected_drive, emul
     emulator.faults.inject(method="GET", path=r"/download/", latency=0.3)
     with CallCounter.for_environment() as calls:
         outcomes = sync_in_budgets(connected_drive.connection_id, 1.0, emulator)
-    assert outcomes[-1] == "done" and len(outcomes) >= 3, outcomes  # 48 copies at 8 at once: 1.8 s at least
+    # 48 copies at 8 at once: 1.8 s at least, more than one budget (how many more, the machine decides)
+    assert outcomes[-1] == "done" and len(outcomes) >= 2, outcomes
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
     folders = {f"RowKey='{itemrows.row_key(item.id)}'" for item in drive.walk() if item.is_folder_like}
     reads = sum(1 for read in point_reads(calls) if any(key in read for key in folders))
