@@ -41,7 +41,7 @@ class Carried(dict[str, ItemState]):
         """A change pass's delta page (the last of each id) less what would change nothing the
         sync reads: delta repeats every ancestor of a change, its eTag, cTag and size new, and a
         100-change pass in a deep tree would write, list and apply hundreds of unchanged folders
-        (a third of its storage time at 100,000 items). Left out only where the carried row says
+        (the sync itself 2.06 s against 1.59 s without them, at 100,000 items). Left out only where the carried row says
         the folder is settled (mirrored where it must be), so it has no apply work of its own, as
         for every folder delta does not report: one whose ancestor moved is carried by that
         ancestor's relocation. A folder's eTag, cTag and size are read by nothing, so its row

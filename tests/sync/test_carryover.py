@@ -96,7 +96,8 @@ def test_a_change_pass_writes_no_row_of_the_unchanged_folders_delta_repeats(conn
     assert_mirror_equals_drive(connected_drive.connection_id, drive)
     written = {item_id for item_id, version in row_versions(connected_drive.connection_id).items()
                if before.get(item_id) != version}
-    assert written - {drive.item_id(paths[5].replace("leaf-5", "renamed"))} == changed, (written, changed)
+    moved_along = drive.item_id(paths[5].replace("leaf-5", "renamed"))  # its blob relocated: its row may be
+    assert written - {moved_along} == changed, (written, changed)
 
 
 def run_in_another_worker(connection_id: str) -> None:
