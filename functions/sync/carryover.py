@@ -41,16 +41,13 @@ class Carried(dict[str, ItemState]):
         """A change pass's delta page (the last of each id) less what would change nothing the
         sync reads: delta repeats every ancestor of a change, its eTag, cTag and size new, and a
         100-change pass in a deep tree would write, list and apply hundreds of unchanged folders
-        (the sync itself 2.06 s against 1.59 s without them, at 100,000 items). Left out only where the carried row says
-        the folder is settled (mirrored where it must be), so it has no apply work of its own, as
-        for every folder delta does not report: one whose ancestor moved is carried by that
-        ancestor's relocation. A folder's eTag, cTag and size are read by nothing, so its row
-        keeps the old ones. Not in a full enumeration: it stamps every row it sees."""
-        latest: dict[str, DriveItem] = {}
-        for item in items:
-            latest.pop(item.id, None)
-            latest[item.id] = item
-        return [item for item in latest.values() if not self._repeats(item)]
+        (the sync itself 2.06 s against 1.59 s without them, at 100,000 items). Left out only
+        where the carried row says the folder is settled (mirrored where it must be), so it has
+        no apply work of its own, as for every folder delta does not report: one whose ancestor
+        moved is carried by that ancestor's relocation. A folder's eTag, cTag and size are read
+        by nothing, so its row keeps the old ones. Not in a full enumeration: it stamps every row
+        it sees."""
+        return [item for item in itemrows.last_of_each(items) if not self._repeats(item)]
 
     def _repeats(self, item: DriveItem) -> bool:
         state = self.get(item.id)

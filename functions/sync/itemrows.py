@@ -67,17 +67,23 @@ def _upserts(entities: Iterable[dict[str, Any]]) -> list[storage.Op]:
 # ----- collect ---------------------------------------------------------------------------------
 
 
-def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: str | None) -> int:
-    """Upsert each item's latest state and mark it pending. Repeats on a page: the last one wins."""
+def last_of_each(items: Iterable[DriveItem]) -> list[DriveItem]:
+    """A delta page's items, the last report of each id, in the order of those last reports."""
     latest: dict[str, DriveItem] = {}
     for item in items:
         latest.pop(item.id, None)
         latest[item.id] = item
+    return list(latest.values())
+
+
+def record_delta_page(connection_id: str, items: Iterable[DriveItem], *, epoch: str | None) -> int:
+    """Upsert each item's latest state and mark it pending. Repeats on a page: the last one wins."""
+    latest = last_of_each(items)
     if not latest:
         return 0
     desired_ops = []
     pending_ops = []
-    for item in latest.values():
+    for item in latest:
         entity = _desired_entity(item)
         entity["PartitionKey"] = connection_id
         if epoch is not None:
