@@ -198,23 +198,29 @@ def table_service() -> TableServiceClient:
 
 
 _create_lock = threading.Lock()
+_created: set[str] = set()  # what `_ensure_exists` made since the clients were last reset
 
 
-def _ensure_exists(create: Callable[[], Any]) -> None:
+def _ensure_exists(name: str, create: Callable[[], Any]) -> None:
     # In Azure the infrastructure (Bicep) declares every table, queue and container and the app's
     # identity may not create them; with a connection string (Azurite) we create them on first use.
+    # Once: threads asking at once for a client each miss `functools.cache` and would each create.
     if _endpoints().connection_string is None:
         return
     from azure.core.exceptions import ResourceExistsError
 
-    with _create_lock, contextlib.suppress(ResourceExistsError):
-        create()
+    with _create_lock:
+        if name in _created:
+            return
+        with contextlib.suppress(ResourceExistsError):
+            create()
+        _created.add(name)
 
 
 @functools.cache
 def table(name: str) -> TableClient:
     client = table_service().get_table_client(name)
-    _ensure_exists(client.create_table)
+    _ensure_exists(f"table {name}", client.create_table)
     return client
 
 
@@ -228,14 +234,14 @@ def queue(name: str) -> QueueClient:
         message_encode_policy=TextBase64EncodePolicy(),
         message_decode_policy=BinaryBase64DecodePolicy(),
     )
-    _ensure_exists(client.create_queue)
+    _ensure_exists(f"queue {name}", client.create_queue)
     return client
 
 
 @functools.cache
 def container(name: str) -> ContainerClient:
     client = blob_service().get_container_client(name)
-    _ensure_exists(client.create_container)
+    _ensure_exists(f"container {name}", client.create_container)
     return client
 
 
@@ -247,3 +253,5 @@ def reset_clients() -> None:
     """Forget every client (tests point the app at a fresh Azurite)."""
     for cached in (_credential, blob_service, queue_service, table_service, table, queue, container):
         cached.cache_clear()
+    with _create_lock:
+        _created.clear()

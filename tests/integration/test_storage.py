@@ -99,3 +99,24 @@ def test_swap_decides_again_on_the_row_that_won_a_race(storage):
     assert table.get("c1", "r")["n"] == 11
     kept = app_storage.swap(table, "c1", "r", lambda row: app_storage.Keep(row["n"]), attempts=1)
     assert (kept.result, kept.etag) == (11, None)
+
+
+def test_threads_asking_at_once_for_a_client_create_its_queue_table_and_container_once(storage):
+    # The copy's threads send their first change events together: each missed the client cache,
+    # and each asked Azurite to create the queue (up to 3 calls where 1 is needed, in one sync).
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from devtools.calls import CallCounter
+
+    together = Barrier(8)
+
+    def first_use(_: int) -> None:
+        together.wait()
+        app_storage.queue(app_storage.Queues.EVENTS)
+        app_storage.table(app_storage.Tables.SYNC_STATE)
+        app_storage.files_container()
+
+    with CallCounter.for_environment() as calls, ThreadPoolExecutor(8) as pool:
+        list(pool.map(first_use, range(8)))
+    assert dict(calls.snapshot()) == {"queue": 1, "table": 1, "blob": 1}, calls.calls
